@@ -1,0 +1,2 @@
+//! Cairn repository cryptography (work in progress).
+#![forbid(unsafe_code)]
