@@ -1,0 +1,2 @@
+//! qcow2 reader (placeholder while the crate is being written).
+#![forbid(unsafe_code)]

@@ -1,0 +1,2 @@
+//! VHDX reader (placeholder while the crate is being written).
+#![forbid(unsafe_code)]
