@@ -1,0 +1,242 @@
+//! Images made by qemu-img / qemu-io, read back and compared with qemu's own answers.
+
+mod common;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use cairn_io::{DiskLayer, Limits, ParentExpectation, RangeKind, ReadAt};
+use cairn_qcow2::Qcow2Image;
+use common::*;
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+fn open(p: &Path) -> Qcow2Image {
+    Qcow2Image::open(p, &Limits::default()).unwrap()
+}
+
+/// raw -> qcow2 with `opts`; our read equals the raw disk, our map equals qemu's.
+fn convert_and_check(opts: &[&str], want_subformat: &str) {
+    if !have("qemu-img") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let raw = dir.path().join("disk.raw");
+    let disk = sample_disk();
+    std::fs::write(&raw, &disk).unwrap();
+    let q = dir.path().join("disk.qcow2");
+    let mut args = vec!["convert", "-f", "raw", "-O", "qcow2"];
+    args.extend_from_slice(opts);
+    args.extend_from_slice(&[s(&raw), s(&q)]);
+    run("qemu-img", &args);
+    let img = open(&q);
+    assert_eq!(img.size(), disk.len() as u64);
+    assert_eq!(img.subformat(), want_subformat);
+    assert!(img.parent_link().is_none());
+    assert!(read_all(&img) == disk, "full read differs from the raw disk");
+    check_odd_reads(&img, &disk);
+    let ours = img.layer_map().unwrap();
+    let theirs = qemu_map(&q, img.size());
+    assert_eq!(ours.runs(), theirs.runs());
+    assert!(ours.bytes_of(RangeKind::Data) > 0);
+    // Unallocated ranges of a converted raw are exactly its zero areas.
+    for r in ours.ranges_of(RangeKind::Unallocated) {
+        let (a, b) = (r.offset as usize, r.end() as usize);
+        assert!(disk[a..b].iter().all(|&x| x == 0), "hole {a}..{b} is not zero");
+    }
+}
+
+#[test]
+fn v3_plain_equals_raw() {
+    convert_and_check(&[], "v3");
+}
+
+#[test]
+fn v3_compressed_equals_raw() {
+    convert_and_check(&["-c"], "v3");
+}
+
+#[test]
+fn v2_compat_010_equals_raw() {
+    convert_and_check(&["-o", "compat=0.10"], "v2");
+}
+
+#[test]
+fn small_clusters_and_compressed_v2() {
+    convert_and_check(&["-c", "-o", "compat=0.10,cluster_size=4096"], "v2");
+}
+
+#[test]
+fn large_clusters() {
+    convert_and_check(&["-o", "cluster_size=2M"], "v3");
+}
+
+#[test]
+fn zero_clusters_and_backing_chain() {
+    if !have("qemu-img") || !have("qemu-io") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let raw = dir.path().join("base.raw");
+    std::fs::write(&raw, sample_disk()).unwrap();
+    let base = dir.path().join("base.qcow2");
+    run("qemu-img", &["convert", "-f", "raw", "-O", "qcow2", s(&raw), s(&base)]);
+    let top = dir.path().join("top.qcow2");
+    run(
+        "qemu-img",
+        &["create", "-f", "qcow2", "-b", s(&base), "-F", "qcow2", s(&top)],
+    );
+    run(
+        "qemu-io",
+        &[
+            "-c",
+            "write -P 0xcd 1M 64k",
+            "-c",
+            "write -z 4M 64k",
+            "-c",
+            "write -P 0x11 300k 5k",
+            "-c",
+            "write -z 5M 1M",
+            s(&top),
+        ],
+    );
+    let expected = dir.path().join("expected.raw");
+    run("qemu-img", &["convert", "-O", "raw", s(&top), s(&expected)]);
+    let expected = std::fs::read(&expected).unwrap();
+
+    let mut img = open(&top);
+    let link = img.parent_link().unwrap();
+    assert_eq!(link.hints, vec![s(&base).to_string()]);
+    assert_eq!(link.expect, ParentExpectation::Nothing);
+    assert_eq!(img.backing_format(), Some("qcow2"));
+    // The layer alone agrees with qemu's depth-0 view, including zero clusters.
+    let ours = img.layer_map().unwrap();
+    assert_eq!(ours.runs(), qemu_map(&top, img.size()).runs());
+    assert!(ours.bytes_of(RangeKind::Zero) >= 64 * 1024);
+
+    img.attach_parent(Arc::new(open(&base))).unwrap();
+    assert!(read_all(&img) == expected, "chain read differs from qemu-img convert");
+    check_odd_reads(&img, &expected);
+}
+
+#[test]
+fn raw_backing_file() {
+    if !have("qemu-img") || !have("qemu-io") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let raw = dir.path().join("base.raw");
+    // A parent smaller than the child: the child reads zeros past its end.
+    std::fs::write(&raw, random_bytes(9, 3 << 20)).unwrap();
+    let top = dir.path().join("top.qcow2");
+    run(
+        "qemu-img",
+        &["create", "-f", "qcow2", "-b", s(&raw), "-F", "raw", s(&top), "5M"],
+    );
+    run("qemu-io", &["-c", "write -P 0x42 2900k 200k", s(&top)]);
+    let expected = dir.path().join("expected.raw");
+    run("qemu-img", &["convert", "-O", "raw", s(&top), s(&expected)]);
+    let expected = std::fs::read(&expected).unwrap();
+    let mut img = open(&top);
+    assert_eq!(img.backing_format(), Some("raw"));
+    img.attach_parent(RawLayer::open(&raw)).unwrap();
+    assert!(read_all(&img) == expected);
+    check_odd_reads(&img, &expected);
+}
+
+#[test]
+fn unattached_child_reads_zeros_where_unallocated() {
+    if !have("qemu-img") || !have("qemu-io") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let base = dir.path().join("base.qcow2");
+    run("qemu-img", &["create", "-f", "qcow2", s(&base), "2M"]);
+    run("qemu-io", &["-c", "write -P 0x77 0 2M", s(&base)]);
+    let top = dir.path().join("top.qcow2");
+    run(
+        "qemu-img",
+        &["create", "-f", "qcow2", "-b", s(&base), "-F", "qcow2", s(&top)],
+    );
+    run("qemu-io", &["-c", "write -P 0x99 64k 64k", s(&top)]);
+    let img = open(&top);
+    let all = read_all(&img);
+    assert!(all[..65536].iter().all(|&b| b == 0));
+    assert!(all[65536..131072].iter().all(|&b| b == 0x99));
+    assert!(all[131072..].iter().all(|&b| b == 0));
+}
+
+#[test]
+fn persistent_dirty_bitmaps() {
+    if !have("qemu-img") || !have("qemu-io") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let q = dir.path().join("bm.qcow2");
+    run("qemu-img", &["create", "-f", "qcow2", s(&q), "8M"]);
+    run("qemu-img", &["bitmap", "--add", s(&q), "b0"]);
+    run(
+        "qemu-img",
+        &["bitmap", "--add", "-g", "4096", s(&q), "fine"],
+    );
+    // qemu-io opens the image read-write, loads the enabled persistent bitmaps, marks the
+    // written ranges and stores the bitmaps back when it closes.
+    run(
+        "qemu-io",
+        &[
+            "-c",
+            "write -P 1 1M 64k",
+            "-c",
+            "write -P 2 5M 4k",
+            "-c",
+            "write -P 3 8188k 4k",
+            s(&q),
+        ],
+    );
+    // A disabled bitmap does not see later writes.
+    run("qemu-img", &["bitmap", "--add", "--disable", s(&q), "off"]);
+    run("qemu-io", &["-c", "write -P 4 2M 4k", s(&q)]);
+
+    let img = open(&q);
+    let bitmaps = img.dirty_bitmaps().unwrap();
+    let names: Vec<_> = bitmaps.iter().map(|b| b.name.as_str()).collect();
+    assert_eq!(names, ["b0", "fine", "off"]);
+    let dirty = |i: usize| -> Vec<(u64, u64)> {
+        bitmaps[i]
+            .map
+            .ranges_of(RangeKind::Data)
+            .map(|r| (r.offset, r.len))
+            .collect()
+    };
+    const K: u64 = 1024;
+    const M: u64 = 1024 * K;
+    let b0 = &bitmaps[0];
+    assert_eq!(b0.granularity, 64 * K);
+    assert!(b0.enabled && !b0.in_use);
+    assert_eq!(
+        dirty(0),
+        vec![(M, 64 * K), (2 * M, 64 * K), (5 * M, 64 * K), (8 * M - 64 * K, 64 * K)]
+    );
+    assert_eq!(bitmaps[1].granularity, 4 * K);
+    assert_eq!(
+        dirty(1),
+        vec![(M, 64 * K), (2 * M, 4 * K), (5 * M, 4 * K), (8 * M - 4 * K, 4 * K)]
+    );
+    assert!(!bitmaps[2].enabled);
+    assert_eq!(dirty(2), vec![]);
+    assert_eq!(b0.map.size(), 8 * M);
+}
+
+#[test]
+fn no_bitmaps_is_empty() {
+    if !have("qemu-img") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let q = dir.path().join("x.qcow2");
+    run("qemu-img", &["create", "-f", "qcow2", s(&q), "1M"]);
+    assert!(open(&q).dirty_bitmaps().unwrap().is_empty());
+    assert!(!open(&q).is_dirty());
+}
