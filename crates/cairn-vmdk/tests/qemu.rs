@@ -1,0 +1,137 @@
+//! Reads images qemu-img made and compares bytes and maps with qemu.
+
+mod common;
+
+use std::sync::Arc;
+
+use cairn_io::{DiskLayer, Limits, ParentExpectation, RangeKind, ReadAt};
+use cairn_vmdk::VmdkImage;
+use common::*;
+
+#[test]
+fn five_qemu_subformats_read_like_raw() {
+    if !have("qemu-img") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let raw = sample_raw(6);
+    let raw_path = dir.path().join("disk.raw");
+    std::fs::write(&raw_path, &raw).unwrap();
+    for sub in [
+        "monolithicSparse",
+        "monolithicFlat",
+        "twoGbMaxExtentSparse",
+        "twoGbMaxExtentFlat",
+        "streamOptimized",
+    ] {
+        let out = dir.path().join(format!("{sub}.vmdk"));
+        run(
+            "qemu-img",
+            &["convert", "-f", "raw", "-O", "vmdk", "-o", &format!("subformat={sub}"), p(&raw_path), p(&out)],
+        );
+        let img = VmdkImage::open(&out, &Limits::default()).unwrap();
+        assert_eq!(img.subformat(), sub);
+        assert_eq!(img.size(), raw.len() as u64);
+        assert!(img.parent_link().is_none());
+        assert_eq!(img.identity().content_id.unwrap().len(), 8);
+        assert!(read_all(&img, 1 << 20) == raw, "{sub}: 1 MiB reads differ");
+        assert!(read_all(&img, 3001) == raw, "{sub}: 3001-byte reads differ");
+        let ours = img.layer_map().unwrap();
+        let theirs = qemu_map(&out, raw.len() as u64);
+        assert_eq!(ours, theirs, "{sub}: map differs from qemu-img map");
+        // Sparse maps must not claim the big zero regions as data.
+        if sub.contains("Sparse") || sub == "streamOptimized" {
+            assert!(ours.bytes_of(RangeKind::Data) < 2 << 20, "{sub}");
+        }
+    }
+}
+
+#[test]
+fn zeroed_grain_and_delta_chain() {
+    if !have("qemu-img") || !have("qemu-io") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let base = dir.path().join("base.vmdk");
+    let delta = dir.path().join("delta.vmdk");
+    run("qemu-img", &["create", "-q", "-f", "vmdk", "-o", "zeroed_grain=on", p(&base), "4M"]);
+    run(
+        "qemu-io",
+        &["-f", "vmdk", "-c", "write -P 0x11 0 2M", "-c", "write -z 512k 128k", p(&base)],
+    );
+    run(
+        "qemu-img",
+        &["create", "-q", "-f", "vmdk", "-b", "base.vmdk", "-F", "vmdk", p(&delta)],
+    );
+    run(
+        "qemu-io",
+        &["-f", "vmdk", "-c", "write -P 0xab 1M 64k", "-c", "write -P 0xcd 1000k 10k", p(&delta)],
+    );
+    let b = VmdkImage::open(&base, &Limits::default()).unwrap();
+    assert_eq!(b.layer_map().unwrap(), qemu_map(&base, 4 << 20));
+    assert_eq!(b.layer_map().unwrap().bytes_of(RangeKind::Zero), 128 << 10);
+    let mut d = VmdkImage::open(&delta, &Limits::default()).unwrap();
+    let link = d.parent_link().expect("delta has a parent");
+    assert_eq!(link.hints, vec!["base.vmdk".to_string()]);
+    assert_eq!(
+        link.expect,
+        ParentExpectation::ContentId(b.identity().content_id.unwrap())
+    );
+    assert_eq!(d.layer_map().unwrap(), qemu_map(&delta, 4 << 20));
+    d.attach_parent(Arc::new(b)).unwrap();
+    let flat = dir.path().join("flat.raw");
+    run("qemu-img", &["convert", "-f", "vmdk", "-O", "raw", p(&delta), p(&flat)]);
+    let want = std::fs::read(&flat).unwrap();
+    assert!(read_all(&d, 1 << 20) == want);
+    assert!(read_all(&d, 12_345) == want);
+}
+
+#[test]
+fn two_gb_split_sparse_straddles_extents() {
+    if !have("qemu-img") || !have("qemu-io") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let img_path = dir.path().join("big.vmdk");
+    run(
+        "qemu-img",
+        &["create", "-q", "-f", "vmdk", "-o", "subformat=twoGbMaxExtentSparse", p(&img_path), "4608M"],
+    );
+    let two_g: u64 = 2 << 30;
+    let w = format!("write -P 0xcd {} 128k", two_g - 65_536);
+    let w2 = format!("write -P 0x77 {} 64k", (4u64 << 30) + (1 << 20));
+    run("qemu-io", &["-f", "vmdk", "-c", &w, "-c", &w2, p(&img_path)]);
+    let img = VmdkImage::open(&img_path, &Limits::default()).unwrap();
+    assert_eq!(img.descriptor().extents.len(), 3);
+    assert_eq!(img.size(), 4608 << 20);
+    let mut buf = vec![0u8; 1 << 20];
+    img.read_exact_at(&mut buf, two_g - 512 * 1024).unwrap();
+    let mut want = vec![0u8; 1 << 20];
+    want[512 * 1024 - 65_536..512 * 1024 + 65_536].fill(0xcd);
+    assert!(buf == want);
+    let mut small = [0u8; 4];
+    img.read_exact_at(&mut small, (4u64 << 30) + (1 << 20) + 10).unwrap();
+    assert_eq!(small, [0x77; 4]);
+    let map = img.layer_map().unwrap();
+    assert_eq!(map, qemu_map(&img_path, 4608 << 20));
+    assert_eq!(map.bytes_of(RangeKind::Data), 192 << 10);
+}
+
+#[test]
+fn vmfs_flat_descriptor() {
+    if !have("qemu-img") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let raw = sample_raw(4);
+    let raw_path = dir.path().join("d.raw");
+    std::fs::write(&raw_path, &raw).unwrap();
+    let out = dir.path().join("esx.vmdk");
+    run(
+        "qemu-img",
+        &["convert", "-f", "raw", "-O", "vmdk", "-o", "subformat=vmfs", p(&raw_path), p(&out)],
+    );
+    let img = VmdkImage::open(&out, &Limits::default()).unwrap();
+    assert_eq!(img.subformat(), "vmfs");
+    assert!(read_all(&img, 1 << 20) == raw);
+}
