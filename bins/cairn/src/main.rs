@@ -1,15 +1,51 @@
-//! The reference command-line interface of Cairn.
-use clap::Parser;
+//! `cairn`, the reference command-line interface of Cairn: arguments, then options, then
+//! one library call, then an exit code.
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod disk;
+mod files;
+mod meta;
 
 #[derive(Debug, Parser)]
-#[command(
-    name = "cairn",
-    version,
-    about = "Agentless, data-aware VM backup and recovery"
-)]
-struct Cli {}
+#[command(name = "cairn", version, about = "Agentless, data-aware VM backup and recovery", max_term_width = 100)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
 
-fn main() -> anyhow::Result<()> {
-    let _cli = Cli::parse();
-    Ok(())
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Print an image's format, size, parent chain and partitions.
+    Inspect(disk::InspectArgs),
+    /// Print an image's allocation map (and, for a child, what it changed).
+    Map(disk::MapArgs),
+    /// Convert an image (and its parents) to raw, VMDK or VHD.
+    Convert(disk::ConvertArgs),
+    /// List files of a guest file system inside an image.
+    Ls(files::LsArgs),
+    /// Copy files or directory trees out of a guest file system inside an image.
+    Extract(files::ExtractArgs),
+    /// Show size, used and free bytes of each guest file system of an image.
+    Df(files::DfArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Inspect(a) => disk::inspect(&a),
+        Command::Map(a) => disk::map(&a),
+        Command::Convert(a) => disk::convert(&a),
+        Command::Ls(a) => files::ls(&a),
+        Command::Extract(a) => files::extract(&a),
+        Command::Df(a) => files::df(&a),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("cairn: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
 }
