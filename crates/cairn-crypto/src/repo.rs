@@ -55,11 +55,12 @@ const SESSION_CACHE_LEN: usize = 16;
 
 /// Whether a repository encrypts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
 pub enum Encryption {
     /// Plain blobs, SHA-256 chunk ids.
+    #[serde(rename = "none")]
     None,
     /// AES-256-GCM sealed blobs, HMAC-SHA256 chunk ids.
+    #[serde(rename = "aes-256-gcm")]
     Aes256Gcm,
 }
 
