@@ -33,7 +33,9 @@ pub enum Error {
         found: [u8; 8],
     },
     /// The footer's checksum does not match its bytes.
-    #[error("footer at offset {offset}: checksum {actual:#010x} stored, {expected:#010x} computed")]
+    #[error(
+        "footer at offset {offset}: checksum {actual:#010x} stored, {expected:#010x} computed"
+    )]
     FooterChecksum {
         /// Footer offset.
         offset: u64,
@@ -94,7 +96,9 @@ pub enum Error {
     },
     /// The block size is 0, not a power of two, below one sector or above
     /// [`cairn_io::Limits::max_unit_bytes`].
-    #[error("dynamic header: bad block size {block_size} (power of two from 512 to {max} expected)")]
+    #[error(
+        "dynamic header: bad block size {block_size} (power of two from 512 to {max} expected)"
+    )]
     BadBlockSize {
         /// Block size from the header.
         block_size: u32,
@@ -120,7 +124,9 @@ pub enum Error {
         max: u64,
     },
     /// The BAT itself lies (partly) outside the file.
-    #[error("BAT at offset {offset} ({len} bytes) runs past the end of the file ({file_size} bytes)")]
+    #[error(
+        "BAT at offset {offset} ({len} bytes) runs past the end of the file ({file_size} bytes)"
+    )]
     BatOutsideFile {
         /// BAT offset.
         offset: u64,

@@ -100,10 +100,7 @@ impl Geometry {
 
     /// Bytes the geometry addresses (cylinders x heads x sectors x 512).
     pub fn size(&self) -> u64 {
-        u64::from(self.cylinders)
-            * u64::from(self.heads)
-            * u64::from(self.sectors_per_track)
-            * 512
+        u64::from(self.cylinders) * u64::from(self.heads) * u64::from(self.sectors_per_track) * 512
     }
 }
 

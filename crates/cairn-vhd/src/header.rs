@@ -138,8 +138,10 @@ impl DynamicHeader {
             });
         }
         let name = &buf[PARENT_NAME_AT..PARENT_NAME_AT + PARENT_NAME_LEN];
-        let parent_name =
-            utf16_to_string(name.chunks_exact(2).map(|c| u16::from_be_bytes([c[0], c[1]])));
+        let parent_name = utf16_to_string(
+            name.chunks_exact(2)
+                .map(|c| u16::from_be_bytes([c[0], c[1]])),
+        );
         let mut locators = Vec::new();
         for slot in 0..LOCATOR_COUNT {
             let e = &buf[LOCATORS_AT + slot * 24..LOCATORS_AT + slot * 24 + 24];

@@ -427,9 +427,7 @@ impl VhdImage {
             while chunk_first < sectors {
                 let chunk_sectors = (BITMAP_CHUNK * 8).min(sectors - chunk_first);
                 let bytes = usize::try_from(chunk_sectors.div_ceil(8)).unwrap_or(0);
-                let bm = self
-                    .file
-                    .read_vec_at(bm_start + chunk_first / 8, bytes)?;
+                let bm = self.file.read_vec_at(bm_start + chunk_first / 8, bytes)?;
                 let mut s = 0u64;
                 while s < chunk_sectors {
                     let set = |k: u64| {

@@ -61,6 +61,5 @@ pub use header::{DynamicHeader, LocatorEntry, PlatformCode};
 pub use image::{FooterSource, VhdImage, MAX_LOCATOR_BYTES};
 pub use write::{
     write_differencing, write_dynamic, write_fixed, DifferencingOptions, DynamicOptions,
-    FixedOptions, VhdParent, CREATOR_APP, DEFAULT_BLOCK_SIZE, MAX_VHD_SIZE,
-    MAX_WRITE_BLOCK_SIZE,
+    FixedOptions, VhdParent, CREATOR_APP, DEFAULT_BLOCK_SIZE, MAX_VHD_SIZE, MAX_WRITE_BLOCK_SIZE,
 };

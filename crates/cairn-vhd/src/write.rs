@@ -156,7 +156,7 @@ fn check_source(src: &dyn ReadAt, map: &AllocationMap) -> Result<u64, Error> {
             source_size: size,
         });
     }
-    if size % SECTOR != 0 {
+    if !size.is_multiple_of(SECTOR) {
         return Err(Error::BadWriteSize {
             size,
             reason: "not a multiple of 512 bytes",
@@ -192,7 +192,9 @@ struct Staged {
 impl Staged {
     fn create(out: &Path) -> Result<Staged, Error> {
         static SEQ: AtomicU64 = AtomicU64::new(0);
-        let name = out.file_name().ok_or(Error::BadOption("output path has no file name"))?;
+        let name = out
+            .file_name()
+            .ok_or(Error::BadOption("output path has no file name"))?;
         let mut tmp_name = std::ffi::OsString::from(".");
         tmp_name.push(name);
         tmp_name.push(format!(

@@ -38,7 +38,9 @@ fn make_chain(bs: u32, parent_bs: u32) -> Chain {
     // Unaligned patch straddling a block boundary (widened to sectors by the writer).
     let (a, alen) = ((2 << 20) - 1000, 5000);
     fill_random(&mut child_disk[a..a + alen], 99);
-    changed.push(a as u64, alen as u64, RangeKind::Data).unwrap();
+    changed
+        .push(a as u64, alen as u64, RangeKind::Data)
+        .unwrap();
     // Zeros written over parent data (the parent's random area at SIZE/3).
     let z = SIZE / 3 / 4096 * 4096;
     child_disk[z..z + 8192].fill(0);
@@ -175,7 +177,13 @@ fn parent_smaller_than_child_reads_zeros_past_its_end() {
     let small: Vec<u8> = vec![0xee; 4096];
     let dir = tempfile::tempdir().unwrap();
     let small_path = dir.path().join("small.vhd");
-    write_dynamic(&small, &data_map(&small), &small_path, &DynamicOptions::default()).unwrap();
+    write_dynamic(
+        &small,
+        &data_map(&small),
+        &small_path,
+        &DynamicOptions::default(),
+    )
+    .unwrap();
     child
         .attach_parent(Arc::new(VhdImage::open(&small_path, &limits).unwrap()))
         .unwrap();
@@ -195,4 +203,3 @@ fn fixed_and_dynamic_refuse_a_parent() {
     let other = VhdImage::open(&path, &Limits::default()).unwrap();
     assert!(img.attach_parent(Arc::new(other)).is_err());
 }
-

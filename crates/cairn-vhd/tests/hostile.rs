@@ -93,12 +93,19 @@ fn patch_header(img: &mut [u8], f: impl Fn(&mut [u8])) {
 }
 
 fn bat_offset(img: &[u8]) -> usize {
-    usize::try_from(u64::from_be_bytes(img[512 + 16..512 + 24].try_into().unwrap())).unwrap()
+    usize::try_from(u64::from_be_bytes(
+        img[512 + 16..512 + 24].try_into().unwrap(),
+    ))
+    .unwrap()
 }
 
 #[test]
 fn pristine_images_open() {
-    for b in [bytes_of_fixed(), bytes_of_dynamic(), bytes_of_differencing()] {
+    for b in [
+        bytes_of_fixed(),
+        bytes_of_dynamic(),
+        bytes_of_differencing(),
+    ] {
         let img = open(b).unwrap();
         assert_eq!(read_all(&img, MIB), disk());
     }
@@ -161,7 +168,9 @@ fn old_511_byte_footer() {
 fn unsupported_disk_type() {
     let mut f = bytes_of_fixed();
     let end = f.len() - 512;
-    patch_footer(&mut f, end, |h| h[60..64].copy_from_slice(&5u32.to_be_bytes()));
+    patch_footer(&mut f, end, |h| {
+        h[60..64].copy_from_slice(&5u32.to_be_bytes())
+    });
     assert!(matches!(
         open(f),
         Err(Error::UnsupportedDiskType { disk_type: 5, .. })
@@ -184,7 +193,9 @@ fn header_checksum_and_cookie() {
     ));
     let mut d = bytes_of_dynamic();
     let len = d.len() as u64;
-    patch_both_footers(&mut d, |f| f[16..24].copy_from_slice(&(len - 100).to_be_bytes()));
+    patch_both_footers(&mut d, |f| {
+        f[16..24].copy_from_slice(&(len - 100).to_be_bytes())
+    });
     assert!(matches!(open(d), Err(Error::HeaderOutsideFile { .. })));
 }
 
@@ -204,10 +215,14 @@ fn bat_entry_outside_file() {
 fn bat_itself_outside_file() {
     let mut d = bytes_of_dynamic();
     let len = d.len() as u64;
-    patch_header(&mut d, |h| h[16..24].copy_from_slice(&(len - 4).to_be_bytes()));
+    patch_header(&mut d, |h| {
+        h[16..24].copy_from_slice(&(len - 4).to_be_bytes())
+    });
     assert!(matches!(open(d), Err(Error::BatOutsideFile { .. })));
     let mut d = bytes_of_dynamic();
-    patch_header(&mut d, |h| h[16..24].copy_from_slice(&u64::MAX.to_be_bytes()));
+    patch_header(&mut d, |h| {
+        h[16..24].copy_from_slice(&u64::MAX.to_be_bytes())
+    });
     assert!(matches!(open(d), Err(Error::BatOutsideFile { .. })));
 }
 
@@ -242,7 +257,9 @@ fn bat_too_small_and_too_large() {
 #[test]
 fn absurd_virtual_size() {
     let mut d = bytes_of_dynamic();
-    patch_both_footers(&mut d, |f| f[48..56].copy_from_slice(&(1u64 << 60).to_be_bytes()));
+    patch_both_footers(&mut d, |f| {
+        f[48..56].copy_from_slice(&(1u64 << 60).to_be_bytes())
+    });
     assert!(matches!(
         open(d),
         Err(Error::VirtualSizeTooLarge { size, .. }) if size == 1 << 60
@@ -257,7 +274,10 @@ fn absurd_virtual_size() {
 
 #[test]
 fn truncated_files() {
-    assert!(matches!(open(vec![0; 100]), Err(Error::TooSmall { size: 100 })));
+    assert!(matches!(
+        open(vec![0; 100]),
+        Err(Error::TooSmall { size: 100 })
+    ));
     // A fixed disk cut in the middle has no footer at its end.
     let f = bytes_of_fixed();
     assert!(matches!(
@@ -297,7 +317,9 @@ fn parent_locator_past_the_file() {
     let len = c.len() as u64;
     // Locator slot 0: data offset past the end.
     let mut d = c.clone();
-    patch_header(&mut d, |h| h[576 + 16..576 + 24].copy_from_slice(&len.to_be_bytes()));
+    patch_header(&mut d, |h| {
+        h[576 + 16..576 + 24].copy_from_slice(&len.to_be_bytes())
+    });
     assert!(matches!(
         open(d),
         Err(Error::LocatorOutsideFile { index: 0, .. })
@@ -319,7 +341,12 @@ fn writers_reject_bad_input() {
     let out = dir.path().join("x.vhd");
     let odd = vec![0u8; 1000];
     assert!(matches!(
-        write_fixed(&odd, &AllocationMap::new(1000), &out, &FixedOptions::default()),
+        write_fixed(
+            &odd,
+            &AllocationMap::new(1000),
+            &out,
+            &FixedOptions::default()
+        ),
         Err(Error::BadWriteSize { size: 1000, .. })
     ));
     let d = vec![0u8; 4096];
@@ -330,7 +357,12 @@ fn writers_reject_bad_input() {
     let mut opts = DynamicOptions::default();
     opts.block_size = 3000;
     assert!(matches!(
-        write_dynamic(&d, &AllocationMap::uniform(4096, RangeKind::Data), &out, &opts),
+        write_dynamic(
+            &d,
+            &AllocationMap::uniform(4096, RangeKind::Data),
+            &out,
+            &opts
+        ),
         Err(Error::BadOption(_))
     ));
     assert!(!out.exists());
@@ -342,4 +374,52 @@ fn layer_map_of_a_fixed_disk_is_all_data() {
     let img = open(bytes_of_fixed()).unwrap();
     let m = img.layer_map().unwrap();
     assert_eq!(m.bytes_of(RangeKind::Data), 4 * MIB as u64);
+}
+
+/// A poor man's fuzz run (the real target is fuzz/fuzz_targets/vhd.rs): random byte flips
+/// in the metadata and bitmaps of valid images must give errors or reads, never panics.
+#[test]
+fn random_mutations_never_panic() {
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    let mut limits = Limits::default();
+    limits.max_table_bytes = 1 << 20;
+    limits.max_unit_bytes = 4 << 20;
+    for base in [
+        bytes_of_dynamic(),
+        bytes_of_differencing(),
+        bytes_of_fixed(),
+    ] {
+        let len = base.len();
+        for _ in 0..300 {
+            let mut m = base.clone();
+            for _ in 0..1 + next() % 4 {
+                // Mostly metadata: the first 8 KiB and the footer.
+                let r = next();
+                let at = if r % 3 == 0 {
+                    len - 512 + (r as usize >> 8) % 512
+                } else {
+                    (r as usize >> 8) % 8192.min(len)
+                };
+                m[at] = (next() >> 16) as u8;
+            }
+            if let Ok(img) = open_with(m, &limits) {
+                let _ = img.layer_map();
+                let _ = img.parent_link();
+                let mut buf = vec![0u8; 65536];
+                let mut off = 0;
+                while off < img.size().min(64 << 20) {
+                    match img.read_at(&mut buf, off) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => off += n as u64,
+                    }
+                }
+            }
+        }
+    }
 }

@@ -51,7 +51,10 @@ fn qemu_made_fixed_and_dynamic_read_as_raw() {
         }
         // Reads past the end stop at the end.
         let mut buf = [0u8; 4096];
-        assert_eq!(img.read_at(&mut buf, DISK_SIZE as u64 - 1000).unwrap(), 1000);
+        assert_eq!(
+            img.read_at(&mut buf, DISK_SIZE as u64 - 1000).unwrap(),
+            1000
+        );
         assert_eq!(img.read_at(&mut buf, DISK_SIZE as u64).unwrap(), 0);
 
         let map = img.layer_map().unwrap();
@@ -100,7 +103,10 @@ fn our_images_pass_qemu_check_and_compare() {
 
     let fixed = dir.path().join("fixed.vhd");
     write_fixed(&disk, &map, &fixed, &FixedOptions::default()).unwrap();
-    run("qemu-img", &["compare", "-f", "vpc", "-F", "raw", p(&fixed), p(&raw)]);
+    run(
+        "qemu-img",
+        &["compare", "-f", "vpc", "-F", "raw", p(&fixed), p(&raw)],
+    );
 
     for bs in [2u32 << 20, 512 << 10, 4096] {
         let dynamic = dir.path().join(format!("dynamic-{bs}.vhd"));
@@ -109,7 +115,10 @@ fn our_images_pass_qemu_check_and_compare() {
         write_dynamic(&disk, &map, &dynamic, &opts).unwrap();
         // qemu-img check does not support vpc; info at least opens and validates it.
         run("qemu-img", &["info", "-f", "vpc", p(&dynamic)]);
-        run("qemu-img", &["compare", "-f", "vpc", "-F", "raw", p(&dynamic), p(&raw)]);
+        run(
+            "qemu-img",
+            &["compare", "-f", "vpc", "-F", "raw", p(&dynamic), p(&raw)],
+        );
         let img = VhdImage::open(&dynamic, &Limits::default()).unwrap();
         assert_eq!(img.disk_type(), DiskType::Dynamic);
         assert!(read_all(&img, 1 << 20) == disk);

@@ -107,10 +107,7 @@ pub fn sha256_hex(data: &[u8]) -> String {
 
 /// `qemu-img map --output=json -f vpc` as (start, length, data) triples, merged.
 pub fn qemu_data_ranges(image: &Path) -> Vec<(u64, u64, bool)> {
-    let out = run(
-        "qemu-img",
-        &["map", "--output=json", "-f", "vpc", p(image)],
-    );
+    let out = run("qemu-img", &["map", "--output=json", "-f", "vpc", p(image)]);
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     let mut ranges: Vec<(u64, u64, bool)> = Vec::new();
     for e in v.as_array().unwrap() {
