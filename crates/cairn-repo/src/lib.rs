@@ -1,1 +1,105 @@
-//! placeholder
+//! # cairn-repo
+//!
+//! The Cairn repository: content-addressed, deduplicated, compressed (lz4) and optionally
+//! encrypted blobs in pack files, on any [`Backend`] that can get, put, list and delete named
+//! objects (no rename, no lock needed).
+//!
+//! Layout (every file framed: magic, version, flags, length, CRC32; payload postcard,
+//! sealed when encrypted; byte tables in `docs/formats/repository.md`):
+//!
+//! ```text
+//! config                  repository id, version, chunker, encryption, created, pack target
+//! keys                    key ring (cairn-crypto), encrypted repositories only
+//! packs/xx/<id>           blobs (xx = first two hex digits of the random pack id)
+//! index/<id>              blob id -> pack, offset, length, raw length, kind, crc32
+//! snapshots/<id>          restore-point manifests
+//! ```
+//!
+//! Writers never share a file: each backup writes its own packs and index files under
+//! random names, then its manifest last (the commit). Readers union all index files.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use cairn_repo::{BlobKind, InitOptions, MemoryBackend, OpenOptions, Repository};
+//!
+//! let backend = Arc::new(MemoryBackend::new());
+//! let repo = Repository::init(backend.clone(), &InitOptions::default()).unwrap();
+//! let mut w = repo.writer().unwrap();
+//! let enc = w.encoder();
+//! let data = vec![7u8; 100_000];
+//! let id = enc.id(&data);
+//! w.add(&enc.encode(BlobKind::Data, id, &data).unwrap()).unwrap();
+//! w.finish().unwrap();
+//!
+//! let again = Repository::open(backend, &OpenOptions::default()).unwrap();
+//! assert_eq!(again.read_blob(&id).unwrap(), data);
+//! ```
+#![forbid(unsafe_code)]
+
+mod backend;
+mod blob;
+mod config;
+mod crypto;
+mod error;
+pub mod frame;
+mod ids;
+mod index;
+mod manifest;
+pub mod pack;
+mod repo;
+mod verify;
+
+pub use backend::{Backend, LocalBackend, MemoryBackend, TEMP_PREFIX};
+pub use blob::{EncodedBlob, MAX_BLOB_RAW};
+pub use config::{RepoConfig, DEFAULT_PACK_TARGET, MAX_CONFIG_BYTES, PACK_TARGET_RANGE, REPO_VERSION};
+pub use crypto::Encryption;
+pub use error::{Error, Result};
+pub use ids::{BlobId, BlobKind, ObjectId, SnapshotId};
+pub use index::{pack_name, BlobIndex, IndexEntry, IndexFile, IndexPack, MAX_INDEX_FILE_BYTES};
+pub use manifest::{
+    BackupStats, DiskManifest, Manifest, RestorePointSummary, StoredIdentity, MAX_CHAIN, MAX_DISKS,
+    MAX_DISK_SIZE, MAX_MANIFEST_BYTES, MAX_TAGS, MAX_TEXT,
+};
+pub use pack::{BlobEntry, MAX_PACK_BYTES};
+pub use repo::{
+    read_config, BlobEncoder, IndexProblem, InitOptions, OpenOptions, Orphans, RepoWriter, Repository,
+    WriterStats, CONFIG_NAME, INDEX_DIR, INDEX_EVERY_PACKS, KEYS_NAME, PACK_DIR, SNAPSHOT_DIR,
+};
+pub use verify::{Affected, Problem, ProblemKind, VerifyOptions, VerifyReport};
+
+/// Decoders for fuzzing and tools: each takes the raw bytes of one file.
+pub mod decode {
+    use crate::crypto::Crypto;
+    use crate::frame::FileKind;
+    use crate::{IndexFile, Manifest, ObjectId, Result};
+
+    /// Decodes and validates an unencrypted index file.
+    pub fn index_file(bytes: &[u8]) -> Result<IndexFile> {
+        let c = Crypto::none();
+        let f: IndexFile = crate::repo::decode_sealed_file(&c, FileKind::Index, "index", &ObjectId::default(), bytes, crate::MAX_INDEX_FILE_BYTES)?;
+        f.validate("index", 0)?;
+        Ok(f)
+    }
+
+    /// Decodes and validates an unencrypted manifest.
+    pub fn manifest(bytes: &[u8]) -> Result<Manifest> {
+        let c = Crypto::none();
+        let m: Manifest = crate::repo::decode_sealed_file(&c, FileKind::Manifest, "manifest", &ObjectId::default(), bytes, crate::MAX_MANIFEST_BYTES)?;
+        m.validate("manifest")?;
+        Ok(m)
+    }
+
+    /// Parses an unencrypted pack (header, CRC, trailer, directory) and decodes every blob.
+    pub fn pack(bytes: &[u8]) -> Result<Vec<Vec<u8>>> {
+        let c = Crypto::none();
+        let id = ObjectId::default();
+        let entries = crate::pack::parse_pack("pack", &id, bytes, 0, &crate::pack::opener(&c, "pack"))?;
+        let mut out = Vec::new();
+        for e in entries {
+            let kind = crate::BlobKind::from_byte(e.kind).ok_or_else(|| crate::Error::malformed("pack", "kind"))?;
+            let stored = &bytes[e.offset as usize..][..e.length as usize];
+            out.push(crate::blob::decode(&c, "pack", kind, &e.id, e.raw_length, e.crc32, stored)?);
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,383 @@
+//! Storage backends: named, immutable objects.
+//!
+//! A backend stores whole objects under `/`-separated names. The repository never asks a
+//! backend to rename, append or lock: every object is written once under a fresh name
+//! (random or content-derived) and then only read or deleted. Atomicity therefore needs only
+//! one property of [`Backend::put`]: **a reader sees either the whole object or no object**.
+//! Object stores (S3 and alike) give that natively (a PUT becomes visible when complete);
+//! [`LocalBackend`] gets it by writing a temporary name in the same folder, `fsync`, `rename`,
+//! then `fsync` of the folder. A backup commits by writing its manifest last, after every
+//! pack and index it references is durable, so an interrupted backup leaves only
+//! unreferenced objects (prune's business), never a manifest that points at nothing.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use crate::{Error, Result};
+
+/// Prefix of temporary names in [`LocalBackend`]; [`Backend::list`] never returns them.
+pub const TEMP_PREFIX: &str = ".tmp-";
+
+/// Where a repository's objects live.
+pub trait Backend: Send + Sync + fmt::Debug {
+    /// The whole object. Fails with [`Error::NotFound`] when absent.
+    fn get(&self, name: &str) -> Result<Vec<u8>>;
+    /// `len` bytes at `offset` of the object; fails when the range is not inside it.
+    fn get_range(&self, name: &str, offset: u64, len: u64) -> Result<Vec<u8>>;
+    /// Stores `data` under `name`, replacing any object of that name. Readers must see the
+    /// whole object or none (see the module docs).
+    fn put(&self, name: &str, data: &[u8]) -> Result<()>;
+    /// Names of the objects whose name starts with `prefix` (at any depth), sorted.
+    fn list(&self, prefix: &str) -> Result<Vec<String>>;
+    /// Removes the object; removing an absent object is not an error.
+    fn delete(&self, name: &str) -> Result<()>;
+    /// Whether the object exists.
+    fn exists(&self, name: &str) -> Result<bool>;
+    /// Size of the object in bytes.
+    fn size(&self, name: &str) -> Result<u64>;
+}
+
+fn check_name(name: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && !name.starts_with('/')
+        && name
+            .split('/')
+            .all(|c| !c.is_empty() && c != "." && c != ".." && !c.starts_with(TEMP_PREFIX))
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'/' || b == b'-' || b == b'_' || b == b'.');
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::Invalid(format!("object name {name:?}")))
+    }
+}
+
+/// A repository in a local folder (or any mounted file system).
+#[derive(Debug)]
+pub struct LocalBackend {
+    root: PathBuf,
+    temp_counter: AtomicU64,
+}
+
+impl LocalBackend {
+    /// A backend rooted at `root`, creating the folder when missing.
+    pub fn new(root: impl AsRef<Path>) -> Result<Self> {
+        let root = root.as_ref().to_path_buf();
+        fs::create_dir_all(&root).map_err(|e| Error::backend("mkdir", &root.to_string_lossy(), e))?;
+        Ok(LocalBackend {
+            root,
+            temp_counter: AtomicU64::new(0),
+        })
+    }
+
+    /// The folder.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn path(&self, name: &str) -> Result<PathBuf> {
+        check_name(name)?;
+        Ok(self.root.join(name))
+    }
+
+    fn sync_dir(dir: &Path) -> io::Result<()> {
+        #[cfg(unix)]
+        {
+            File::open(dir)?.sync_all()
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = dir;
+            Ok(())
+        }
+    }
+
+    fn put_inner(&self, name: &str, path: &Path, data: &[u8]) -> io::Result<()> {
+        let dir = path.parent().unwrap_or(&self.root);
+        let created = !dir.exists();
+        fs::create_dir_all(dir)?;
+        if created {
+            if let Some(parent) = dir.parent() {
+                Self::sync_dir(parent)?;
+            }
+        }
+        // A unique temporary name per process and call: concurrent writers never collide.
+        let tmp = dir.join(format!(
+            "{TEMP_PREFIX}{}-{}-{}",
+            std::process::id(),
+            self.temp_counter.fetch_add(1, Ordering::Relaxed),
+            name.rsplit('/').next().unwrap_or("obj")
+        ));
+        let res = (|| {
+            let mut f = OpenOptions::new().write(true).create_new(true).open(&tmp)?;
+            f.write_all(data)?;
+            f.sync_all()?;
+            drop(f);
+            fs::rename(&tmp, path)?;
+            Self::sync_dir(dir)
+        })();
+        if res.is_err() {
+            let _ = fs::remove_file(&tmp);
+        }
+        res
+    }
+
+    fn walk(&self, dir: &Path, rel: &str, out: &mut Vec<String>, depth: u32) -> io::Result<()> {
+        // Repository layouts are at most three levels deep; more is not ours.
+        if depth > 4 {
+            return Ok(());
+        }
+        let rd = match fs::read_dir(dir) {
+            Ok(rd) => rd,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        for ent in rd {
+            let ent = ent?;
+            let Ok(fname) = ent.file_name().into_string() else {
+                continue;
+            };
+            if fname.starts_with(TEMP_PREFIX) {
+                continue;
+            }
+            let child = if rel.is_empty() {
+                fname.clone()
+            } else {
+                format!("{rel}/{fname}")
+            };
+            let ft = ent.file_type()?;
+            if ft.is_dir() {
+                self.walk(&ent.path(), &child, out, depth + 1)?;
+            } else if ft.is_file() {
+                out.push(child);
+            }
+        }
+        Ok(())
+    }
+
+    /// Temporary files left by interrupted writes (for prune to delete).
+    pub fn temp_files(&self) -> Result<Vec<PathBuf>> {
+        fn rec(dir: &Path, out: &mut Vec<PathBuf>, depth: u32) -> io::Result<()> {
+            if depth > 4 {
+                return Ok(());
+            }
+            for ent in fs::read_dir(dir)? {
+                let ent = ent?;
+                let ft = ent.file_type()?;
+                if ft.is_dir() {
+                    rec(&ent.path(), out, depth + 1)?;
+                } else if ent.file_name().to_string_lossy().starts_with(TEMP_PREFIX) {
+                    out.push(ent.path());
+                }
+            }
+            Ok(())
+        }
+        let mut out = Vec::new();
+        rec(&self.root, &mut out, 0).map_err(|e| Error::backend("list", "", e))?;
+        Ok(out)
+    }
+}
+
+impl Backend for LocalBackend {
+    fn get(&self, name: &str) -> Result<Vec<u8>> {
+        let p = self.path(name)?;
+        fs::read(&p).map_err(|e| Error::backend("get", name, e))
+    }
+
+    fn get_range(&self, name: &str, offset: u64, len: u64) -> Result<Vec<u8>> {
+        let p = self.path(name)?;
+        let mut f = File::open(&p).map_err(|e| Error::backend("get", name, e))?;
+        let size = f
+            .metadata()
+            .map_err(|e| Error::backend("get", name, e))?
+            .len();
+        if offset.checked_add(len).is_none_or(|e| e > size) {
+            return Err(Error::BadLength {
+                name: name.to_string(),
+                offset,
+                field: "range length",
+                found: len,
+                expected: format!("inside the object's {size} bytes"),
+            });
+        }
+        let n = usize::try_from(len).map_err(|_| Error::Invalid(format!("range of {len} bytes")))?;
+        let mut buf = vec![0u8; n];
+        f.seek(SeekFrom::Start(offset))
+            .and_then(|_| f.read_exact(&mut buf))
+            .map_err(|e| Error::backend("get", name, e))?;
+        Ok(buf)
+    }
+
+    fn put(&self, name: &str, data: &[u8]) -> Result<()> {
+        let p = self.path(name)?;
+        self.put_inner(name, &p, data)
+            .map_err(|e| Error::backend("put", name, e))
+    }
+
+    fn list(&self, prefix: &str) -> Result<Vec<String>> {
+        // Walk from the deepest folder the prefix names, then filter.
+        let dir_part = prefix.rsplit_once('/').map_or("", |(d, _)| d);
+        let start = if dir_part.is_empty() {
+            self.root.clone()
+        } else {
+            check_name(dir_part)?;
+            self.root.join(dir_part)
+        };
+        let mut out = Vec::new();
+        self.walk(&start, dir_part, &mut out, 0)
+            .map_err(|e| Error::backend("list", prefix, e))?;
+        out.retain(|n| n.starts_with(prefix));
+        out.sort();
+        Ok(out)
+    }
+
+    fn delete(&self, name: &str) -> Result<()> {
+        let p = self.path(name)?;
+        match fs::remove_file(&p) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(Error::backend("delete", name, e)),
+        }
+    }
+
+    fn exists(&self, name: &str) -> Result<bool> {
+        let p = self.path(name)?;
+        Ok(p.is_file())
+    }
+
+    fn size(&self, name: &str) -> Result<u64> {
+        let p = self.path(name)?;
+        fs::metadata(&p)
+            .map(|m| m.len())
+            .map_err(|e| Error::backend("size", name, e))
+    }
+}
+
+/// An in-memory backend (tests, dry runs). Cheap to clone: clones share the objects.
+#[derive(Debug, Clone, Default)]
+pub struct MemoryBackend {
+    objects: Arc<Mutex<BTreeMap<String, Arc<Vec<u8>>>>>,
+}
+
+impl MemoryBackend {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Arc<Vec<u8>>>> {
+        // A panic while holding the lock cannot leave the map half-updated (each operation
+        // is one insert/remove), so a poisoned lock is safe to use.
+        self.objects.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn obj(&self, name: &str) -> Result<Arc<Vec<u8>>> {
+        check_name(name)?;
+        self.lock().get(name).cloned().ok_or_else(|| Error::NotFound {
+            name: name.to_string(),
+        })
+    }
+}
+
+impl Backend for MemoryBackend {
+    fn get(&self, name: &str) -> Result<Vec<u8>> {
+        Ok(self.obj(name)?.as_ref().clone())
+    }
+
+    fn get_range(&self, name: &str, offset: u64, len: u64) -> Result<Vec<u8>> {
+        let o = self.obj(name)?;
+        let size = o.len() as u64;
+        let end = offset.checked_add(len).filter(|&e| e <= size).ok_or_else(|| Error::BadLength {
+            name: name.to_string(),
+            offset,
+            field: "range length",
+            found: len,
+            expected: format!("inside the object's {size} bytes"),
+        })?;
+        let (s, e) = (
+            usize::try_from(offset).map_err(|_| Error::Invalid("offset".into()))?,
+            usize::try_from(end).map_err(|_| Error::Invalid("end".into()))?,
+        );
+        Ok(o[s..e].to_vec())
+    }
+
+    fn put(&self, name: &str, data: &[u8]) -> Result<()> {
+        check_name(name)?;
+        self.lock().insert(name.to_string(), Arc::new(data.to_vec()));
+        Ok(())
+    }
+
+    fn list(&self, prefix: &str) -> Result<Vec<String>> {
+        Ok(self
+            .lock()
+            .keys()
+            .filter(|k| k.starts_with(prefix))
+            .cloned()
+            .collect())
+    }
+
+    fn delete(&self, name: &str) -> Result<()> {
+        check_name(name)?;
+        self.lock().remove(name);
+        Ok(())
+    }
+
+    fn exists(&self, name: &str) -> Result<bool> {
+        check_name(name)?;
+        Ok(self.lock().contains_key(name))
+    }
+
+    fn size(&self, name: &str) -> Result<u64> {
+        Ok(self.obj(name)?.len() as u64)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn exercise(b: &dyn Backend) {
+        b.put("packs/ab/abcd", b"hello").unwrap();
+        b.put("index/0001", b"x").unwrap();
+        b.put("config", b"c").unwrap();
+        assert_eq!(b.get("packs/ab/abcd").unwrap(), b"hello");
+        assert_eq!(b.get_range("packs/ab/abcd", 1, 3).unwrap(), b"ell");
+        assert!(b.get_range("packs/ab/abcd", 3, 3).is_err());
+        assert_eq!(b.list("packs/").unwrap(), vec!["packs/ab/abcd".to_string()]);
+        assert_eq!(b.list("index/").unwrap(), vec!["index/0001".to_string()]);
+        assert_eq!(b.list("").unwrap().len(), 3);
+        assert_eq!(b.size("config").unwrap(), 1);
+        assert!(b.exists("config").unwrap());
+        b.put("config", b"cc").unwrap();
+        assert_eq!(b.get("config").unwrap(), b"cc");
+        b.delete("config").unwrap();
+        b.delete("config").unwrap();
+        assert!(!b.exists("config").unwrap());
+        assert!(matches!(b.get("config"), Err(Error::NotFound { .. })));
+        assert!(b.put("../evil", b"x").is_err());
+        assert!(b.put("/abs", b"x").is_err());
+        assert!(b.put("a//b", b"x").is_err());
+    }
+
+    #[test]
+    fn local_backend_contract() {
+        let d = tempfile::tempdir().unwrap();
+        let b = LocalBackend::new(d.path()).unwrap();
+        exercise(&b);
+        // A leftover temporary file is invisible to list and reported to prune.
+        std::fs::write(d.path().join("index").join(".tmp-1-2-x"), b"partial").unwrap();
+        assert_eq!(b.list("index/").unwrap().len(), 1);
+        assert_eq!(b.temp_files().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn memory_backend_contract() {
+        exercise(&MemoryBackend::new());
+    }
+}

@@ -1,0 +1,546 @@
+//! The repository: open/init, blob reads, writer sessions, manifests.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard};
+
+use serde::{de::DeserializeOwned, Serialize};
+use tracing::warn;
+
+use crate::blob::{self, EncodedBlob};
+use crate::config::{RepoConfig, DEFAULT_PACK_TARGET, MAX_CONFIG_BYTES, REPO_VERSION};
+use crate::crypto::{Crypto, Sealer};
+use crate::frame::{self, FileKind};
+use crate::index::{pack_name, BlobIndex, IndexFile, IndexPack, MAX_INDEX_FILE_BYTES};
+use crate::manifest::{Manifest, MAX_MANIFEST_BYTES};
+use crate::pack::{PackBuilder, MAX_PACK_BYTES};
+use crate::{Backend, BlobId, BlobKind, Encryption, Error, ObjectId, Result, SnapshotId};
+
+/// Name of the configuration object.
+pub const CONFIG_NAME: &str = "config";
+/// Name of the key ring object (encrypted repositories keeping their keys inside).
+pub const KEYS_NAME: &str = "keys";
+/// Folder of index files.
+pub const INDEX_DIR: &str = "index/";
+/// Folder of restore-point manifests.
+pub const SNAPSHOT_DIR: &str = "snapshots/";
+/// Folder of packs.
+pub const PACK_DIR: &str = "packs/";
+/// A writer writes an index file after this many packs (and at the end): a crash loses the
+/// index of at most this many packs, whose blobs a later run then stores again.
+pub const INDEX_EVERY_PACKS: usize = 8;
+
+/// Options of [`Repository::init`].
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct InitOptions {
+    /// Chunker (default: fixed 1 MiB).
+    pub chunker: cairn_chunk::ChunkerParams,
+    /// Pack target size (default 32 MiB).
+    pub pack_target: u64,
+    /// Encryption.
+    pub encryption: Encryption,
+    /// Creation time (Unix seconds); now when `None`.
+    pub time: Option<i64>,
+}
+
+impl Default for InitOptions {
+    fn default() -> Self {
+        InitOptions {
+            chunker: cairn_chunk::ChunkerParams::default(),
+            pack_target: DEFAULT_PACK_TARGET,
+            encryption: Encryption::None,
+            time: None,
+        }
+    }
+}
+
+/// Options of [`Repository::open`].
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub struct OpenOptions {}
+
+/// An index file that could not be read when the index was loaded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IndexProblem {
+    /// Object name.
+    pub name: String,
+    /// The error.
+    pub error: String,
+}
+
+/// Read-only result of [`Repository::orphans`]: what prune may delete.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Orphans {
+    /// Pack objects no index file names (interrupted backups, or index files lost).
+    pub unindexed_packs: Vec<String>,
+    /// Index files naming packs that are absent.
+    pub packs_missing: Vec<String>,
+}
+
+pub(crate) fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+/// An open repository. `Send + Sync`: share it (e.g. in an `Arc`) between threads.
+#[derive(Debug)]
+pub struct Repository {
+    backend: Arc<dyn Backend>,
+    config: RepoConfig,
+    crypto: Crypto,
+    index: RwLock<BlobIndex>,
+    index_problems: Mutex<Vec<IndexProblem>>,
+}
+
+fn file_aad(kind: FileKind, id: &ObjectId) -> Vec<u8> {
+    let mut a = kind.magic().to_vec();
+    a.extend_from_slice(&id.0);
+    a
+}
+
+impl Repository {
+    /// Creates a repository in an empty backend.
+    pub fn init(backend: Arc<dyn Backend>, opts: &InitOptions) -> Result<Self> {
+        if backend.exists(CONFIG_NAME)? {
+            return Err(Error::AlreadyExists {
+                name: CONFIG_NAME.into(),
+            });
+        }
+        let crypto = match opts.encryption {
+            Encryption::None => Crypto::none(),
+            other => {
+                return Err(Error::Invalid(format!(
+                    "encryption {other} is not available in this build"
+                )))
+            }
+        };
+        let config = RepoConfig {
+            id: ObjectId::random()?,
+            version: REPO_VERSION,
+            chunker: opts.chunker,
+            encryption: opts.encryption,
+            created: opts.time.unwrap_or_else(now),
+            pack_target: opts.pack_target,
+        };
+        config.validate()?;
+        let payload = postcard::to_stdvec(&config).map_err(|e| Error::Invalid(format!("postcard: {e}")))?;
+        backend.put(CONFIG_NAME, &frame::encode(FileKind::Config, false, &payload))?;
+        Ok(Repository {
+            backend,
+            config,
+            crypto,
+            index: RwLock::new(BlobIndex::new()),
+            index_problems: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// Opens a repository and loads its index. Unreadable index files do not stop the open:
+    /// they are listed in [`index_problems`](Self::index_problems) (their blobs look absent,
+    /// so a backup stores them again; `verify` reports them).
+    pub fn open(backend: Arc<dyn Backend>, _opts: &OpenOptions) -> Result<Self> {
+        let config = read_config(backend.as_ref())?;
+        let crypto = match config.encryption {
+            Encryption::None => Crypto::none(),
+            other => {
+                return Err(Error::Invalid(format!(
+                    "encryption {other} is not available in this build"
+                )))
+            }
+        };
+        let repo = Repository {
+            backend,
+            config,
+            crypto,
+            index: RwLock::new(BlobIndex::new()),
+            index_problems: Mutex::new(Vec::new()),
+        };
+        repo.reload_index()?;
+        Ok(repo)
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &RepoConfig {
+        &self.config
+    }
+
+    /// The backend.
+    pub fn backend(&self) -> &Arc<dyn Backend> {
+        &self.backend
+    }
+
+    /// Encryption of this repository.
+    pub fn encryption(&self) -> Encryption {
+        self.crypto.encryption()
+    }
+
+    /// Re-reads every index file (to see what concurrent writers added).
+    pub fn reload_index(&self) -> Result<()> {
+        let mut idx = BlobIndex::new();
+        let mut problems = Vec::new();
+        for name in self.backend.list(INDEX_DIR)? {
+            match self.read_index_file(&name) {
+                Ok(f) => idx.add_file(&f)?,
+                Err(e) => {
+                    warn!("index file {name} unreadable: {e}");
+                    problems.push(IndexProblem {
+                        name,
+                        error: e.to_string(),
+                    });
+                }
+            }
+        }
+        idx.finish();
+        *self.index.write().unwrap_or_else(|p| p.into_inner()) = idx;
+        *self.index_problems.lock().unwrap_or_else(|p| p.into_inner()) = problems;
+        Ok(())
+    }
+
+    /// Index files that could not be read at the last load.
+    pub fn index_problems(&self) -> Vec<IndexProblem> {
+        self.index_problems.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// The in-memory index (read lock; do not hold it across a writer's `finish`).
+    pub fn index(&self) -> RwLockReadGuard<'_, BlobIndex> {
+        self.index.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Whether the index has the blob.
+    pub fn contains_blob(&self, id: &BlobId) -> bool {
+        self.index().contains(id)
+    }
+
+    /// The content id of `data` in this repository.
+    pub fn blob_id(&self, data: &[u8]) -> BlobId {
+        BlobId(self.crypto.chunk_id(data))
+    }
+
+    /// Fetches a blob, checks CRC / authentication, decompresses and re-hashes it.
+    pub fn read_blob(&self, id: &BlobId) -> Result<Vec<u8>> {
+        let (entry, pack) = {
+            let idx = self.index();
+            let e = *idx.get(id).ok_or(Error::BlobMissing(*id))?;
+            let (pack, _) = idx.pack(e.pack).ok_or(Error::BlobMissing(*id))?;
+            (e, pack)
+        };
+        let name = pack_name(&pack);
+        let stored = self
+            .backend
+            .get_range(&name, u64::from(entry.offset), u64::from(entry.length))?;
+        blob::decode(&self.crypto, &name, entry.kind, id, entry.raw_length, entry.crc32, &stored)
+    }
+
+    pub(crate) fn crypto(&self) -> &Crypto {
+        &self.crypto
+    }
+
+    fn read_sealed_file<T: DeserializeOwned>(&self, kind: FileKind, name: &str, id: &ObjectId, max: u64) -> Result<T> {
+        let size = self.backend.size(name)?;
+        // Check the length before reading the object into memory.
+        if size > max + frame::HEADER_LEN as u64 {
+            return Err(Error::BadLength {
+                name: name.to_string(),
+                offset: 0,
+                field: "file size",
+                found: size,
+                expected: format!("at most {}", max + frame::HEADER_LEN as u64),
+            });
+        }
+        let bytes = self.backend.get(name)?;
+        decode_sealed_file(&self.crypto, kind, name, id, &bytes, max)
+    }
+
+    fn write_sealed_file<T: Serialize>(&self, sealer: &Sealer, kind: FileKind, name: &str, id: &ObjectId, value: &T) -> Result<()> {
+        let plain = postcard::to_stdvec(value).map_err(|e| Error::Invalid(format!("postcard: {e}")))?;
+        let sealed = self.crypto.encryption() != Encryption::None;
+        let payload = if sealed { sealer.seal(&file_aad(kind, id), &plain)? } else { plain };
+        self.backend.put(name, &frame::encode(kind, sealed, &payload))
+    }
+
+    pub(crate) fn read_index_file(&self, name: &str) -> Result<IndexFile> {
+        let id = id_from_name(name)?;
+        let f: IndexFile = self.read_sealed_file(FileKind::Index, name, &id, MAX_INDEX_FILE_BYTES)?;
+        f.validate(name, self.crypto.overhead())?;
+        Ok(f)
+    }
+
+    /// Names of all index files.
+    pub fn list_index_files(&self) -> Result<Vec<String>> {
+        self.backend.list(INDEX_DIR)
+    }
+
+    /// Ids of all restore points (unordered; see [`snapshots`](Self::snapshots)).
+    pub fn list_snapshots(&self) -> Result<Vec<SnapshotId>> {
+        self.backend
+            .list(SNAPSHOT_DIR)?
+            .iter()
+            .map(|n| id_from_name(n))
+            .collect()
+    }
+
+    /// Reads and checks a restore point's manifest.
+    pub fn load_manifest(&self, id: &SnapshotId) -> Result<Manifest> {
+        let name = format!("{SNAPSHOT_DIR}{id}");
+        let m: Manifest = self.read_sealed_file(FileKind::Manifest, &name, id, MAX_MANIFEST_BYTES)?;
+        m.validate(&name)?;
+        Ok(m)
+    }
+
+    /// Every readable restore point, oldest first, and the problems of unreadable ones.
+    pub fn snapshots(&self) -> Result<(Vec<(SnapshotId, Manifest)>, Vec<(String, Error)>)> {
+        let mut ok = Vec::new();
+        let mut bad = Vec::new();
+        for id in self.list_snapshots()? {
+            match self.load_manifest(&id) {
+                Ok(m) => ok.push((id, m)),
+                Err(e) => bad.push((format!("{SNAPSHOT_DIR}{id}"), e)),
+            }
+        }
+        ok.sort_by(|a, b| (a.1.time, a.0).cmp(&(b.1.time, b.0)));
+        Ok((ok, bad))
+    }
+
+    /// Writes a manifest under a fresh random id (the commit point of a backup: write it
+    /// only after the writer that stored its blobs has finished).
+    pub fn save_manifest(&self, m: &Manifest) -> Result<SnapshotId> {
+        m.validate("new manifest")?;
+        let idx = self.index();
+        for d in &m.disks {
+            for id in d.chunks.iter().flatten() {
+                if !idx.contains(id) {
+                    return Err(Error::BlobMissing(*id));
+                }
+            }
+        }
+        drop(idx);
+        let id = ObjectId::random()?;
+        let sealer = self.crypto.sealer()?;
+        self.write_sealed_file(&sealer, FileKind::Manifest, &format!("{SNAPSHOT_DIR}{id}"), &id, m)?;
+        Ok(id)
+    }
+
+    /// Starts a writer session (one per backup run; several may run at once, in this or
+    /// other processes).
+    pub fn writer(&self) -> Result<RepoWriter<'_>> {
+        Ok(RepoWriter {
+            repo: self,
+            sealer: Arc::new(self.crypto.sealer()?),
+            pack: None,
+            unindexed: Vec::new(),
+            session: HashSet::new(),
+            written: Vec::new(),
+            bytes_stored: 0,
+        })
+    }
+
+    /// Prune's starting point (read-only): packs no index names and index entries whose
+    /// pack is gone. Deleting them is left to a `prune` that also checks no writer is
+    /// running (a running writer's packs are unindexed until it writes its index).
+    pub fn orphans(&self) -> Result<Orphans> {
+        let idx = self.index();
+        let known: HashSet<String> = idx.packs().iter().map(|(id, _)| pack_name(id)).collect();
+        let present: HashSet<String> = self.backend.list(PACK_DIR)?.into_iter().collect();
+        let mut o = Orphans {
+            unindexed_packs: present.difference(&known).cloned().collect(),
+            packs_missing: known.difference(&present).cloned().collect(),
+        };
+        o.unindexed_packs.sort();
+        o.packs_missing.sort();
+        Ok(o)
+    }
+}
+
+/// Decodes a framed, possibly sealed file (config excepted) into `T`.
+pub(crate) fn decode_sealed_file<T: DeserializeOwned>(crypto: &Crypto, kind: FileKind, name: &str, id: &ObjectId, bytes: &[u8], max: u64) -> Result<T> {
+    let (sealed, payload) = frame::decode(name, kind, bytes, max)?;
+    let want_sealed = crypto.encryption() != Encryption::None;
+    if sealed != want_sealed {
+        return Err(Error::Crypto {
+            name: name.to_string(),
+            why: format!(
+                "file is {}sealed but the repository is {}",
+                if sealed { "" } else { "not " },
+                crypto.encryption()
+            ),
+        });
+    }
+    let plain;
+    let payload = if sealed {
+        plain = crypto.open(name, &file_aad(kind, id), payload)?;
+        &plain[..]
+    } else {
+        payload
+    };
+    postcard::from_bytes(payload).map_err(|e| Error::malformed(name, format!("postcard: {e}")))
+}
+
+/// Reads and checks `config`.
+pub fn read_config(backend: &dyn Backend) -> Result<RepoConfig> {
+    let size = backend.size(CONFIG_NAME)?;
+    if size > MAX_CONFIG_BYTES {
+        return Err(Error::BadLength {
+            name: CONFIG_NAME.into(),
+            offset: 0,
+            field: "file size",
+            found: size,
+            expected: format!("at most {MAX_CONFIG_BYTES}"),
+        });
+    }
+    let bytes = backend.get(CONFIG_NAME)?;
+    let (sealed, payload) = frame::decode(CONFIG_NAME, FileKind::Config, &bytes, MAX_CONFIG_BYTES)?;
+    if sealed {
+        return Err(Error::Unsupported {
+            name: CONFIG_NAME.into(),
+            offset: 10,
+            field: "flags (config is never sealed)",
+            found: 1,
+        });
+    }
+    let c: RepoConfig = postcard::from_bytes(payload).map_err(|e| Error::malformed(CONFIG_NAME, format!("postcard: {e}")))?;
+    c.validate()?;
+    Ok(c)
+}
+
+fn id_from_name(name: &str) -> Result<ObjectId> {
+    let last = name.rsplit('/').next().unwrap_or(name);
+    last.parse()
+        .map_err(|_| Error::malformed(name, "object name is not a 64-digit hex id"))
+}
+
+/// Compresses and seals blobs; cheap to clone, usable from many threads at once.
+#[derive(Debug, Clone)]
+pub struct BlobEncoder {
+    crypto: Crypto,
+    sealer: Arc<Sealer>,
+}
+
+impl BlobEncoder {
+    /// Content id of `data`.
+    pub fn id(&self, data: &[u8]) -> BlobId {
+        BlobId(self.crypto.chunk_id(data))
+    }
+
+    /// Compresses and seals `data` (whose id is `id`) for a pack.
+    pub fn encode(&self, kind: BlobKind, id: BlobId, data: &[u8]) -> Result<EncodedBlob> {
+        blob::encode(&self.sealer, kind, id, data)
+    }
+}
+
+/// Counters of a finished writer.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WriterStats {
+    /// Blobs added.
+    pub blobs: u64,
+    /// Packs written.
+    pub packs: u64,
+    /// Bytes of blobs written to packs.
+    pub bytes_stored: u64,
+}
+
+/// One writer session: packs blobs, uploads packs, writes index files.
+#[derive(Debug)]
+pub struct RepoWriter<'r> {
+    repo: &'r Repository,
+    sealer: Arc<Sealer>,
+    pack: Option<PackBuilder>,
+    unindexed: Vec<IndexPack>,
+    session: HashSet<BlobId>,
+    written: Vec<IndexPack>,
+    bytes_stored: u64,
+}
+
+impl RepoWriter<'_> {
+    /// An encoder for worker threads.
+    pub fn encoder(&self) -> BlobEncoder {
+        BlobEncoder {
+            crypto: self.repo.crypto.clone(),
+            sealer: self.sealer.clone(),
+        }
+    }
+
+    /// Whether the repository or this session already has the blob.
+    pub fn has_blob(&self, id: &BlobId) -> bool {
+        self.session.contains(id) || self.repo.contains_blob(id)
+    }
+
+    /// Adds an encoded blob; returns `false` (and stores nothing) when it is already there.
+    pub fn add(&mut self, blob: &EncodedBlob) -> Result<bool> {
+        if self.has_blob(&blob.id) {
+            return Ok(false);
+        }
+        let target = usize::try_from(self.repo.config.pack_target).unwrap_or(usize::MAX);
+        let pack = self.pack.get_or_insert_with(|| PackBuilder::new(target.saturating_add(1 << 20)));
+        if (pack.len() + blob.stored.len()) as u64 + (1 << 20) > MAX_PACK_BYTES {
+            self.flush_pack()?;
+        }
+        let pack = self.pack.get_or_insert_with(|| PackBuilder::new(target.saturating_add(1 << 20)));
+        debug_assert!(!pack.contains(&blob.id));
+        pack.add(blob)?;
+        self.session.insert(blob.id);
+        self.bytes_stored += blob.stored.len() as u64;
+        if pack.len() >= target {
+            self.flush_pack()?;
+            if self.unindexed.len() >= INDEX_EVERY_PACKS {
+                self.flush_index()?;
+            }
+        }
+        Ok(true)
+    }
+
+    fn flush_pack(&mut self) -> Result<()> {
+        let Some(pack) = self.pack.take() else {
+            return Ok(());
+        };
+        if pack.is_empty() {
+            return Ok(());
+        }
+        let id = ObjectId::random()?;
+        let sealed = self.repo.crypto.encryption() != Encryption::None;
+        let (file, blobs) = pack.finish(&self.sealer, sealed, &id)?;
+        self.repo.backend.put(&pack_name(&id), &file)?;
+        self.unindexed.push(IndexPack {
+            id,
+            size: file.len() as u64,
+            blobs,
+        });
+        Ok(())
+    }
+
+    fn flush_index(&mut self) -> Result<()> {
+        if self.unindexed.is_empty() {
+            return Ok(());
+        }
+        let f = IndexFile {
+            packs: std::mem::take(&mut self.unindexed),
+        };
+        let id = ObjectId::random()?;
+        self.repo
+            .write_sealed_file(&self.sealer, FileKind::Index, &format!("{INDEX_DIR}{id}"), &id, &f)?;
+        self.written.extend(f.packs);
+        Ok(())
+    }
+
+    /// Writes the open pack and the pending index file.
+    pub fn flush(&mut self) -> Result<()> {
+        self.flush_pack()?;
+        self.flush_index()
+    }
+
+    /// Flushes and merges what this session wrote into the repository's in-memory index.
+    pub fn finish(mut self) -> Result<WriterStats> {
+        self.flush()?;
+        let f = IndexFile {
+            packs: std::mem::take(&mut self.written),
+        };
+        let stats = WriterStats {
+            blobs: f.packs.iter().map(|p| p.blobs.len() as u64).sum(),
+            packs: f.packs.len() as u64,
+            bytes_stored: self.bytes_stored,
+        };
+        let mut idx = self.repo.index.write().unwrap_or_else(|p| p.into_inner());
+        idx.add_file(&f)?;
+        idx.finish();
+        Ok(stats)
+    }
+}
