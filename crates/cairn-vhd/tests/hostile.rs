@@ -1,4 +1,6 @@
 //! Damaged and hostile images: each mutation gives its own error variant, never a panic.
+// Test fixtures are a few MiB: offsets always fit in usize and bytes are meant to wrap.
+#![allow(clippy::cast_possible_truncation)]
 
 mod common;
 
