@@ -211,7 +211,11 @@ impl Descriptor {
         let mut s = String::from("# Disk DescriptorFile\n");
         let _ = writeln!(s, "version={}", self.version.unwrap_or(1));
         let _ = writeln!(s, "CID={:08x}", self.cid.unwrap_or(0));
-        let _ = writeln!(s, "parentCID={:08x}", self.parent_cid.unwrap_or(NO_PARENT_CID));
+        let _ = writeln!(
+            s,
+            "parentCID={:08x}",
+            self.parent_cid.unwrap_or(NO_PARENT_CID)
+        );
         if let Some(t) = &self.create_type {
             let _ = writeln!(s, "createType=\"{t}\"");
         }
@@ -228,8 +232,7 @@ impl Descriptor {
             let _ = write!(s, "{acc} {} {}", e.sectors, e.kind.keyword());
             if let Some(f) = &e.file {
                 let _ = write!(s, " \"{f}\"");
-                if matches!(e.kind, ExtentType::Flat | ExtentType::Vmfs) && e.offset_sectors != 0
-                {
+                if matches!(e.kind, ExtentType::Flat | ExtentType::Vmfs) && e.offset_sectors != 0 {
                     let _ = write!(s, " {}", e.offset_sectors);
                 }
             }
@@ -245,7 +248,9 @@ impl Descriptor {
 
 fn parse_uuid(s: &str) -> Option<[u8; 16]> {
     let hex: String = s.chars().filter(|c| c.is_ascii_hexdigit()).collect();
-    let rest_ok = s.chars().all(|c| c.is_ascii_hexdigit() || c == '-' || c == ' ');
+    let rest_ok = s
+        .chars()
+        .all(|c| c.is_ascii_hexdigit() || c == '-' || c == ' ');
     if hex.len() != 32 || !rest_ok {
         return None;
     }
@@ -280,7 +285,8 @@ fn parse_extent(n: usize, line: &str) -> Result<ExtentLine> {
         .and_then(|s| s.parse().ok())
         .ok_or_else(|| bad(n, "extent size is not a number"))?;
     let kind_s = f.next().ok_or_else(|| bad(n, "missing extent type"))?;
-    let kind = ExtentType::parse(kind_s).ok_or_else(|| bad(n, format!("unknown extent type {kind_s:?}")))?;
+    let kind = ExtentType::parse(kind_s)
+        .ok_or_else(|| bad(n, format!("unknown extent type {kind_s:?}")))?;
     if f.next().is_some() {
         return Err(bad(n, "unquoted extent file name"));
     }
@@ -346,14 +352,26 @@ ddb.adapterType = "ide"
 
     #[test]
     fn refuses_bad_paths() {
-        for p in ["/etc/passwd", "..\\x.vmdk", "a/../../b", "C:\\x.vmdk", "\\\\srv\\x"] {
+        for p in [
+            "/etc/passwd",
+            "..\\x.vmdk",
+            "a/../../b",
+            "C:\\x.vmdk",
+            "\\\\srv\\x",
+        ] {
             let t = format!("RW 1 FLAT \"{p}\" 0\n");
             assert!(
-                matches!(Descriptor::parse(t.as_bytes(), 4), Err(Error::BadExtentPath { .. })),
+                matches!(
+                    Descriptor::parse(t.as_bytes(), 4),
+                    Err(Error::BadExtentPath { .. })
+                ),
                 "{p}"
             );
         }
-        assert!(matches!(check_extent_path("a\0b"), Err(Error::BadExtentPath { .. })));
+        assert!(matches!(
+            check_extent_path("a\0b"),
+            Err(Error::BadExtentPath { .. })
+        ));
         assert!(check_extent_path("sub/x.vmdk").is_ok());
     }
 
@@ -371,9 +389,18 @@ ddb.adapterType = "ide"
 
     #[test]
     fn malformed_lines() {
-        for t in ["RW x SPARSE \"a\"", "RW 1 BOGUS \"a\"", "RW 1 SPARSE", "CID=zz", "junk"] {
+        for t in [
+            "RW x SPARSE \"a\"",
+            "RW 1 BOGUS \"a\"",
+            "RW 1 SPARSE",
+            "CID=zz",
+            "junk",
+        ] {
             assert!(
-                matches!(Descriptor::parse(t.as_bytes(), 4), Err(Error::BadDescriptor { line: 1, .. })),
+                matches!(
+                    Descriptor::parse(t.as_bytes(), 4),
+                    Err(Error::BadDescriptor { line: 1, .. })
+                ),
                 "{t}"
             );
         }

@@ -45,7 +45,9 @@ pub enum Error {
         expected: &'static str,
     },
     /// Grain size zero, not a power of two, or above the limit.
-    #[error("bad grain size {bytes} bytes (must be a power of two of at least 512 and at most {max})")]
+    #[error(
+        "bad grain size {bytes} bytes (must be a power of two of at least 512 and at most {max})"
+    )]
     BadGrainSize {
         /// Grain size found, in bytes (saturated).
         bytes: u64,

@@ -122,7 +122,11 @@ impl VmdkImage {
             let len = line
                 .sectors
                 .checked_mul(SECTOR)
-                .filter(|&l| start.checked_add(l).is_some_and(|e| e <= limits.max_virtual_size))
+                .filter(|&l| {
+                    start
+                        .checked_add(l)
+                        .is_some_and(|e| e <= limits.max_virtual_size)
+                })
                 .ok_or(Error::CapacityTooLarge {
                     size: start.saturating_add(line.sectors.saturating_mul(SECTOR)),
                     max: limits.max_virtual_size,
@@ -335,7 +339,12 @@ impl DiskLayer for VmdkImage {
         }
         let cid = self.descriptor.parent_cid?;
         Some(ParentLink {
-            hints: self.descriptor.parent_file_name_hint.iter().cloned().collect(),
+            hints: self
+                .descriptor
+                .parent_file_name_hint
+                .iter()
+                .cloned()
+                .collect(),
             expect: ParentExpectation::ContentId(format!("{cid:08x}")),
         })
     }

@@ -107,7 +107,11 @@ pub(crate) fn sniff(file: &dyn ReadAt) -> Result<Option<Magic>> {
     Ok(None)
 }
 
-fn read_block<const N: usize>(file: &dyn ReadAt, what: &'static str, offset: u64) -> Result<[u8; N]> {
+fn read_block<const N: usize>(
+    file: &dyn ReadAt,
+    what: &'static str,
+    offset: u64,
+) -> Result<[u8; N]> {
     let need = N as u64;
     if offset.checked_add(need).is_none_or(|e| e > file.size()) {
         return Err(Error::Truncated {
@@ -186,7 +190,9 @@ fn decode_entries(raw: &[u8], width: u64) -> Vec<u64> {
     if width == 8 {
         raw.chunks_exact(8).map(|c| u64_le(c, 0)).collect()
     } else {
-        raw.chunks_exact(4).map(|c| u64::from(u32_le(c, 0))).collect()
+        raw.chunks_exact(4)
+            .map(|c| u64::from(u32_le(c, 0)))
+            .collect()
     }
 }
 
@@ -292,7 +298,11 @@ impl SparseExtent {
                 need: 1024,
                 size: file.size(),
             })?;
-            let f = HostedHeader::decode(&read_block::<512>(file.as_ref(), "stream footer", foot_off)?);
+            let f = HostedHeader::decode(&read_block::<512>(
+                file.as_ref(),
+                "stream footer",
+                foot_off,
+            )?);
             if f.magic != KDMV_MAGIC || f.gd_offset == GD_AT_END {
                 return Err(Error::BadHeader {
                     format: F,
@@ -354,7 +364,14 @@ impl SparseExtent {
             }
         }
         let gd = chosen.ok_or_else(|| Error::BadGrainDirectory(problems.join("; ")))?;
-        let mut ext = Self::new(file, Kind::Hosted { compressed }, capacity, grain_bytes, gtes, gd);
+        let mut ext = Self::new(
+            file,
+            Kind::Hosted { compressed },
+            capacity,
+            grain_bytes,
+            gtes,
+            gd,
+        );
         ext.embedded_descriptor = embedded;
         Ok(ext)
     }
@@ -387,7 +404,14 @@ impl SparseExtent {
         let gd = read_table(file.as_ref(), "grain directory", off, needed, 4, limits)?;
         let gd = gd_to_bytes(&gd, COWD_GTES_PER_GT * 4, file.size())
             .map_err(|p| Error::BadGrainDirectory(format!("COWD GD at {off}: {p}")))?;
-        Ok(Self::new(file, Kind::Cowd, capacity, grain_bytes, COWD_GTES_PER_GT, gd))
+        Ok(Self::new(
+            file,
+            Kind::Cowd,
+            capacity,
+            grain_bytes,
+            COWD_GTES_PER_GT,
+            gd,
+        ))
     }
 
     fn open_sesparse(file: Arc<dyn ReadAt>, limits: &Limits) -> Result<Self> {
@@ -428,7 +452,11 @@ impl SparseExtent {
         let needed = capacity.div_ceil(grain_bytes * gtes);
         let gd_len = h.grain_dir_size.saturating_mul(SECTOR) / 8;
         if gd_len < needed {
-            return Err(bad("grain_dir_size", h.grain_dir_size, "enough entries to cover the capacity"));
+            return Err(bad(
+                "grain_dir_size",
+                h.grain_dir_size,
+                "enough entries to cover the capacity",
+            ));
         }
         let gd_off = sectors_to_bytes(F, "grain_dir_offset", h.grain_dir_offset)?;
         let raw = read_table(file.as_ref(), "grain directory", gd_off, needed, 8, limits)?;
@@ -454,13 +482,18 @@ impl SparseExtent {
                 )));
             }
             let off = tables + idx * table_bytes;
-            if off.checked_add(table_bytes).is_none_or(|end| end > file.size()) {
+            if off
+                .checked_add(table_bytes)
+                .is_none_or(|end| end > file.size())
+            {
                 return Err(Error::BadGrainDirectory(format!(
                     "seSparse grain table {idx} at {off} is outside the file"
                 )));
             }
             gd.push(off);
         }
+        check_disjoint(&gd, table_bytes)
+            .map_err(|p| Error::BadGrainDirectory(format!("seSparse: {p}")))?;
         let grains_offset = sectors_to_bytes(F, "grains_offset", h.grains_offset)?;
         Ok(Self::new(
             file,
@@ -511,7 +544,8 @@ impl SparseExtent {
                 // 1: unmapped by the guest (SCSI UNMAP), 2: zero grain.
                 1 | 2 => Ok(GrainLoc::Zero),
                 3 => {
-                    let idx = ((v & 0x0fff_0000_0000_0000) >> 48) | ((v & 0x0000_ffff_ffff_ffff) << 12);
+                    let idx =
+                        ((v & 0x0fff_0000_0000_0000) >> 48) | ((v & 0x0000_ffff_ffff_ffff) << 12);
                     let off = idx
                         .checked_mul(self.grain_bytes)
                         .and_then(|o| o.checked_add(grains_offset));
@@ -538,12 +572,16 @@ impl SparseExtent {
                 .copied()
                 .unwrap_or(0);
             if gt_off == 0 {
-                out.extend(std::iter::repeat_n(GrainLoc::Unalloc, usize::try_from(n).unwrap_or(0)));
+                out.extend(std::iter::repeat_n(
+                    GrainLoc::Unalloc,
+                    usize::try_from(n).unwrap_or(0),
+                ));
             } else {
                 // n <= gtes_per_gt <= 65536 entries of <= 8 bytes.
-                let raw = self
-                    .file
-                    .read_vec_at(gt_off + within * width, usize::try_from(n * width).unwrap_or(0))?;
+                let raw = self.file.read_vec_at(
+                    gt_off + within * width,
+                    usize::try_from(n * width).unwrap_or(0),
+                )?;
                 for (i, v) in decode_entries(&raw, width).into_iter().enumerate() {
                     out.push(self.decode(g + i as u64, v)?);
                 }
@@ -641,10 +679,17 @@ impl SparseExtent {
         // Deflate never grows data by more than a few bytes per 16 KiB block.
         let max_compressed = self.grain_bytes + self.grain_bytes / 8 + 1024;
         if size == 0 || size > max_compressed {
-            return Err(bad(format!("compressed size {size} (1..={max_compressed})")));
+            return Err(bad(format!(
+                "compressed size {size} (1..={max_compressed})"
+            )));
         }
-        if (marker + 12).checked_add(size).is_none_or(|e| e > self.file.size()) {
-            return Err(bad(format!("{size} compressed bytes run past the end of the file")));
+        if (marker + 12)
+            .checked_add(size)
+            .is_none_or(|e| e > self.file.size())
+        {
+            return Err(bad(format!(
+                "{size} compressed bytes run past the end of the file"
+            )));
         }
         let packed = self
             .file
@@ -684,6 +729,12 @@ impl SparseExtent {
         let mut g = 0;
         while g < grains {
             let n = (self.gtes_per_gt - g % self.gtes_per_gt).min(grains - g);
+            let gt = usize::try_from(g / self.gtes_per_gt).unwrap_or(usize::MAX);
+            if self.gd.get(gt).is_none_or(|&o| o == 0) {
+                // A missing table is all unallocated; the map fills the gap itself.
+                g += n;
+                continue;
+            }
             for (i, loc) in self.locate(g, n)?.into_iter().enumerate() {
                 let s = (g + i as u64) * self.grain_bytes;
                 let l = self.grain_bytes.min(end - s);
@@ -702,8 +753,12 @@ impl SparseExtent {
 
 /// Converts GD sector entries to byte offsets of whole tables inside the file; entries equal
 /// of 0 are "no table".
+///
+/// Tables must not overlap: real images never share a table, and refusing it bounds the work
+/// of a full-map walk by the file's size.
 fn gd_to_bytes(gd: &[u64], gt_bytes: u64, file_size: u64) -> Result<Vec<u64>, String> {
-    gd.iter()
+    let out = gd
+        .iter()
         .enumerate()
         .map(|(i, &e)| {
             if e == 0 {
@@ -717,5 +772,17 @@ fn gd_to_bytes(gd: &[u64], gt_bytes: u64, file_size: u64) -> Result<Vec<u64>, St
             }
             Ok(off)
         })
-        .collect()
+        .collect::<Result<Vec<u64>, String>>()?;
+    check_disjoint(&out, gt_bytes)?;
+    Ok(out)
+}
+
+/// Fails when two of the non-zero table offsets are closer than `gt_bytes`.
+fn check_disjoint(offsets: &[u64], gt_bytes: u64) -> Result<(), String> {
+    let mut sorted: Vec<u64> = offsets.iter().copied().filter(|&o| o != 0).collect();
+    sorted.sort_unstable();
+    match sorted.windows(2).find(|w| w[1] - w[0] < gt_bytes) {
+        Some(w) => Err(format!("grain tables at {} and {} overlap", w[0], w[1])),
+        None => Ok(()),
+    }
 }

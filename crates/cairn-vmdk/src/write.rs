@@ -134,7 +134,9 @@ fn plan(
         .and_then(|n| n.to_str())
         .ok_or_else(|| Error::BadWriteInput(format!("{}: no UTF-8 file name", out.display())))?;
     if name.contains(['"', '\0', '\n', '\r']) {
-        return Err(Error::BadWriteInput(format!("file name {name:?} cannot be quoted")));
+        return Err(Error::BadWriteInput(format!(
+            "file name {name:?} cannot be quoted"
+        )));
     }
     let mut grains: Vec<u64> = Vec::new();
     for r in map.runs() {
@@ -307,12 +309,19 @@ pub fn write_monolithic_sparse(
     for tables in [rgt, gt] {
         let mut dir = Vec::new();
         for i in 0..gd_entries {
-            dir.extend_from_slice(&u32::try_from(tables + i * gt_sectors).unwrap_or(0).to_le_bytes());
+            dir.extend_from_slice(
+                &u32::try_from(tables + i * gt_sectors)
+                    .unwrap_or(0)
+                    .to_le_bytes(),
+            );
         }
         dir.resize(usize::try_from(gd_sectors * SECTOR).unwrap_or(0), 0);
         meta.extend_from_slice(&dir);
         let mut t: Vec<u8> = gtes.iter().flat_map(|v| v.to_le_bytes()).collect();
-        t.resize(usize::try_from(gd_entries * gt_sectors * SECTOR).unwrap_or(0), 0);
+        t.resize(
+            usize::try_from(gd_entries * gt_sectors * SECTOR).unwrap_or(0),
+            0,
+        );
         meta.extend_from_slice(&t);
     }
     meta.resize(usize::try_from(overhead * SECTOR).unwrap_or(0), 0);
@@ -393,9 +402,16 @@ pub fn write_stream_optimized(
             let packed = z.finish().map_err(&err)?;
             let mut rec = Vec::with_capacity(packed.len() + 12 + 512);
             rec.extend_from_slice(&(g * p.grain_sectors).to_le_bytes());
-            rec.extend_from_slice(&u32::try_from(packed.len()).unwrap_or(u32::MAX).to_le_bytes());
+            rec.extend_from_slice(
+                &u32::try_from(packed.len())
+                    .unwrap_or(u32::MAX)
+                    .to_le_bytes(),
+            );
             rec.extend_from_slice(&packed);
-            rec.resize(usize::try_from((rec.len() as u64).div_ceil(SECTOR) * SECTOR).unwrap_or(0), 0);
+            rec.resize(
+                usize::try_from((rec.len() as u64).div_ceil(SECTOR) * SECTOR).unwrap_or(0),
+                0,
+            );
             let at = put(&mut f, &rec)?;
             table[usize::try_from(g - t * GTES_PER_GT).unwrap_or(0)] = u32_sector(at)?;
             any = true;

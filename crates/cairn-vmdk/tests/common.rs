@@ -39,7 +39,7 @@ pub fn noise(seed: u64, len: usize) -> Vec<u8> {
             x ^= x << 13;
             x ^= x >> 7;
             x ^= x << 17;
-            (x >> 24) as u8
+            x.to_le_bytes()[3]
         })
         .collect()
 }
@@ -86,8 +86,12 @@ pub fn qemu_map(path: &Path, size: u64) -> AllocationMap {
         } else {
             RangeKind::Unallocated
         };
-        m.push(e["start"].as_u64().unwrap(), e["length"].as_u64().unwrap(), kind)
-            .unwrap();
+        m.push(
+            e["start"].as_u64().unwrap(),
+            e["length"].as_u64().unwrap(),
+            kind,
+        )
+        .unwrap();
     }
     m.finish()
 }

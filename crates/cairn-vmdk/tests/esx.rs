@@ -14,7 +14,8 @@ use common::*;
 fn cowd() -> Vec<u8> {
     let mut b = vec![0u8; 512 * 37];
     b[0..4].copy_from_slice(b"COWD");
-    let put = |b: &mut Vec<u8>, off: usize, v: u32| b[off..off + 4].copy_from_slice(&v.to_le_bytes());
+    let put =
+        |b: &mut Vec<u8>, off: usize, v: u32| b[off..off + 4].copy_from_slice(&v.to_le_bytes());
     put(&mut b, 4, 1); // version
     put(&mut b, 8, 3); // flags
     put(&mut b, 12, 8192); // sectors
@@ -49,7 +50,11 @@ fn cowd_reads_like_qemu() {
     let path = dir.path().join("snap.vmdk");
     std::fs::write(dir.path().join("snap-delta.vmdk"), &b).unwrap();
     let desc = |parent: &str| {
-        let hint = if parent == "ffffffff" { "" } else { "parentFileNameHint=\"base.vmdk\"\n" };
+        let hint = if parent == "ffffffff" {
+            ""
+        } else {
+            "parentFileNameHint=\"base.vmdk\"\n"
+        };
         format!(
             "# Disk DescriptorFile\nversion=1\nCID=0000abcd\nparentCID={parent}\n\
              createType=\"vmfsSparse\"\n{hint}RW 8192 VMFSSPARSE \"snap-delta.vmdk\"\n"
@@ -57,10 +62,16 @@ fn cowd_reads_like_qemu() {
     };
     std::fs::write(&path, desc("ffffffff")).unwrap();
     let raw = dir.path().join("snap.raw");
-    run("qemu-img", &["convert", "-f", "vmdk", "-O", "raw", p(&path), p(&raw)]);
+    run(
+        "qemu-img",
+        &["convert", "-f", "vmdk", "-O", "raw", p(&path), p(&raw)],
+    );
     assert!(std::fs::read(&raw).unwrap() == got);
     assert_eq!(
-        VmdkImage::open(&path, &Limits::default()).unwrap().layer_map().unwrap(),
+        VmdkImage::open(&path, &Limits::default())
+            .unwrap()
+            .layer_map()
+            .unwrap(),
         qemu_map(&path, 4 << 20)
     );
     std::fs::write(&path, desc("12345678")).unwrap();

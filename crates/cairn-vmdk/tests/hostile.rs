@@ -51,8 +51,14 @@ fn intact_image_reads_back() {
 #[test]
 fn truncated_header() {
     let (b, _) = sparse_bytes(false);
-    assert!(matches!(open(b[..100].to_vec()), Err(Error::Truncated { .. })));
-    assert!(matches!(open(b[..3].to_vec()), Err(Error::Truncated { .. })));
+    assert!(matches!(
+        open(b[..100].to_vec()),
+        Err(Error::Truncated { .. })
+    ));
+    assert!(matches!(
+        open(b[..3].to_vec()),
+        Err(Error::Truncated { .. })
+    ));
     assert!(matches!(open(vec![0u8; 4096]), Err(Error::NotVmdk(_))));
 }
 
@@ -60,7 +66,13 @@ fn truncated_header() {
 fn bad_version() {
     let (mut b, _) = sparse_bytes(false);
     put32(&mut b, 4, 9);
-    assert!(matches!(open(b), Err(Error::BadHeader { field: "version", .. })));
+    assert!(matches!(
+        open(b),
+        Err(Error::BadHeader {
+            field: "version",
+            ..
+        })
+    ));
 }
 
 #[test]
@@ -79,7 +91,13 @@ fn absurd_capacity() {
     assert!(matches!(open(b), Err(Error::CapacityTooLarge { .. })));
     let (mut b, _) = sparse_bytes(false);
     put64(&mut b, 12, u64::MAX);
-    assert!(matches!(open(b), Err(Error::BadHeader { field: "capacity", .. })));
+    assert!(matches!(
+        open(b),
+        Err(Error::BadHeader {
+            field: "capacity",
+            ..
+        })
+    ));
 }
 
 #[test]
@@ -130,7 +148,13 @@ fn stream_footer_and_grain_corruption() {
     let n = b.len();
     let mut f = b.clone();
     f[n - 1024..n - 1024 + 4].copy_from_slice(b"XXXX");
-    assert!(matches!(open(f), Err(Error::BadHeader { field: "footer gdOffset", .. })));
+    assert!(matches!(
+        open(f),
+        Err(Error::BadHeader {
+            field: "footer gdOffset",
+            ..
+        })
+    ));
     // First grain marker sits at the overhead (sector 128): make its size absurd.
     let mut g = b.clone();
     put32(&mut g, 128 * 512 + 8, 0x7fff_ffff);
@@ -164,20 +188,40 @@ fn descriptor_file_limits_and_paths() {
     ));
     let mut limits = Limits::default();
     limits.max_descriptor_bytes = 4096;
-    assert!(matches!(VmdkImage::open(&d, &limits), Err(Error::DescriptorTooLarge { .. })));
+    assert!(matches!(
+        VmdkImage::open(&d, &limits),
+        Err(Error::DescriptorTooLarge { .. })
+    ));
     for bad in ["/etc/passwd", "../x-flat.vmdk", "sub/../../x", "C:\\x.vmdk"] {
         let t = format!("# Disk DescriptorFile\nCID=12345678\nRW 8 FLAT \"{bad}\" 0\n");
         std::fs::write(&d, t).unwrap();
         assert!(
-            matches!(VmdkImage::open(&d, &Limits::default()), Err(Error::BadExtentPath { .. })),
+            matches!(
+                VmdkImage::open(&d, &Limits::default()),
+                Err(Error::BadExtentPath { .. })
+            ),
             "{bad}"
         );
     }
-    std::fs::write(&d, "# Disk DescriptorFile\nCID=12345678\nRW 8 FLAT \"missing.bin\" 0\n").unwrap();
-    assert!(matches!(VmdkImage::open(&d, &Limits::default()), Err(Error::File { .. })));
+    std::fs::write(
+        &d,
+        "# Disk DescriptorFile\nCID=12345678\nRW 8 FLAT \"missing.bin\" 0\n",
+    )
+    .unwrap();
+    assert!(matches!(
+        VmdkImage::open(&d, &Limits::default()),
+        Err(Error::File { .. })
+    ));
     std::fs::write(dir.path().join("short.bin"), [1u8; 1024]).unwrap();
-    std::fs::write(&d, "# Disk DescriptorFile\nCID=12345678\nRW 8 FLAT \"short.bin\" 0\n").unwrap();
-    assert!(matches!(VmdkImage::open(&d, &Limits::default()), Err(Error::Truncated { .. })));
+    std::fs::write(
+        &d,
+        "# Disk DescriptorFile\nCID=12345678\nRW 8 FLAT \"short.bin\" 0\n",
+    )
+    .unwrap();
+    assert!(matches!(
+        VmdkImage::open(&d, &Limits::default()),
+        Err(Error::Truncated { .. })
+    ));
     // A ZERO + FLAT mix reads as written.
     std::fs::write(
         &d,

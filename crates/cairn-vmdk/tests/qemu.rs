@@ -27,7 +27,17 @@ fn five_qemu_subformats_read_like_raw() {
         let out = dir.path().join(format!("{sub}.vmdk"));
         run(
             "qemu-img",
-            &["convert", "-f", "raw", "-O", "vmdk", "-o", &format!("subformat={sub}"), p(&raw_path), p(&out)],
+            &[
+                "convert",
+                "-f",
+                "raw",
+                "-O",
+                "vmdk",
+                "-o",
+                &format!("subformat={sub}"),
+                p(&raw_path),
+                p(&out),
+            ],
         );
         let img = VmdkImage::open(&out, &Limits::default()).unwrap();
         assert_eq!(img.subformat(), sub);
@@ -54,18 +64,56 @@ fn zeroed_grain_and_delta_chain() {
     let dir = tempfile::tempdir().unwrap();
     let base = dir.path().join("base.vmdk");
     let delta = dir.path().join("delta.vmdk");
-    run("qemu-img", &["create", "-q", "-f", "vmdk", "-o", "zeroed_grain=on", p(&base), "4M"]);
+    run(
+        "qemu-img",
+        &[
+            "create",
+            "-q",
+            "-f",
+            "vmdk",
+            "-o",
+            "zeroed_grain=on",
+            p(&base),
+            "4M",
+        ],
+    );
     run(
         "qemu-io",
-        &["-f", "vmdk", "-c", "write -P 0x11 0 2M", "-c", "write -z 512k 128k", p(&base)],
+        &[
+            "-f",
+            "vmdk",
+            "-c",
+            "write -P 0x11 0 2M",
+            "-c",
+            "write -z 512k 128k",
+            p(&base),
+        ],
     );
     run(
         "qemu-img",
-        &["create", "-q", "-f", "vmdk", "-b", "base.vmdk", "-F", "vmdk", p(&delta)],
+        &[
+            "create",
+            "-q",
+            "-f",
+            "vmdk",
+            "-b",
+            "base.vmdk",
+            "-F",
+            "vmdk",
+            p(&delta),
+        ],
     );
     run(
         "qemu-io",
-        &["-f", "vmdk", "-c", "write -P 0xab 1M 64k", "-c", "write -P 0xcd 1000k 10k", p(&delta)],
+        &[
+            "-f",
+            "vmdk",
+            "-c",
+            "write -P 0xab 1M 64k",
+            "-c",
+            "write -P 0xcd 1000k 10k",
+            p(&delta),
+        ],
     );
     let b = VmdkImage::open(&base, &Limits::default()).unwrap();
     assert_eq!(b.layer_map().unwrap(), qemu_map(&base, 4 << 20));
@@ -80,7 +128,10 @@ fn zeroed_grain_and_delta_chain() {
     assert_eq!(d.layer_map().unwrap(), qemu_map(&delta, 4 << 20));
     d.attach_parent(Arc::new(b)).unwrap();
     let flat = dir.path().join("flat.raw");
-    run("qemu-img", &["convert", "-f", "vmdk", "-O", "raw", p(&delta), p(&flat)]);
+    run(
+        "qemu-img",
+        &["convert", "-f", "vmdk", "-O", "raw", p(&delta), p(&flat)],
+    );
     let want = std::fs::read(&flat).unwrap();
     assert!(read_all(&d, 1 << 20) == want);
     assert!(read_all(&d, 12_345) == want);
@@ -95,12 +146,24 @@ fn two_gb_split_sparse_straddles_extents() {
     let img_path = dir.path().join("big.vmdk");
     run(
         "qemu-img",
-        &["create", "-q", "-f", "vmdk", "-o", "subformat=twoGbMaxExtentSparse", p(&img_path), "4608M"],
+        &[
+            "create",
+            "-q",
+            "-f",
+            "vmdk",
+            "-o",
+            "subformat=twoGbMaxExtentSparse",
+            p(&img_path),
+            "4608M",
+        ],
     );
     let two_g: u64 = 2 << 30;
     let w = format!("write -P 0xcd {} 128k", two_g - 65_536);
     let w2 = format!("write -P 0x77 {} 64k", (4u64 << 30) + (1 << 20));
-    run("qemu-io", &["-f", "vmdk", "-c", &w, "-c", &w2, p(&img_path)]);
+    run(
+        "qemu-io",
+        &["-f", "vmdk", "-c", &w, "-c", &w2, p(&img_path)],
+    );
     let img = VmdkImage::open(&img_path, &Limits::default()).unwrap();
     assert_eq!(img.descriptor().extents.len(), 3);
     assert_eq!(img.size(), 4608 << 20);
@@ -110,7 +173,8 @@ fn two_gb_split_sparse_straddles_extents() {
     want[512 * 1024 - 65_536..512 * 1024 + 65_536].fill(0xcd);
     assert!(buf == want);
     let mut small = [0u8; 4];
-    img.read_exact_at(&mut small, (4u64 << 30) + (1 << 20) + 10).unwrap();
+    img.read_exact_at(&mut small, (4u64 << 30) + (1 << 20) + 10)
+        .unwrap();
     assert_eq!(small, [0x77; 4]);
     let map = img.layer_map().unwrap();
     assert_eq!(map, qemu_map(&img_path, 4608 << 20));
@@ -122,16 +186,32 @@ fn vmfs_flat_descriptor() {
     if !have("qemu-img") {
         return;
     }
+    // qemu cannot write ESXi descriptors, so an ESXi-style one is written over a flat file.
     let dir = tempfile::tempdir().unwrap();
     let raw = sample_raw(4);
-    let raw_path = dir.path().join("d.raw");
-    std::fs::write(&raw_path, &raw).unwrap();
+    std::fs::write(dir.path().join("esx-flat.vmdk"), &raw).unwrap();
     let out = dir.path().join("esx.vmdk");
-    run(
-        "qemu-img",
-        &["convert", "-f", "raw", "-O", "vmdk", "-o", "subformat=vmfs", p(&raw_path), p(&out)],
-    );
+    let sectors = raw.len() / 512;
+    std::fs::write(
+        &out,
+        format!(
+            "# Disk DescriptorFile\nversion=1\nencoding=\"UTF-8\"\nCID=fffffffe\nparentCID=ffffffff\n\
+             createType=\"vmfs\"\n\n# Extent description\nRW {sectors} VMFS \"esx-flat.vmdk\"\n\n\
+             # The Disk Data Base\n#DDB\n\nddb.adapterType = \"lsilogic\"\n\
+             ddb.uuid.image = \"6000c298-2a4d-5f0a-1a33-0d2cbe6f2f4f\"\n"
+        ),
+    )
+    .unwrap();
     let img = VmdkImage::open(&out, &Limits::default()).unwrap();
     assert_eq!(img.subformat(), "vmfs");
+    assert_eq!(img.identity().uuid.unwrap()[..2], [0x60, 0x00]);
+    assert_eq!(img.identity().content_id.as_deref(), Some("fffffffe"));
     assert!(read_all(&img, 1 << 20) == raw);
+    let back = dir.path().join("back.raw");
+    run(
+        "qemu-img",
+        &["convert", "-f", "vmdk", "-O", "raw", p(&out), p(&back)],
+    );
+    assert!(std::fs::read(&back).unwrap() == raw);
+    assert_eq!(img.layer_map().unwrap(), qemu_map(&out, raw.len() as u64));
 }

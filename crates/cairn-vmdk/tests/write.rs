@@ -43,9 +43,16 @@ fn written_images_pass_qemu_check_and_compare() {
             write_monolithic_sparse(&raw, &map, &out, &opts).unwrap();
         }
         run("qemu-img", &["check", "-f", "vmdk", p(&out)]);
-        run("qemu-img", &["compare", "-f", "raw", "-F", "vmdk", p(&raw_path), p(&out)]);
+        run(
+            "qemu-img",
+            &["compare", "-f", "raw", "-F", "vmdk", p(&raw_path), p(&out)],
+        );
         let info = run("qemu-img", &["info", "--output=json", p(&out)]);
-        let want = if stream { "streamOptimized" } else { "monolithicSparse" };
+        let want = if stream {
+            "streamOptimized"
+        } else {
+            "monolithicSparse"
+        };
         assert!(info.contains(want), "{info}");
         let img = VmdkImage::open(&out, &Limits::default()).unwrap();
         assert_eq!(img.subformat(), want);
@@ -55,7 +62,10 @@ fn written_images_pass_qemu_check_and_compare() {
         // Holes stay holes: our map and qemu's agree, and neither claims the zero regions.
         let ours = img.layer_map().unwrap();
         assert_eq!(ours, qemu_map(&out, raw.len() as u64));
-        assert_eq!(ours.bytes_of(RangeKind::Data), map.bytes_of(RangeKind::Data));
+        assert_eq!(
+            ours.bytes_of(RangeKind::Data),
+            map.bytes_of(RangeKind::Data)
+        );
     }
     // No temporary files left behind.
     let left: Vec<_> = std::fs::read_dir(dir.path())
@@ -88,7 +98,10 @@ fn writer_rejects_bad_options() {
 
 fn sparse_content() -> impl Strategy<Value = Vec<u8>> {
     // 1..=40 sectors of 4 KiB... up to ~1.3 MiB, with a few data islands.
-    (1usize..=330, proptest::collection::vec((0usize..330, 1usize..20_000, any::<u8>()), 0..6))
+    (
+        1usize..=330,
+        proptest::collection::vec((0usize..330, 1usize..20_000, any::<u8>()), 0..6),
+    )
         .prop_map(|(pages, islands)| {
             let len = pages * 4096 - if pages % 3 == 0 { 512 } else { 0 };
             let mut d = vec![0u8; len];
@@ -96,7 +109,7 @@ fn sparse_content() -> impl Strategy<Value = Vec<u8>> {
                 let s = (start * 4096 + 77).min(len);
                 let e = (s + l).min(len);
                 for (i, x) in d[s..e].iter_mut().enumerate() {
-                    *x = b ^ (i as u8);
+                    *x = b ^ i.to_le_bytes()[0];
                 }
             }
             d
