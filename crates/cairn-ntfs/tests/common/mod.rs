@@ -1,0 +1,135 @@
+//! Shared helpers of the integration tests: tool discovery, SHA-256, walking a volume.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::Command;
+use std::sync::Arc;
+
+use cairn_io::{FileReader, ReadAt};
+use cairn_ntfs::{NtfsFs, NtfsOptions};
+use cairn_vfs::{FileKind, FileSystem};
+
+/// True when `tool` is on PATH. When it is missing: fails under CI, else prints a skip note.
+pub fn have(tool: &str) -> bool {
+    let found = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
+        .unwrap_or(false)
+        || Path::new("/usr/sbin").join(tool).is_file();
+    if !found {
+        assert!(std::env::var_os("CI").is_none(), "{tool} not found (CI installs it)");
+        eprintln!("skipped: {tool} not found");
+    }
+    found
+}
+
+pub fn tool_path(tool: &str) -> String {
+    let sbin = Path::new("/usr/sbin").join(tool);
+    if sbin.is_file() {
+        sbin.to_string_lossy().into_owned()
+    } else {
+        tool.to_string()
+    }
+}
+
+/// Runs a command, panicking with its stderr on failure; returns stdout.
+pub fn run(cmd: &str, args: &[&str]) -> Vec<u8> {
+    let out = Command::new(tool_path(cmd)).args(args).output().unwrap_or_else(|e| panic!("{cmd}: {e}"));
+    assert!(out.status.success(), "{cmd} {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    out.stdout
+}
+
+pub fn sha256(b: &[u8]) -> String {
+    ring::digest::digest(&ring::digest::SHA256, b)
+        .as_ref()
+        .iter()
+        .map(|x| format!("{x:02x}"))
+        .collect()
+}
+
+pub fn read_all(r: &dyn ReadAt) -> Vec<u8> {
+    let mut v = vec![0u8; usize::try_from(r.size()).unwrap()];
+    // Read in odd-sized pieces to cross run and compression-unit boundaries.
+    let mut off = 0usize;
+    while off < v.len() {
+        let n = (v.len() - off).min(65_537);
+        r.read_exact_at(&mut v[off..off + n], off as u64).unwrap();
+        off += n;
+    }
+    v
+}
+
+pub fn open_img(p: &Path) -> NtfsFs {
+    NtfsFs::open(Arc::new(FileReader::open(p).unwrap()), &NtfsOptions::default()).unwrap()
+}
+
+/// One walked item: kind, size, SHA-256 of its bytes (files and streams), link target.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Item {
+    pub kind: FileKind,
+    pub size: u64,
+    pub sha: Option<String>,
+    pub target: Option<String>,
+    pub id: u64,
+}
+
+/// Walks every directory from the root; paths are `/a/b`, streams `/a/b:name`.
+/// Root-level `$` metadata files are skipped unless `system` is set.
+pub fn walk(fs: &NtfsFs, vol: &dyn ReadAt, system: bool) -> BTreeMap<String, Item> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![(fs.root(), String::new())];
+    while let Some((dir, prefix)) = stack.pop() {
+        for e in fs.read_dir(dir).unwrap() {
+            if prefix.is_empty() && e.name.starts_with('$') && !system {
+                continue;
+            }
+            let path = format!("{prefix}/{}", e.name);
+            let m = fs.metadata(e.id).unwrap();
+            assert_eq!(m.kind, e.kind, "{path}: read_dir kind vs metadata kind");
+            let sha = if e.kind == FileKind::File {
+                let r = fs.open(e.id, None).unwrap();
+                assert_eq!(r.size(), m.size, "{path}");
+                let bytes = read_all(&*r);
+                check_extents(fs, vol, e.id, None, &bytes);
+                Some(sha256(&bytes))
+            } else {
+                None
+            };
+            for s in &m.streams {
+                let r = fs.open(e.id, Some(&s.name)).unwrap();
+                let bytes = read_all(&*r);
+                check_extents(fs, vol, e.id, Some(&s.name), &bytes);
+                out.insert(
+                    format!("{path}:{}", s.name),
+                    Item { kind: FileKind::File, size: s.size, sha: Some(sha256(&bytes)), target: None, id: e.id },
+                );
+            }
+            if e.kind == FileKind::Dir {
+                stack.push((e.id, path.clone()));
+            }
+            out.insert(path, Item { kind: e.kind, size: m.size, sha, target: m.symlink_target.clone(), id: e.id });
+        }
+    }
+    out
+}
+
+/// Extents must cover [0, size) in order; plain extents must read back the same bytes
+/// from the volume image.
+pub fn check_extents(fs: &NtfsFs, vol: &dyn ReadAt, id: u64, stream: Option<&str>, bytes: &[u8]) {
+    let ext = fs.extents(id, stream).unwrap();
+    let mut pos = 0u64;
+    for e in &ext {
+        assert_eq!(e.file_offset, pos, "extents of {id:#x} are contiguous");
+        let want = &bytes[usize::try_from(e.file_offset).unwrap()..usize::try_from(e.file_offset + e.len).unwrap()];
+        match (e.volume_offset, e.encoded) {
+            (Some(v), false) => {
+                let got = vol.read_vec_at(v, want.len()).unwrap();
+                assert!(got == want, "extent at {} of {id:#x} reads back differently", e.file_offset);
+            }
+            (None, _) => assert!(want.iter().all(|&b| b == 0), "hole at {} of {id:#x} is not zero", e.file_offset),
+            (Some(_), true) => {}
+        }
+        pos += e.len;
+    }
+    assert_eq!(pos, bytes.len() as u64, "extents of {id:#x} cover the size");
+}
