@@ -349,13 +349,14 @@ pub(crate) struct ExRootInfo {
 }
 
 /// Lists an exFAT directory (see [`list_fat`] for `offset_of`). Special root entries are
-/// reported in `root`.
+/// reported in `root`; with `parse_files` false, file entry sets are skipped unparsed.
 pub(crate) fn list_exfat(
     buf: &[u8],
     offset_of: &dyn Fn(usize) -> u64,
     heap_offset: u64,
     cluster_size: u64,
     root: &mut ExRootInfo,
+    parse_files: bool,
     warnings: &mut Vec<String>,
 ) -> Result<Vec<Listed>> {
     let n = buf.len() / ENTRY;
@@ -383,6 +384,11 @@ pub(crate) fn list_exfat(
                 let len = usize::from(e[1]).min(11);
                 let units: Vec<u16> = (0..len).map(|k| u16_le(e, 2 + 2 * k)).collect();
                 root.label = Some(escape_name_utf16(&units));
+            }
+            EX_FILE if !parse_files => {
+                // Only the system entries are wanted: skip the set unchecked.
+                i += 1 + ex_secondary_count(e, off).unwrap_or(0);
+                continue;
             }
             EX_FILE => {
                 let sc = ex_secondary_count(e, off)?;

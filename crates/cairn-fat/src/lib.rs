@@ -277,6 +277,7 @@ impl FatFs {
             self.geo.heap_offset,
             u64::from(self.geo.cluster_size),
             &mut info,
+            false,
             &mut w,
         )?;
         self.label = info.label;
@@ -564,6 +565,7 @@ impl FatFs {
                 self.geo.heap_offset,
                 u64::from(self.geo.cluster_size),
                 &mut info,
+                true,
                 &mut w,
             )?;
             let mut side = self
@@ -886,5 +888,3 @@ impl FileSystem for FatFs {
     }
 }
 
-#[cfg(test)]
-mod tests;
