@@ -31,7 +31,6 @@ pub const INDEX_EVERY_PACKS: usize = 8;
 
 /// Options of [`Repository::init`].
 #[derive(Debug, Clone)]
-#[non_exhaustive]
 pub struct InitOptions {
     /// Chunker (default: fixed 1 MiB).
     pub chunker: cairn_chunk::ChunkerParams,
@@ -56,7 +55,6 @@ impl Default for InitOptions {
 
 /// Options of [`Repository::open`].
 #[derive(Debug, Clone, Default)]
-#[non_exhaustive]
 pub struct OpenOptions {}
 
 /// An index file that could not be read when the index was loaded.

@@ -16,7 +16,6 @@ use crate::{BlobId, Manifest, ObjectId, Repository, Result, SnapshotId};
 
 /// Options of [`Repository::verify`].
 #[derive(Debug, Clone)]
-#[non_exhaustive]
 pub struct VerifyOptions {
     /// Also read and check blob data.
     pub read_data: bool,

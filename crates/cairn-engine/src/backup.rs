@@ -1,0 +1,572 @@
+//! Image backup: fixed chunks aligned to the disk, read in one thread with positional reads,
+//! hashed / compressed / sealed on a worker pool, packed by the calling thread. Memory is
+//! bounded by the queue depths times the chunk size plus one pack, whatever the image size.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use cairn_io::{AllocationMap, DiskIdentity, RangeKind, ReadAt};
+use cairn_repo::{
+    BackupStats, BlobId, BlobKind, DiskManifest, EncodedBlob, Manifest, Repository, SnapshotId,
+    StoredIdentity,
+};
+
+use crate::{Error, Result};
+
+/// One disk to back up.
+pub struct DiskSource {
+    /// Name recorded in the restore point (file name, device).
+    pub label: String,
+    /// The disk's content (the whole chain, read through).
+    pub reader: Arc<dyn ReadAt>,
+    /// What to read: `Data` / `FromParent` runs are read, `Zero` / `Unallocated` runs never
+    /// are (they restore as zeros). Its size is the disk's size.
+    pub map: AllocationMap,
+    /// Identity of the top layer.
+    pub identity: DiskIdentity,
+    /// Identities of the layers below, top first.
+    pub chain_ids: Vec<DiskIdentity>,
+    /// Ranges the top layer changed relative to its parent (any run that is not
+    /// `Unallocated` counts as changed), when the top layer is a delta.
+    pub changed: Option<AllocationMap>,
+}
+
+impl fmt::Debug for DiskSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DiskSource")
+            .field("label", &self.label)
+            .field("size", &self.map.size())
+            .field("identity", &self.identity)
+            .field("chain_ids", &self.chain_ids)
+            .field("changed", &self.changed.as_ref().map(|c| c.runs().len()))
+            .finish()
+    }
+}
+
+/// Progress of a job, passed to the callback after each chunk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Progress {
+    /// Disk bytes dealt with so far (read, skipped as holes or taken from the parent).
+    pub bytes_done: u64,
+    /// Disk bytes in total.
+    pub bytes_total: u64,
+    /// Bytes read from the sources so far.
+    pub bytes_read: u64,
+    /// Raw bytes of new chunks so far.
+    pub bytes_new: u64,
+}
+
+/// Progress callback; return `false` to cancel the job.
+pub type ProgressFn = Arc<dyn Fn(&Progress) -> bool + Send + Sync>;
+
+/// Options of [`backup`].
+#[derive(Clone, Default)]
+pub struct BackupOptions {
+    /// Tags recorded in the restore point.
+    pub tags: Vec<String>,
+    /// Time of the restore point, Unix seconds; now when `None`.
+    pub time: Option<i64>,
+    /// Worker threads for hashing / compression / sealing (0: available cores).
+    pub threads: usize,
+    /// Never take chunks from a previous restore point (read everything).
+    pub no_incremental: bool,
+    /// Progress callback.
+    pub progress: Option<ProgressFn>,
+}
+
+impl fmt::Debug for BackupOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BackupOptions")
+            .field("tags", &self.tags)
+            .field("time", &self.time)
+            .field("threads", &self.threads)
+            .field("no_incremental", &self.no_incremental)
+            .field("progress", &self.progress.is_some())
+            .finish()
+    }
+}
+
+/// What a backup did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BackupReport {
+    /// The new restore point.
+    pub restore_point: SnapshotId,
+    /// Bytes read from the sources.
+    pub bytes_read: u64,
+    /// Raw bytes of chunks the repository did not have.
+    pub bytes_new: u64,
+    /// Bytes written to packs (compressed, sealed).
+    pub bytes_stored: u64,
+    /// Wall time.
+    pub seconds: f64,
+    /// Chunks in all disks.
+    pub chunks: u64,
+    /// Chunks recorded as holes (never stored).
+    pub chunks_hole: u64,
+    /// Chunks taken from the previous restore point without reading.
+    pub chunks_reused: u64,
+    /// The restore point incremental reads were based on.
+    pub incremental_from: Option<SnapshotId>,
+}
+
+pub(crate) fn stored_identity(d: &DiskIdentity) -> StoredIdentity {
+    StoredIdentity {
+        uuid: d.uuid,
+        content_id: d.content_id.clone(),
+    }
+}
+
+/// How one chunk is obtained.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Plan {
+    Hole,
+    Reuse(Option<BlobId>),
+    Read(Vec<(u64, u64)>),
+}
+
+fn is_read_kind(k: RangeKind) -> bool {
+    matches!(k, RangeKind::Data | RangeKind::FromParent)
+}
+
+fn plan_chunk(
+    d: &DiskSource,
+    start: u64,
+    len: u64,
+    base: Option<&DiskManifest>,
+    index: usize,
+) -> Plan {
+    if let (Some(base), Some(changed)) = (base, &d.changed) {
+        let touched = changed
+            .clip(start, len)
+            .iter()
+            .any(|r| r.kind != RangeKind::Unallocated);
+        if !touched {
+            return Plan::Reuse(base.chunks[index]);
+        }
+    }
+    let reads: Vec<(u64, u64)> = d
+        .map
+        .clip(start, len)
+        .iter()
+        .filter(|r| is_read_kind(r.kind))
+        .map(|r| (r.offset, r.len))
+        .collect();
+    if reads.is_empty() {
+        Plan::Hole
+    } else {
+        Plan::Read(reads)
+    }
+}
+
+/// Finds, for each source, the disk of an earlier restore point of `vm_name` that captured
+/// exactly its parent layer.
+fn find_bases(
+    repo: &Repository,
+    vm_name: &str,
+    disks: &[DiskSource],
+    chunk_size: u32,
+) -> Result<(Vec<Option<DiskManifest>>, Option<SnapshotId>)> {
+    let mut out: Vec<Option<DiskManifest>> = vec![None; disks.len()];
+    let wanted: Vec<Option<StoredIdentity>> = disks
+        .iter()
+        .map(|d| {
+            let parent = d.chain_ids.first().map(stored_identity);
+            parent.filter(|p| d.changed.is_some() && p.is_known())
+        })
+        .collect();
+    if wanted.iter().all(Option::is_none) {
+        return Ok((out, None));
+    }
+    let (snaps, _) = repo.snapshots()?;
+    let mut from = None;
+    for (sid, m) in snaps.iter().rev().filter(|(_, m)| m.vm_name == vm_name) {
+        for (i, w) in wanted.iter().enumerate() {
+            let Some(w) = w else { continue };
+            if out[i].is_some() {
+                continue;
+            }
+            let size = disks[i].map.size();
+            let candidates = m
+                .disks
+                .iter()
+                .filter(|md| &md.identity == w && md.size == size && md.chunk_size == chunk_size);
+            // Prefer the disk with the same label when several match.
+            let mut best: Option<&DiskManifest> = None;
+            for c in candidates {
+                if best.is_none() || c.label == disks[i].label {
+                    best = Some(c);
+                }
+            }
+            if let Some(b) = best {
+                out[i] = Some(b.clone());
+                from.get_or_insert(*sid);
+            }
+        }
+        if out.iter().zip(&wanted).all(|(o, w)| o.is_some() || w.is_none()) {
+            break;
+        }
+    }
+    Ok((out, from))
+}
+
+struct ReadJob {
+    disk: usize,
+    index: usize,
+    data: Vec<u8>,
+    /// Bytes actually read (the chunk may include zero-filled non-read ranges).
+    read: u64,
+}
+
+enum Out {
+    Chunk {
+        disk: usize,
+        index: usize,
+        id: Option<BlobId>,
+        bytes: u64,
+        new: u64,
+    },
+    Blob(EncodedBlob),
+}
+
+#[derive(Default)]
+struct Failure(Mutex<Option<Error>>, AtomicBool);
+
+impl Failure {
+    fn set(&self, e: Error) {
+        let mut g = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if g.is_none() {
+            *g = Some(e);
+        }
+        self.1.store(true, Ordering::SeqCst);
+    }
+    fn failed(&self) -> bool {
+        self.1.load(Ordering::SeqCst)
+    }
+    fn take(&self) -> Option<Error> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).take()
+    }
+}
+
+/// Backs up `disks` of `vm_name` into `repo` as one new restore point.
+///
+/// Chunks wholly inside non-read ranges, and chunks that read as all zeros, are recorded as
+/// holes. With a previous restore point that captured the parent layer (see
+/// [`DiskSource::changed`]) only the changed chunks are read; the others' ids are copied, so
+/// every restore point still lists every chunk.
+pub fn backup(
+    repo: &Repository,
+    vm_name: &str,
+    disks: &[DiskSource],
+    opts: &BackupOptions,
+) -> Result<BackupReport> {
+    let started = Instant::now();
+    let chunk_size = match repo.config().chunker {
+        cairn_chunk::ChunkerParams::Fixed { size } => size,
+        other => {
+            return Err(Error::Invalid(format!(
+                "image backups need a fixed-size chunker; the repository uses {other:?}"
+            )))
+        }
+    };
+    let chunker = cairn_chunk::FixedChunker::new(chunk_size).map_err(cairn_repo::Error::from)?;
+    if disks.len() > cairn_repo::MAX_DISKS {
+        return Err(Error::Invalid(format!("{} disks, at most {}", disks.len(), cairn_repo::MAX_DISKS)));
+    }
+    for d in disks {
+        let size = d.map.size();
+        if size > cairn_repo::MAX_DISK_SIZE {
+            return Err(Error::Invalid(format!("disk {:?}: size {size} too large", d.label)));
+        }
+        if d.reader.size() < size {
+            return Err(Error::Invalid(format!(
+                "disk {:?}: reader has {} bytes, map covers {size}",
+                d.label,
+                d.reader.size()
+            )));
+        }
+        d.map.validate().map_err(|e| Error::Invalid(format!("disk {:?} map: {e}", d.label)))?;
+        if let Some(c) = &d.changed {
+            if c.size() != size {
+                return Err(Error::Invalid(format!("disk {:?}: changed map size differs", d.label)));
+            }
+        }
+    }
+    let (bases, incremental_from) = if opts.no_incremental {
+        (vec![None; disks.len()], None)
+    } else {
+        find_bases(repo, vm_name, disks, chunk_size)?
+    };
+
+    let threads = if opts.threads == 0 {
+        std::thread::available_parallelism().map_or(2, |n| n.get())
+    } else {
+        opts.threads
+    }
+    .clamp(1, 64);
+    let depth = threads * 2;
+    let total: u64 = disks.iter().map(|d| d.map.size()).sum();
+
+    let mut chunk_lists: Vec<Vec<Option<BlobId>>> = disks
+        .iter()
+        .map(|d| {
+            let n = usize::try_from(chunker.count(d.map.size())).unwrap_or(usize::MAX);
+            vec![None; n]
+        })
+        .collect();
+    let mut progress = Progress {
+        bytes_total: total,
+        ..Default::default()
+    };
+    let mut chunks_hole = 0u64;
+    let mut chunks_reused = 0u64;
+    let mut chunks = 0u64;
+
+    let mut writer = repo.writer()?;
+    let encoder = writer.encoder();
+    let claimed: Mutex<HashSet<BlobId>> = Mutex::new(HashSet::new());
+    let failure = Failure::default();
+
+    std::thread::scope(|s| {
+        let (job_tx, job_rx) = sync_channel::<ReadJob>(depth);
+        let (out_tx, out_rx) = sync_channel::<Out>(depth);
+        let job_rx = Arc::new(Mutex::new(job_rx));
+
+        // Reader: walks disks in order; holes and reused chunks go straight to the output.
+        {
+            let out_tx = out_tx.clone();
+            let failure = &failure;
+            let bases = &bases;
+            s.spawn(move || {
+                read_all(repo, disks, bases, &chunker, job_tx, out_tx, failure);
+            });
+        }
+        for _ in 0..threads {
+            let job_rx = job_rx.clone();
+            let out_tx = out_tx.clone();
+            let (encoder, claimed, failure) = (&encoder, &claimed, &failure);
+            s.spawn(move || {
+                work(&job_rx, &out_tx, encoder, repo, claimed, failure);
+            });
+        }
+        drop(out_tx);
+
+        // Packer: this thread.
+        let out_rx: Receiver<Out> = out_rx;
+        for msg in &out_rx {
+            if failure.failed() {
+                break;
+            }
+            match msg {
+                Out::Blob(b) => {
+                    if let Err(e) = writer.add(&b) {
+                        failure.set(e.into());
+                        break;
+                    }
+                }
+                Out::Chunk {
+                    disk,
+                    index,
+                    id,
+                    bytes,
+                    new,
+                } => {
+                    chunks += 1;
+                    chunk_lists[disk][index] = id;
+                    let span = chunker
+                        .span(index as u64, disks[disk].map.size())
+                        .map_or(0, |sp| sp.len as u64);
+                    progress.bytes_done += span;
+                    progress.bytes_read += bytes;
+                    progress.bytes_new += new;
+                    if id.is_none() {
+                        chunks_hole += 1;
+                    }
+                    if bytes == 0 && id.is_some() {
+                        chunks_reused += 1;
+                    }
+                    if let Some(p) = &opts.progress {
+                        if !p(&progress) {
+                            failure.set(Error::Cancelled);
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+        // Dropping the receiver makes every sender fail, so the threads stop.
+        drop(out_rx);
+    });
+    if let Some(e) = failure.take() {
+        return Err(e);
+    }
+    let stats = writer.finish()?;
+    let expected: u64 = chunk_lists.iter().map(|c| c.len() as u64).sum();
+    if chunks != expected {
+        return Err(Error::Invalid(format!("internal: {chunks} of {expected} chunks done")));
+    }
+
+    let manifest = Manifest {
+        vm_name: vm_name.to_string(),
+        time: opts.time.unwrap_or_else(now),
+        tags: opts.tags.clone(),
+        parent: incremental_from,
+        disks: disks
+            .iter()
+            .zip(chunk_lists)
+            .map(|(d, chunks)| DiskManifest {
+                label: d.label.clone(),
+                size: d.map.size(),
+                chunk_size,
+                identity: stored_identity(&d.identity),
+                chain: d.chain_ids.iter().map(stored_identity).collect(),
+                chunks,
+            })
+            .collect(),
+        stats: BackupStats {
+            bytes_read: progress.bytes_read,
+            bytes_new: progress.bytes_new,
+            bytes_stored: stats.bytes_stored,
+            millis: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+        },
+    };
+    let id = repo.save_manifest(&manifest)?;
+    Ok(BackupReport {
+        restore_point: id,
+        bytes_read: progress.bytes_read,
+        bytes_new: progress.bytes_new,
+        bytes_stored: stats.bytes_stored,
+        seconds: started.elapsed().as_secs_f64(),
+        chunks,
+        chunks_hole,
+        chunks_reused,
+        incremental_from,
+    })
+}
+
+pub(crate) fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+fn read_all(
+    repo: &Repository,
+    disks: &[DiskSource],
+    bases: &[Option<DiskManifest>],
+    chunker: &cairn_chunk::FixedChunker,
+    job_tx: SyncSender<ReadJob>,
+    out_tx: SyncSender<Out>,
+    failure: &Failure,
+) {
+    for (di, d) in disks.iter().enumerate() {
+        let size = d.map.size();
+        let n = chunker.count(size);
+        for ci in 0..n {
+            if failure.failed() {
+                return;
+            }
+            let Some(span) = chunker.span(ci, size) else { break };
+            let Ok(index) = usize::try_from(ci) else { return };
+            let mut plan = plan_chunk(d, span.offset, span.len as u64, bases[di].as_ref(), index);
+            if let Plan::Reuse(Some(id)) = plan {
+                // The earlier blob may have been lost since (unreadable index): read again.
+                if !repo.contains_blob(&id) {
+                    let base = None;
+                    plan = plan_chunk(d, span.offset, span.len as u64, base, index);
+                }
+            }
+            match plan {
+                Plan::Hole => {
+                    let m = Out::Chunk { disk: di, index, id: None, bytes: 0, new: 0 };
+                    if out_tx.send(m).is_err() {
+                        return;
+                    }
+                }
+                Plan::Reuse(id) => {
+                    let m = Out::Chunk { disk: di, index, id, bytes: 0, new: 0 };
+                    if out_tx.send(m).is_err() {
+                        return;
+                    }
+                }
+                Plan::Read(ranges) => {
+                    // Non-read parts inside the chunk stay zero.
+                    let mut data = vec![0u8; span.len];
+                    let read = ranges.iter().map(|r| r.1).sum();
+                    for (off, len) in ranges {
+                        let rel = (off - span.offset) as usize;
+                        let Ok(len) = usize::try_from(len) else { return };
+                        if let Err(e) = d.reader.read_exact_at(&mut data[rel..rel + len], off) {
+                            failure.set(Error::Read {
+                                disk: d.label.clone(),
+                                offset: off,
+                                source: e,
+                            });
+                            return;
+                        }
+                    }
+                    if job_tx.send(ReadJob { disk: di, index, data, read }).is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn work(
+    jobs: &Mutex<Receiver<ReadJob>>,
+    out: &SyncSender<Out>,
+    encoder: &cairn_repo::BlobEncoder,
+    repo: &Repository,
+    claimed: &Mutex<HashSet<BlobId>>,
+    failure: &Failure,
+) {
+    loop {
+        let job = {
+            let rx = jobs.lock().unwrap_or_else(|p| p.into_inner());
+            rx.recv()
+        };
+        let Ok(job) = job else { return };
+        if failure.failed() {
+            return;
+        }
+        let bytes = job.read;
+        if job.data.iter().all(|&b| b == 0) {
+            let m = Out::Chunk { disk: job.disk, index: job.index, id: None, bytes, new: 0 };
+            if out.send(m).is_err() {
+                return;
+            }
+            continue;
+        }
+        let id = encoder.id(&job.data);
+        let is_new = !repo.contains_blob(&id)
+            && claimed.lock().unwrap_or_else(|p| p.into_inner()).insert(id);
+        if is_new {
+            match encoder.encode(BlobKind::Data, id, &job.data) {
+                Ok(b) => {
+                    if out.send(Out::Blob(b)).is_err() {
+                        return;
+                    }
+                }
+                Err(e) => {
+                    failure.set(e.into());
+                    return;
+                }
+            }
+        }
+        let m = Out::Chunk {
+            disk: job.disk,
+            index: job.index,
+            id: Some(id),
+            bytes,
+            new: if is_new { job.data.len() as u64 } else { 0 },
+        };
+        if out.send(m).is_err() {
+            return;
+        }
+    }
+}
