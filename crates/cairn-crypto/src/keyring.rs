@@ -390,8 +390,8 @@ impl KeyRing {
     }
 
     fn sealed(master: &MasterKey, body: Body) -> Self {
-        // postcard serialization of these plain types into a Vec cannot fail.
-        let body_bytes = postcard::to_allocvec(&body).unwrap_or_default();
+        let body_bytes = postcard::to_allocvec(&body)
+            .unwrap_or_else(|_| unreachable!("postcard cannot fail on plain structs into a Vec"));
         let mut mac = [0u8; KEYRING_MAC_LEN];
         mac.copy_from_slice(hmac::sign(&mac_key(master), &body_bytes).as_ref());
         KeyRing {

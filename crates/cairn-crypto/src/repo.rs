@@ -103,10 +103,10 @@ impl hkdf::KeyType for OkmLen {
 /// HKDF-Expand(prk, info parts concatenated) to 32 bytes.
 pub(crate) fn hkdf_expand32(prk: &hkdf::Prk, info: &[&[u8]]) -> [u8; KEY_LEN] {
     let mut out = [0u8; KEY_LEN];
-    // Cannot fail: 32 bytes is far below HKDF-SHA256's 255 * 32 byte limit.
-    if let Ok(okm) = prk.expand(info, OkmLen(KEY_LEN)) {
-        let _ = okm.fill(&mut out);
-    }
+    prk.expand(info, OkmLen(KEY_LEN))
+        .and_then(|okm| okm.fill(&mut out))
+        // HKDF-SHA256 refuses only outputs above 255 * 32 bytes; never hand out a zero key.
+        .unwrap_or_else(|_| unreachable!("HKDF-SHA256 can always expand to 32 bytes"));
     out
 }
 
@@ -424,5 +424,37 @@ impl Sealer {
         self.inner
             .as_ref()
             .map_or(0, |s| s.counter.load(Ordering::Relaxed))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn assert_send_sync<T: Send + Sync>() {}
+
+    #[test]
+    fn shared_types_are_send_and_sync() {
+        assert_send_sync::<RepoCrypto>();
+        assert_send_sync::<Sealer>();
+        assert_send_sync::<MasterKey>();
+        assert_send_sync::<Error>();
+    }
+
+    #[test]
+    fn subkeys_are_distinct() {
+        let m = MasterKey::from_bytes([9; KEY_LEN]);
+        let keys = [
+            m.subkey(INFO_CHUNK_ID),
+            m.subkey(INFO_DATA),
+            m.subkey(INFO_KEYRING_MAC),
+            m.subkey(INFO_FINGERPRINT),
+        ];
+        for (i, a) in keys.iter().enumerate() {
+            assert_ne!(a, &[0u8; KEY_LEN]);
+            for b in &keys[i + 1..] {
+                assert_ne!(a, b);
+            }
+        }
     }
 }
