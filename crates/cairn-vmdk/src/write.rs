@@ -23,6 +23,23 @@ const DESCRIPTOR_SECTORS: u64 = 20;
 /// Largest capacity a hosted sparse extent can address: grain and table offsets are u32
 /// sectors, so the file itself must stay below 2 TiB.
 const MAX_HOSTED_FILE_BYTES: u64 = (u32::MAX as u64) * SECTOR;
+/// Largest grain-table array the monolithicSparse writer keeps in memory (2 TiB at 64 KiB
+/// grains needs 128 MiB).
+const MAX_WRITER_TABLE_BYTES: u64 = 256 << 20;
+
+/// Indices of the grains that intersect `Data` / `FromParent` runs, ascending, each once.
+fn data_grains(map: &AllocationMap, grain: u64) -> impl Iterator<Item = u64> + '_ {
+    let mut next = 0u64;
+    map.runs()
+        .iter()
+        .filter(|r| matches!(r.kind, RangeKind::Data | RangeKind::FromParent))
+        .flat_map(move |r| {
+            let first = (r.offset / grain).max(next);
+            let last = (r.end() - 1) / grain;
+            next = next.max(last + 1);
+            first..=last
+        })
+}
 
 /// Virtual controller recorded in `ddb.adapterType` (it also picks the geometry).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -96,7 +113,6 @@ struct Plan {
     capacity: u64,
     grain: u64,
     grain_sectors: u64,
-    grains: Vec<u64>,
     descriptor: Vec<u8>,
 }
 
@@ -124,9 +140,9 @@ fn plan(
         )));
     }
     let capacity = src.size().div_ceil(SECTOR) * SECTOR;
-    if capacity == 0 || capacity > MAX_HOSTED_FILE_BYTES / 2 {
+    if capacity == 0 || capacity > MAX_HOSTED_FILE_BYTES {
         return Err(Error::BadWriteInput(format!(
-            "capacity {capacity} bytes (1 sector..=1 TiB for a hosted sparse file)"
+            "capacity {capacity} bytes (1 sector..=2 TiB for a hosted sparse file)"
         )));
     }
     let name = out
@@ -138,18 +154,21 @@ fn plan(
             "file name {name:?} cannot be quoted"
         )));
     }
-    let mut grains: Vec<u64> = Vec::new();
-    for r in map.runs() {
-        if !matches!(r.kind, RangeKind::Data | RangeKind::FromParent) {
-            continue;
-        }
-        let first = r.offset / grain;
-        let last = (r.end() - 1) / grain;
-        let from = match grains.last() {
-            Some(&l) if l >= first => l + 1,
-            _ => first,
-        };
-        grains.extend(from..=last);
+    let data_grains = data_grains(map, grain).count() as u64;
+    // Fail before writing anything when the data cannot fit a hosted sparse file.
+    let worst = data_grains
+        .checked_mul(grain)
+        .and_then(|b| b.checked_add(capacity / 1024 + (1 << 20)));
+    if worst.is_none_or(|b| b > MAX_HOSTED_FILE_BYTES) {
+        return Err(Error::BadWriteInput(format!(
+            "{data_grains} grains of data do not fit the 2 TiB limit of a hosted sparse file"
+        )));
+    }
+    let gt_bytes = capacity.div_ceil(grain) * 4;
+    if gt_bytes > MAX_WRITER_TABLE_BYTES {
+        return Err(Error::BadWriteInput(format!(
+            "grain tables of {gt_bytes} bytes; use a larger grain"
+        )));
     }
     let sectors = capacity / SECTOR;
     let (heads, spt) = match opts.adapter {
@@ -197,7 +216,6 @@ fn plan(
         capacity,
         grain,
         grain_sectors: grain / SECTOR,
-        grains,
         descriptor,
     })
 }
@@ -275,11 +293,11 @@ pub fn write_monolithic_sparse(
     let mut f = BufWriter::with_capacity(1 << 20, tmp.as_file());
     let err = io_err(out);
     f.seek(SeekFrom::Start(overhead * SECTOR)).map_err(&err)?;
-    // At most 2^31 grains (1 TiB / 512 B); 4 bytes each.
+    // Bounded by MAX_WRITER_TABLE_BYTES in plan().
     let mut gtes = vec![0u32; usize::try_from(total_grains).unwrap_or(0)];
     let mut next = overhead * SECTOR;
     let mut buf = vec![0u8; usize::try_from(p.grain).unwrap_or(0)];
-    for &g in &p.grains {
+    for g in data_grains(map, p.grain) {
         if !read_grain(src, &p, g, &mut buf)? {
             continue;
         }
@@ -386,14 +404,12 @@ pub fn write_stream_optimized(
     let mut gd = vec![0u32; usize::try_from(gd_entries).unwrap_or(0)];
     let mut buf = vec![0u8; usize::try_from(p.grain).unwrap_or(0)];
     let level = flate2::Compression::new(opts.compression_level);
-    let mut gi = 0usize;
+    let mut grains = data_grains(map, p.grain).peekable();
     for t in 0..gd_entries {
         let mut table = [0u32; 512];
         let mut any = false;
         let end = (t + 1) * GTES_PER_GT;
-        while gi < p.grains.len() && p.grains[gi] < end {
-            let g = p.grains[gi];
-            gi += 1;
+        while let Some(g) = grains.next_if(|&g| g < end) {
             if !read_grain(src, &p, g, &mut buf)? {
                 continue;
             }

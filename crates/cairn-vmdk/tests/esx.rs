@@ -97,8 +97,25 @@ fn sesparse_sample_from_dissect() {
     flate2::read::GzDecoder::new(std::fs::File::open(&path).unwrap())
         .read_to_end(&mut data)
         .unwrap();
-    let img = VmdkImage::from_reader(Arc::new(data), &Limits::default()).unwrap();
+    let img = VmdkImage::from_reader(Arc::new(data.clone()), &Limits::default()).unwrap();
     assert_eq!(img.subformat(), "seSparse");
+    if have("qemu-img") {
+        // qemu reads seSparse only through a descriptor.
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("s-sesparse.vmdk"), &data).unwrap();
+        let desc = dir.path().join("s.vmdk");
+        std::fs::write(
+            &desc,
+            format!(
+                "# Disk DescriptorFile\nversion=1\nCID=0000abcd\nparentCID=ffffffff\n\
+                 createType=\"seSparse\"\nRW {} SESPARSE \"s-sesparse.vmdk\"\n",
+                img.size() / 512
+            ),
+        )
+        .unwrap();
+        let via = VmdkImage::open(&desc, &Limits::default()).unwrap();
+        assert_eq!(via.layer_map().unwrap(), qemu_map(&desc, img.size()));
+    }
     let mut buf = vec![0u8; 0x100_0000];
     img.read_exact_at(&mut buf, 0).unwrap();
     assert!(buf.iter().all(|&b| b == b'a'));
