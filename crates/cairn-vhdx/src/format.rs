@@ -181,32 +181,28 @@ pub(crate) fn read_header(file: &dyn ReadAt) -> Result<Header> {
 fn parse_region_table(
     file: &dyn ReadAt,
     offset: u64,
-) -> Result<std::result::Result<(Region, Region), Error>> {
+) -> Result<std::result::Result<(Region, Region), String>> {
     let mut b = vec![0u8; REGION_TABLE_LEN];
     file.read_exact_at(&mut b, offset)?;
     if &b[0..4] != b"regi" {
-        return Ok(Err(Error::BadMetadata {
-            offset,
-            reason: "region table signature is not \"regi\"".into(),
-        }));
+        return Ok(Err(format!("region table at {offset}: signature is not \"regi\"")));
     }
     let stored = u32_le(&b, 4);
     let computed = crc32c_with_zeroed_field(&b, 4);
     if stored != computed {
-        return Ok(Err(Error::BadMetadata {
-            offset,
-            reason: format!("region table CRC-32C {stored:#010x}, computed {computed:#010x}"),
-        }));
+        return Ok(Err(format!(
+            "region table at {offset}: CRC-32C {stored:#010x}, computed {computed:#010x}"
+        )));
     }
     let count = u32_le(&b, 8);
     if count > MAX_TABLE_ENTRIES {
-        return Ok(Err(Error::BadField {
+        return Err(Error::BadField {
             structure: "region table",
             offset,
             field: "EntryCount",
             value: count.into(),
             reason: "above 2047",
-        }));
+        });
     }
     let mut bat = None;
     let mut meta = None;
@@ -227,54 +223,49 @@ fn parse_region_table(
             reason,
         };
         if region.offset % MIB != 0 || region.offset < MIB {
-            return Ok(Err(bad(
+            return Err(bad(
                 "FileOffset",
                 region.offset,
                 "must be a multiple of 1 MiB, at or after 1 MiB",
-            )));
+            ));
         }
         if u64::from(region.length) % MIB != 0 || region.length == 0 {
-            return Ok(Err(bad(
+            return Err(bad(
                 "Length",
                 region.length.into(),
                 "must be a non-zero multiple of 1 MiB",
-            )));
+            ));
         }
         if guid == BAT_REGION {
             bat = Some(region);
         } else if guid == METADATA_REGION {
             meta = Some(region);
         } else if required {
-            return Ok(Err(Error::UnknownRequired {
+            return Err(Error::UnknownRequired {
                 kind: "region",
                 guid: guid.to_string(),
                 offset: eoff,
-            }));
+            });
         }
     }
     match (bat, meta) {
         (Some(b), Some(m)) => Ok(Ok((b, m))),
-        (None, _) => Ok(Err(Error::Missing("BAT region"))),
-        (_, None) => Ok(Err(Error::Missing("metadata region"))),
+        (None, _) => Err(Error::Missing("BAT region")),
+        (_, None) => Err(Error::Missing("metadata region")),
     }
 }
 
-/// Reads the region table (the first valid copy) and returns the BAT and metadata regions.
+/// Reads the region table and returns the BAT and metadata regions. The first copy whose
+/// signature and checksum are valid is used (the other exists for torn writes); a valid
+/// copy with bad contents is an error, not a reason to try the other.
 pub(crate) fn read_regions(file: &dyn ReadAt) -> Result<(Region, Region)> {
-    let first = parse_region_table(file, REGION_OFFSETS[0])?;
-    let first = match first {
+    let first = match parse_region_table(file, REGION_OFFSETS[0])? {
         Ok(r) => return Ok(r),
-        // A required region we cannot read is an answer, not a damaged copy.
-        Err(e @ Error::UnknownRequired { .. }) => return Err(e),
-        Err(e) => e,
+        Err(why) => why,
     };
     match parse_region_table(file, REGION_OFFSETS[1])? {
         Ok(r) => Ok(r),
-        Err(e @ Error::UnknownRequired { .. }) => Err(e),
-        Err(second) => Err(Error::NoValidRegionTable {
-            first: first.to_string(),
-            second: second.to_string(),
-        }),
+        Err(second) => Err(Error::NoValidRegionTable { first, second }),
     }
 }
 
