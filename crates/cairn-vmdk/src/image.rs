@@ -134,7 +134,11 @@ impl VmdkImage {
             let path = || -> Result<PathBuf> {
                 let name = line.file.as_deref().unwrap_or("");
                 check_extent_path(name)?;
-                Ok(folder.join(name))
+                // Descriptors written on Windows may separate folders with backslashes.
+                Ok(name
+                    .split(['/', '\\'])
+                    .filter(|c| !c.is_empty() && *c != ".")
+                    .fold(folder.to_path_buf(), |p, c| p.join(c)))
             };
             let data = if line.access == Access::NoAccess {
                 Data::Zero

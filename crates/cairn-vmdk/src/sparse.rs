@@ -250,13 +250,23 @@ impl SparseExtent {
 
     fn open_hosted(file: Arc<dyn ReadAt>, limits: &Limits) -> Result<Self> {
         const F: &str = "KDMV";
-        let mut h = HostedHeader::decode(&read_block::<512>(file.as_ref(), "KDMV header", 0)?);
+        let raw = read_block::<512>(file.as_ref(), "KDMV header", 0)?;
+        let mut h = HostedHeader::decode(&raw);
         if !(1..=3).contains(&h.version) {
             return Err(Error::BadHeader {
                 format: F,
                 field: "version",
                 value: h.version.into(),
                 expected: "1, 2 or 3",
+            });
+        }
+        if h.flags & FLAG_NL_TEST != 0 && raw[73..77] != *b"\n \r\n" {
+            // The file went through a text-mode transfer that rewrote line ends.
+            return Err(Error::BadHeader {
+                format: F,
+                field: "newline test characters",
+                value: u64::from(u32_le(&raw, 73)),
+                expected: "\\n, space, \\r, \\n (file damaged by a text-mode copy?)",
             });
         }
         let compressed = h.flags & FLAG_COMPRESSED != 0;

@@ -76,6 +76,19 @@ fn bad_version() {
 }
 
 #[test]
+fn text_mode_copy_is_detected() {
+    let (mut b, _) = sparse_bytes(false);
+    b[75] = b'\n'; // "\r\n" became "\n\n"
+    assert!(matches!(
+        open(b),
+        Err(Error::BadHeader {
+            field: "newline test characters",
+            ..
+        })
+    ));
+}
+
+#[test]
 fn grain_size_zero_or_huge() {
     for g in [0u64, 3, 1 << 40, u64::MAX] {
         let (mut b, _) = sparse_bytes(false);
