@@ -1,0 +1,169 @@
+//! Shared helpers of the integration tests: tool discovery, a deterministic source tree,
+//! image building with e2fsprogs.
+#![allow(dead_code)]
+
+use std::fs;
+use std::os::unix::fs::symlink;
+use std::path::Path;
+use std::process::Command;
+
+/// Fixed timestamps and ids make the images reproducible.
+pub const EPOCH: i64 = 1_700_000_000;
+pub const FS_UUID: &str = "2f0a5b4c-1d2e-4f60-8a9b-0c1d2e3f4a5b";
+
+/// Whether `tool` can be run. Missing with `CI` set fails the test; missing otherwise
+/// prints "skipped" and the caller returns.
+pub fn have(tool: &str) -> bool {
+    let found = Command::new("sh")
+        .arg("-c")
+        .arg(format!("command -v {tool} || test -x /usr/sbin/{tool} || test -x /sbin/{tool}"))
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    if !found {
+        if std::env::var_os("CI").is_some() {
+            panic!("{tool} not found and CI is set");
+        }
+        println!("skipped: {tool} not found");
+    }
+    found
+}
+
+pub fn tool(name: &str) -> Command {
+    for dir in ["/usr/sbin", "/sbin"] {
+        let p = Path::new(dir).join(name);
+        if p.exists() {
+            let mut c = Command::new(p);
+            c.env("E2FSPROGS_FAKE_TIME", EPOCH.to_string());
+            return c;
+        }
+    }
+    let mut c = Command::new(name);
+    c.env("E2FSPROGS_FAKE_TIME", EPOCH.to_string());
+    c
+}
+
+pub fn run(mut c: Command) -> String {
+    let out = c.output().expect("spawn");
+    assert!(
+        out.status.success(),
+        "{c:?} failed: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Deterministic pseudo-random bytes (xorshift64*), different per `seed`.
+pub fn rnd(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut v = Vec::with_capacity(len + 8);
+    while v.len() < len {
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        v.extend_from_slice(&x.wrapping_mul(0x2545_F491_4F6C_DD1D).to_le_bytes());
+    }
+    v.truncate(len);
+    v
+}
+
+fn w(root: &Path, rel: &str, data: &[u8]) {
+    let p = root.join(rel);
+    fs::create_dir_all(p.parent().unwrap()).unwrap();
+    fs::write(p, data).unwrap();
+}
+
+/// A sparse file of `size` bytes with `pieces` written at their offsets.
+fn sparse(root: &Path, rel: &str, size: u64, pieces: &[(u64, Vec<u8>)]) {
+    use std::os::unix::fs::FileExt;
+    let f = fs::File::create(root.join(rel)).unwrap();
+    f.set_len(size).unwrap();
+    for (off, d) in pieces {
+        f.write_all_at(d, *off).unwrap();
+    }
+}
+
+/// The corpus tree of /work/shared/oracles/make-corpus.sh (profile "full"), minus
+/// timestamps on symlinks. `with_big` adds the 5 MB file.
+pub fn gen_tree(root: &Path, with_big: bool) {
+    w(root, "hello.txt", b"hello world\n");
+    w(root, "empty.txt", b"");
+    w(root, "one.bin", b"x");
+    w(root, "tiny.txt", b"tiny\n");
+    w(root, "a4096.txt", &[b'A'; 4096]);
+    let mut b = Vec::new();
+    for _ in 0..16 {
+        b.extend(0..=255u8);
+    }
+    b.push(b'!');
+    w(root, "b4097.bin", &b);
+    w(root, "rand1m.bin", &rnd(1, 1 << 20));
+    w(root, "Long File Name With Spaces.txt", b"long file name\n");
+    w(root, "deep/a/b/c/d/e/f/g/h/i/j/leaf.txt", b"deep leaf\n");
+    w(root, "ünïcödé-dir/日本語ファイル.txt", "ユニコード\n".as_bytes());
+    w(root, "ünïcödé-dir/Ελληνικά.txt", b"greek\n");
+    w(root, "ünïcödé-dir/smile-😀.txt", b"emoji (non-BMP, UTF-16 surrogates)\n");
+    if with_big {
+        w(root, "rand5m.bin", &rnd(5, 5_000_000));
+    }
+    sparse(
+        root,
+        "sparse.bin",
+        8 << 20,
+        &[(0, b"START".to_vec()), (4 << 20, rnd(7, 65536)), ((8 << 20) - 3, b"END".to_vec())],
+    );
+    let pieces: Vec<(u64, Vec<u8>)> = (0..40u64)
+        .map(|i| (i * 69632, vec![u8::try_from(i + 1).unwrap(); 4096]))
+        .collect();
+    sparse(root, "frag_sparse.bin", 39 * 69632 + 4096, &pieces);
+    for i in 1..=300 {
+        w(root, &format!("many/f{i:03}.txt"), format!("file {i}\n").as_bytes());
+    }
+    symlink("hello.txt", root.join("link-to-hello")).unwrap();
+    let long = "deep/a/b/c/d/e/f/g/h/i/j/../../../../../../../../../../a/b/c/d/e/f/g/h/i/j/leaf.txt";
+    symlink(long, root.join("link-long")).unwrap();
+    fs::hard_link(root.join("hello.txt"), root.join("hardlink-hello.txt")).unwrap();
+}
+
+/// Sets `user.comment` on hello.txt with setfattr; false when the tool or the file
+/// system refuses (the xattr checks are then skipped).
+pub fn set_xattr(root: &Path) -> bool {
+    if !have("setfattr") {
+        return false;
+    }
+    Command::new("setfattr")
+        .args(["-n", "user.comment", "-v", "an xattr value"])
+        .arg(root.join("hello.txt"))
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false)
+}
+
+/// Runs mke2fs -d with deterministic ids.
+pub fn mkfs(img: &Path, src: Option<&Path>, args: &[&str], size: &str) {
+    let mut c = tool("mke2fs");
+    c.args(["-q", "-F", "-U", FS_UUID, "-E", &format!("hash_seed={FS_UUID}")]);
+    c.args(args);
+    if let Some(s) = src {
+        c.arg("-d").arg(s);
+    }
+    c.arg(img).arg(size);
+    run(c);
+}
+
+/// e2fsck -fyD: rebuilds directories as htrees. Exit 1 ("fixed") is expected.
+pub fn fsck_d(img: &Path) {
+    let st = tool("e2fsck").arg("-fyD").arg(img).output().unwrap();
+    assert!(
+        st.status.code().is_some_and(|c| c <= 1),
+        "e2fsck failed: {}",
+        String::from_utf8_lossy(&st.stdout)
+    );
+}
+
+pub fn debugfs(img: &Path, cmd: &str) -> String {
+    let mut c = tool("debugfs");
+    c.arg("-R").arg(cmd).arg(img);
+    run(c)
+}
