@@ -84,7 +84,7 @@ fn libvhdi_reads_our_differencing_chain() {
     if !have_pyvhdi() {
         return;
     }
-    // libvhdi (20240509) returns parent bytes for present all-zero sectors when one read
+    // libvhdi (20210425) returns parent bytes for present all-zero sectors when one read
     // spans several sector ranges of a non-2 MiB block; reading one sector per call avoids
     // that bug, so the oracle reads sector by sector.
     let script = "import sys, hashlib, pyvhdi\n\
