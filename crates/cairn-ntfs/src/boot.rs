@@ -48,9 +48,7 @@ fn record_size(raw: u8, cluster_size: u64, field: &'static str) -> Result<u64> {
         Some(1u64 << shift)
     };
     match size {
-        Some(s) if (MIN_RECORD_SIZE..=MAX_RECORD_SIZE).contains(&s) && s.is_power_of_two() => {
-            Ok(s)
-        }
+        Some(s) if (MIN_RECORD_SIZE..=MAX_RECORD_SIZE).contains(&s) && s.is_power_of_two() => Ok(s),
         _ => Err(bad(
             field,
             u64::from(raw),

@@ -7,16 +7,16 @@ use std::sync::{Arc, OnceLock};
 use cairn_io::le::{u16_le, u32_le, u64_le};
 use cairn_io::{Limits, RangeKind, ReadAt};
 use cairn_vfs::{
-    escape_name_bytes, escape_name_utf16, AllocationMap, DirEntry, FileExtent, FileKind, FileSystem,
-    Metadata, NodeId, StreamInfo, Timestamp, VolumeInfo, Xattr,
+    escape_name_bytes, escape_name_utf16, AllocationMap, DirEntry, FileExtent, FileKind,
+    FileSystem, Metadata, NodeId, StreamInfo, Timestamp, VolumeInfo, Xattr,
 };
 
 use crate::boot::{BootParams, BOOT_SECTOR_SIZE};
 use crate::error::{Error, Result};
 use crate::index::IndexWalk;
 use crate::record::{
-    attr_type, AttrValue, Attribute, FileRecord, NonResident, ParseCtx, ATTR_COMPRESSED, ATTR_ENCRYPTED,
-    FLAG_DIRECTORY, FLAG_IN_USE,
+    attr_type, AttrValue, Attribute, FileRecord, NonResident, ParseCtx, ATTR_COMPRESSED,
+    ATTR_ENCRYPTED, FLAG_DIRECTORY, FLAG_IN_USE,
 };
 use crate::runs::DataRun;
 use crate::stream::{Layout, StreamOrigin, StreamReader};
@@ -96,7 +96,9 @@ struct Node {
 
 impl Node {
     fn find(&self, type_code: u32, name: &[u16]) -> Option<&Attribute> {
-        self.attrs.iter().find(|a| a.type_code == type_code && a.name == name)
+        self.attrs
+            .iter()
+            .find(|a| a.type_code == type_code && a.name == name)
     }
 }
 
@@ -116,6 +118,9 @@ struct Usage {
     used_clusters: u64,
 }
 
+/// $SII contents: security id -> ($SDS offset, entry length), or why it is unreadable.
+type SiiMap = std::result::Result<HashMap<u32, (u64, u32)>, String>;
+
 /// A read-only NTFS volume.
 pub struct NtfsFs {
     vol: Arc<dyn ReadAt>,
@@ -129,7 +134,7 @@ pub struct NtfsFs {
     root_id: NodeId,
     label: Option<String>,
     warnings: Vec<String>,
-    sii: OnceLock<std::result::Result<HashMap<u32, (u64, u32)>, String>>,
+    sii: OnceLock<SiiMap>,
     usage: OnceLock<std::result::Result<Usage, String>>,
 }
 
@@ -144,7 +149,9 @@ impl std::fmt::Debug for NtfsFs {
 }
 
 fn utf16(b: &[u8]) -> Vec<u16> {
-    b.chunks_exact(2).map(|c| u16::from_le_bytes([c[0], c[1]])).collect()
+    b.chunks_exact(2)
+        .map(|c| u16::from_le_bytes([c[0], c[1]]))
+        .collect()
 }
 
 const I30: [u16; 4] = [b'$' as u16, b'I' as u16, b'3' as u16, b'0' as u16];
@@ -198,7 +205,11 @@ impl NtfsFs {
             sii: OnceLock::new(),
             usage: OnceLock::new(),
         };
-        if rec0.attrs.iter().any(|a| a.type_code == attr_type::ATTRIBUTE_LIST) {
+        if rec0
+            .attrs
+            .iter()
+            .any(|a| a.type_code == attr_type::ATTRIBUTE_LIST)
+        {
             // A fragmented $MFT: its further runs live in extension records, which the first
             // fragment maps.
             let node = fs.load_node(MFT_RECORD)?;
@@ -216,7 +227,10 @@ impl NtfsFs {
         if root.flags & FLAG_IN_USE == 0 || root.flags & FLAG_DIRECTORY == 0 {
             return Err(Error::BadRecord {
                 record: ROOT_RECORD,
-                reason: format!("root directory record has flags {:#x} (expected in use, directory)", root.flags),
+                reason: format!(
+                    "root directory record has flags {:#x} (expected in use, directory)",
+                    root.flags
+                ),
             });
         }
         fs.root_id = ROOT_RECORD | (u64::from(root.sequence) << 48);
@@ -225,7 +239,11 @@ impl NtfsFs {
         Ok(fs)
     }
 
-    fn mft_reader(vol: &Arc<dyn ReadAt>, boot: &BootParams, nr: &NonResident) -> Result<StreamReader> {
+    fn mft_reader(
+        vol: &Arc<dyn ReadAt>,
+        boot: &BootParams,
+        nr: &NonResident,
+    ) -> Result<StreamReader> {
         StreamReader::new(
             Arc::clone(vol),
             boot.cluster_size,
@@ -245,10 +263,12 @@ impl NtfsFs {
     fn load_upcase(&mut self) {
         let table = (|| -> Result<Vec<u16>> {
             let node = self.load_node(UPCASE_RECORD)?;
-            let attr = node.find(attr_type::DATA, &[]).ok_or_else(|| Error::BadRecord {
-                record: UPCASE_RECORD,
-                reason: "$UpCase has no $DATA".into(),
-            })?;
+            let attr = node
+                .find(attr_type::DATA, &[])
+                .ok_or_else(|| Error::BadRecord {
+                    record: UPCASE_RECORD,
+                    reason: "$UpCase has no $DATA".into(),
+                })?;
             let r = self.reader_for(&node, attr)?;
             if r.size() != UPCASE_BYTES {
                 return Err(Error::BadRecord {
@@ -263,7 +283,9 @@ impl NtfsFs {
         self.upcase = match table {
             Ok(t) => t,
             Err(e) => {
-                self.warnings.push(format!("$UpCase unreadable ({e}); using built-in case folding"));
+                self.warnings.push(format!(
+                    "$UpCase unreadable ({e}); using built-in case folding"
+                ));
                 (0..=u16::MAX)
                     .map(|c| {
                         char::from_u32(u32::from(c))
@@ -306,10 +328,12 @@ impl NtfsFs {
             if value.len() >= 12 {
                 let (major, minor, flags) = (value[8], value[9], u16_le(value, 10));
                 if flags & 0x0001 != 0 {
-                    self.warnings.push("volume is marked dirty (chkdsk pending)".into());
+                    self.warnings
+                        .push("volume is marked dirty (chkdsk pending)".into());
                 }
                 if major != 3 {
-                    self.warnings.push(format!("NTFS version {major}.{minor} (expected 3.x)"));
+                    self.warnings
+                        .push(format!("NTFS version {major}.{minor} (expected 3.x)"));
                 }
             }
         }
@@ -340,18 +364,30 @@ impl NtfsFs {
                 node: id,
                 record: number,
                 expected: seq,
-                found: if rec.flags & FLAG_IN_USE == 0 { 0 } else { rec.sequence },
+                found: if rec.flags & FLAG_IN_USE == 0 {
+                    0
+                } else {
+                    rec.sequence
+                },
             });
         }
         if rec.base_ref & RECORD_MASK != 0 {
             return Err(Error::BadRecord {
                 record: number,
-                reason: format!("is an extension record of record {}, not a file", rec.base_ref & RECORD_MASK),
+                reason: format!(
+                    "is an extension record of record {}, not a file",
+                    rec.base_ref & RECORD_MASK
+                ),
             });
         }
         let mut attrs = rec.attrs;
-        if let Some(list) = attrs.iter().find(|a| a.type_code == attr_type::ATTRIBUTE_LIST).cloned() {
-            let bytes = self.attr_bytes(number, &list, MAX_ATTR_LIST_BYTES, "$ATTRIBUTE_LIST bytes")?;
+        if let Some(list) = attrs
+            .iter()
+            .find(|a| a.type_code == attr_type::ATTRIBUTE_LIST)
+            .cloned()
+        {
+            let bytes =
+                self.attr_bytes(number, &list, MAX_ATTR_LIST_BYTES, "$ATTRIBUTE_LIST bytes")?;
             let mut seen: HashSet<u64> = HashSet::new();
             seen.insert(number);
             let mut pos = 0usize;
@@ -388,7 +424,11 @@ impl NtfsFs {
                         ),
                     });
                 }
-                attrs.extend(erec.attrs.into_iter().filter(|a| a.type_code != attr_type::ATTRIBUTE_LIST));
+                attrs.extend(
+                    erec.attrs
+                        .into_iter()
+                        .filter(|a| a.type_code != attr_type::ATTRIBUTE_LIST),
+                );
             }
         }
         let attrs = merge_fragments(number, attrs)?;
@@ -401,7 +441,13 @@ impl NtfsFs {
     }
 
     /// The whole value of an attribute, at most `limit` bytes.
-    fn attr_bytes(&self, record: u64, a: &Attribute, limit: u64, what: &'static str) -> Result<Vec<u8>> {
+    fn attr_bytes(
+        &self,
+        record: u64,
+        a: &Attribute,
+        limit: u64,
+        what: &'static str,
+    ) -> Result<Vec<u8>> {
         match &a.value {
             AttrValue::Resident { value, .. } => Ok(value.clone()),
             AttrValue::NonResident(nr) => {
@@ -436,7 +482,9 @@ impl NtfsFs {
     /// Volume offset of byte `within` of record `number`, when $MFT maps it.
     fn record_volume_offset(&self, number: u64, within: u64) -> Option<u64> {
         let cs = self.boot.cluster_size;
-        let pos = number.checked_mul(self.boot.file_record_size)?.checked_add(within)?;
+        let pos = number
+            .checked_mul(self.boot.file_record_size)?
+            .checked_add(within)?;
         let vcn = pos / cs;
         let i = self.mft_runs.partition_point(|r| r.vcn + r.len <= vcn);
         let r = self.mft_runs.get(i).filter(|r| r.vcn <= vcn)?;
@@ -445,7 +493,10 @@ impl NtfsFs {
 
     fn reader_for(&self, node: &Node, a: &Attribute) -> Result<StreamReader> {
         let layout = match &a.value {
-            AttrValue::Resident { value, value_offset } => Layout::Resident {
+            AttrValue::Resident {
+                value,
+                value_offset,
+            } => Layout::Resident {
                 data: Arc::new(value.clone()),
                 volume_offset: self.record_volume_offset(a.record, *value_offset as u64),
             },
@@ -456,7 +507,8 @@ impl NtfsFs {
                         what: "EFS-encrypted stream",
                     });
                 }
-                let compression_unit = if a.flags & ATTR_COMPRESSED != 0 && nr.compression_unit != 0 {
+                let compression_unit = if a.flags & ATTR_COMPRESSED != 0 && nr.compression_unit != 0
+                {
                     if nr.compression_unit > 16 {
                         return Err(Error::LimitExceeded {
                             what: "compression unit exponent",
@@ -548,7 +600,10 @@ impl NtfsFs {
             alloc: alloc.as_ref(),
             cluster_size: self.boot.cluster_size,
             max_depth: self.limits.max_tree_depth,
-            max_steps: self.limits.max_walk_steps.min(self.limits.max_dir_entries.saturating_mul(2)),
+            max_steps: self
+                .limits
+                .max_walk_steps
+                .min(self.limits.max_dir_entries.saturating_mul(2)),
         };
         let mut out = Vec::new();
         let max_entries = self.limits.max_dir_entries;
@@ -560,7 +615,10 @@ impl NtfsFs {
                 return Err(Error::BadIndex {
                     record,
                     vcn: None,
-                    reason: format!("$I30 key of {} bytes is shorter than a $FILE_NAME", key.len()),
+                    reason: format!(
+                        "$I30 key of {} bytes is shorter than a $FILE_NAME",
+                        key.len()
+                    ),
                 });
             }
             let n = usize::from(key[0x40]);
@@ -605,14 +663,21 @@ impl NtfsFs {
         let Some(a) = node.find(attr_type::REPARSE_POINT, &[]) else {
             return Ok(None);
         };
-        let raw = self.attr_bytes(node.record, a, MAX_REPARSE_BYTES as u64, "reparse point bytes")?;
+        let raw = self.attr_bytes(
+            node.record,
+            a,
+            MAX_REPARSE_BYTES as u64,
+            "reparse point bytes",
+        )?;
         decode_reparse(node.record, raw).map(Some)
     }
 
     fn kind_of(&self, node: &Node) -> Result<(FileKind, Option<ReparsePoint>)> {
         let rp = self.reparse_of(node)?;
         let kind = match &rp {
-            Some(r) if matches!(r.tag, TAG_SYMLINK | TAG_MOUNT_POINT | TAG_WSL_SYMLINK) => FileKind::Symlink,
+            Some(r) if matches!(r.tag, TAG_SYMLINK | TAG_MOUNT_POINT | TAG_WSL_SYMLINK) => {
+                FileKind::Symlink
+            }
             Some(_) => FileKind::Other,
             None if node.flags & FLAG_DIRECTORY != 0 => FileKind::Dir,
             None => FileKind::File,
@@ -667,7 +732,10 @@ impl NtfsFs {
         let mut seen = HashSet::new();
         while cur & RECORD_MASK != ROOT_RECORD {
             if !seen.insert(cur & RECORD_MASK) {
-                return Err(Error::Loop(format!("parent chain of node {node:#x} revisits record {}", cur & RECORD_MASK)));
+                return Err(Error::Loop(format!(
+                    "parent chain of node {node:#x} revisits record {}",
+                    cur & RECORD_MASK
+                )));
             }
             if parts.len() as u64 >= u64::from(self.limits.max_dir_depth) {
                 return Err(Error::LimitExceeded {
@@ -699,7 +767,7 @@ impl NtfsFs {
         self.reparse_of(&n)
     }
 
-    fn sii_map(&self) -> &std::result::Result<HashMap<u32, (u64, u32)>, String> {
+    fn sii_map(&self) -> &SiiMap {
         self.sii.get_or_init(|| {
             let sii = name16("$SII");
             let node = self.load_node(SECURE_RECORD).map_err(|e| e.to_string())?;
@@ -720,7 +788,10 @@ impl NtfsFs {
                 alloc: alloc.as_ref(),
                 cluster_size: self.boot.cluster_size,
                 max_depth: self.limits.max_tree_depth,
-                max_steps: self.limits.max_walk_steps.min(self.limits.max_dir_entries.saturating_mul(2)),
+                max_steps: self
+                    .limits
+                    .max_walk_steps
+                    .min(self.limits.max_dir_entries.saturating_mul(2)),
             };
             let mut map = HashMap::new();
             walk.for_each(&mut |e| {
@@ -784,7 +855,9 @@ impl NtfsFs {
                 Ok(())
             })
             .map_err(|e| e.to_string())?;
-            Ok(Usage { used_clusters: used })
+            Ok(Usage {
+                used_clusters: used,
+            })
         })
     }
 
@@ -797,7 +870,10 @@ impl NtfsFs {
         if r.size() < need {
             return Err(Error::BadRecord {
                 record: BITMAP_RECORD,
-                reason: format!("$Bitmap is {} bytes, {total} clusters need {need}", r.size()),
+                reason: format!(
+                    "$Bitmap is {} bytes, {total} clusters need {need}",
+                    r.size()
+                ),
             });
         }
         if need > self.limits.max_table_bytes {
@@ -867,15 +943,25 @@ impl NtfsFs {
             }
         }
         let names = file_names(node);
-        let long = names.iter().filter(|n| n.namespace != NAMESPACE_DOS).count();
-        m.nlink = u32::try_from(if long > 0 { long } else { names.len() }).unwrap_or(u32::MAX).max(1);
+        let long = names
+            .iter()
+            .filter(|n| n.namespace != NAMESPACE_DOS)
+            .count();
+        m.nlink = u32::try_from(if long > 0 { long } else { names.len() })
+            .unwrap_or(u32::MAX)
+            .max(1);
         let mut allocated = 0u64;
         for a in node.attrs.iter().filter(|a| a.type_code == attr_type::DATA) {
             let (size, alloc) = match &a.value {
                 AttrValue::Resident { value, .. } => (value.len() as u64, 0),
                 AttrValue::NonResident(nr) => (
                     nr.data_size,
-                    nr.runs.iter().filter(|r| r.lcn.is_some()).map(|r| r.len).sum::<u64>() * self.boot.cluster_size,
+                    nr.runs
+                        .iter()
+                        .filter(|r| r.lcn.is_some())
+                        .map(|r| r.len)
+                        .sum::<u64>()
+                        * self.boot.cluster_size,
                 ),
             };
             if a.name.is_empty() {
@@ -903,7 +989,12 @@ impl NtfsFs {
             });
         }
         m.security_descriptor = if let Some(a) = node.find(attr_type::SECURITY_DESCRIPTOR, &[]) {
-            Some(self.attr_bytes(node.record, a, MAX_SECURITY_DESCRIPTOR_BYTES, "security descriptor bytes")?)
+            Some(self.attr_bytes(
+                node.record,
+                a,
+                MAX_SECURITY_DESCRIPTOR_BYTES,
+                "security descriptor bytes",
+            )?)
         } else if security_id != 0 {
             self.secure_descriptor(security_id)?
         } else {
@@ -1012,7 +1103,10 @@ fn decode_reparse(record: u64, raw: Vec<u8>) -> Result<ReparsePoint> {
     let tag = u32_le(&raw, 0);
     let dlen = usize::from(u16_le(&raw, 4));
     if 8 + dlen > raw.len() {
-        return Err(bad(format!("data length {dlen} runs past the {} byte buffer", raw.len())));
+        return Err(bad(format!(
+            "data length {dlen} runs past the {} byte buffer",
+            raw.len()
+        )));
     }
     let d = &raw[8..8 + dlen];
     let name_at = |buf_start: usize, off_field: usize| -> Result<Vec<u16>> {
@@ -1023,7 +1117,9 @@ fn decode_reparse(record: u64, raw: Vec<u8>) -> Result<ReparsePoint> {
         let len = usize::from(u16_le(d, off_field + 2));
         let s = buf_start + off;
         if s + len > d.len() {
-            return Err(bad(format!("path of {len} bytes at {off} runs past the data")));
+            return Err(bad(format!(
+                "path of {len} bytes at {off} runs past the data"
+            )));
         }
         Ok(utf16(&d[s..s + len]))
     };
@@ -1057,7 +1153,10 @@ impl FileSystem for NtfsFs {
         let total_bytes = self.boot.volume_bytes();
         let mut warnings = self.warnings.clone();
         let (used, free) = match self.usage() {
-            Ok(u) => (u.used_clusters * cs, (self.boot.total_clusters - u.used_clusters.min(self.boot.total_clusters)) * cs),
+            Ok(u) => (
+                u.used_clusters * cs,
+                (self.boot.total_clusters - u.used_clusters.min(self.boot.total_clusters)) * cs,
+            ),
             Err(e) => {
                 warnings.push(format!("$Bitmap unreadable: {e}"));
                 (total_bytes, 0)
@@ -1092,7 +1191,10 @@ impl FileSystem for NtfsFs {
                 // The index's copy of the flags when the record itself cannot be read.
                 Err(_) => {
                     if e.flags & FILE_ATTRIBUTE_REPARSE_POINT != 0 {
-                        if matches!(e.reparse_tag, TAG_SYMLINK | TAG_MOUNT_POINT | TAG_WSL_SYMLINK) {
+                        if matches!(
+                            e.reparse_tag,
+                            TAG_SYMLINK | TAG_MOUNT_POINT | TAG_WSL_SYMLINK
+                        ) {
                             FileKind::Symlink
                         } else {
                             FileKind::Other

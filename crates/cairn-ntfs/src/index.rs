@@ -54,7 +54,10 @@ impl IndexWalk<'_> {
     /// The type of attribute the index sorts by (0x30 for $I30, 0 for view indexes).
     pub(crate) fn indexed_type(&self) -> Result<u32> {
         if self.root.len() < ROOT_NODE_HEADER + 16 {
-            return Err(self.bad(None, format!("index root of {} bytes is too short", self.root.len())));
+            return Err(self.bad(
+                None,
+                format!("index root of {} bytes is too short", self.root.len()),
+            ));
         }
         Ok(u32_le(self.root, 0))
     }
@@ -64,8 +67,13 @@ impl IndexWalk<'_> {
         self.indexed_type()?;
         let rs = u32_le(self.root, 8);
         let record_size = u64::from(rs);
-        if self.alloc.is_some() && (!rs.is_power_of_two() || !(256..=MAX_RECORD_SIZE).contains(&record_size)) {
-            return Err(self.bad(None, format!("index record size {rs} is not a power of two of 256..65536")));
+        if self.alloc.is_some()
+            && (!rs.is_power_of_two() || !(256..=MAX_RECORD_SIZE).contains(&record_size))
+        {
+            return Err(self.bad(
+                None,
+                format!("index record size {rs} is not a power of two of 256..65536"),
+            ));
         }
         let vcn_unit = if record_size >= self.cluster_size {
             self.cluster_size
@@ -103,16 +111,25 @@ impl IndexWalk<'_> {
         if pos > stop || stop > buf.len() || first < 16 {
             return Err(self.bad(
                 vcn,
-                format!("entries {first}..{end} (relative to {hdr}) outside the node of {} bytes", buf.len()),
+                format!(
+                    "entries {first}..{end} (relative to {hdr}) outside the node of {} bytes",
+                    buf.len()
+                ),
             ));
         }
         loop {
             st.steps += 1;
             if st.steps > self.max_steps {
-                return Err(Error::Loop(format!("index of record {} exceeds {} steps", self.record, self.max_steps)));
+                return Err(Error::Loop(format!(
+                    "index of record {} exceeds {} steps",
+                    self.record, self.max_steps
+                )));
             }
             if pos + ENTRY_HEADER_LEN > stop {
-                return Err(self.bad(vcn, format!("entry at {pos} runs past the node end {stop} (no last entry)")));
+                return Err(self.bad(
+                    vcn,
+                    format!("entry at {pos} runs past the node end {stop} (no last entry)"),
+                ));
             }
             let len = usize::from(u16_le(buf, pos + 8));
             let key_len = usize::from(u16_le(buf, pos + 10));
@@ -123,7 +140,9 @@ impl IndexWalk<'_> {
             let entry = &buf[pos..pos + len];
             if flags & ENTRY_HAS_SUBNODE != 0 {
                 if len < ENTRY_HEADER_LEN + 8 {
-                    return Err(self.bad(vcn, format!("entry at {pos} has a child but length {len}")));
+                    return Err(
+                        self.bad(vcn, format!("entry at {pos} has a child but length {len}"))
+                    );
                 }
                 let child = u64_le(entry, len - 8);
                 self.descend(child, depth + 1, st, f)?;
@@ -131,9 +150,16 @@ impl IndexWalk<'_> {
             if flags & ENTRY_LAST != 0 {
                 break;
             }
-            let key_room = if flags & ENTRY_HAS_SUBNODE != 0 { len - 8 } else { len };
+            let key_room = if flags & ENTRY_HAS_SUBNODE != 0 {
+                len - 8
+            } else {
+                len
+            };
             if ENTRY_HEADER_LEN + key_len > key_room {
-                return Err(self.bad(vcn, format!("entry at {pos}: key of {key_len} bytes outside the entry")));
+                return Err(self.bad(
+                    vcn,
+                    format!("entry at {pos}: key of {key_len} bytes outside the entry"),
+                ));
             }
             f(entry)?;
             pos += len;
@@ -141,7 +167,13 @@ impl IndexWalk<'_> {
         Ok(())
     }
 
-    fn descend(&self, vcn: u64, depth: u32, st: &mut State, f: &mut dyn FnMut(&[u8]) -> Result<()>) -> Result<()> {
+    fn descend(
+        &self,
+        vcn: u64,
+        depth: u32,
+        st: &mut State,
+        f: &mut dyn FnMut(&[u8]) -> Result<()>,
+    ) -> Result<()> {
         let Some(alloc) = self.alloc else {
             return Err(self.bad(Some(vcn), "child node but no $INDEX_ALLOCATION".into()));
         };
@@ -153,12 +185,23 @@ impl IndexWalk<'_> {
             });
         }
         if !st.visited.insert(vcn) {
-            return Err(Error::Loop(format!("index of record {} visits node vcn {vcn} twice", self.record)));
+            return Err(Error::Loop(format!(
+                "index of record {} visits node vcn {vcn} twice",
+                self.record
+            )));
         }
         let offset = vcn
             .checked_mul(st.vcn_unit)
-            .filter(|o| o.checked_add(st.record_size as u64).is_some_and(|e| e <= cairn_io::ReadAt::size(alloc)))
-            .ok_or_else(|| self.bad(Some(vcn), "node lies past the end of $INDEX_ALLOCATION".into()))?;
+            .filter(|o| {
+                o.checked_add(st.record_size as u64)
+                    .is_some_and(|e| e <= cairn_io::ReadAt::size(alloc))
+            })
+            .ok_or_else(|| {
+                self.bad(
+                    Some(vcn),
+                    "node lies past the end of $INDEX_ALLOCATION".into(),
+                )
+            })?;
         let mut buf = vec![0u8; st.record_size];
         alloc.read_stream(&mut buf, offset)?;
         if &buf[0..4] != b"INDX" {
@@ -170,7 +213,9 @@ impl IndexWalk<'_> {
             });
         }
         let record = self.record;
-        apply_fixups(&mut buf, &|| format!("INDX node vcn {vcn} of record {record}"))?;
+        apply_fixups(&mut buf, &|| {
+            format!("INDX node vcn {vcn} of record {record}")
+        })?;
         let own = u64_le(&buf, 0x10);
         if own != vcn {
             return Err(self.bad(Some(vcn), format!("node says it is vcn {own}")));

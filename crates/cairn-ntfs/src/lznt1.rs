@@ -23,7 +23,10 @@ impl std::fmt::Display for Lznt1Error {
         match self {
             Lznt1Error::Truncated { pos } => write!(f, "LZNT1 chunk at byte {pos} is truncated"),
             Lznt1Error::BadBackReference { pos } => {
-                write!(f, "LZNT1 back-reference at byte {pos} points before its chunk")
+                write!(
+                    f,
+                    "LZNT1 back-reference at byte {pos} points before its chunk"
+                )
             }
         }
     }
@@ -135,7 +138,10 @@ mod tests {
                     let mut best = (0usize, 0usize);
                     for back in 1..=max_back {
                         let mut l = 0;
-                        while l < max_len && pos + l < chunk.len() && chunk[pos + l] == chunk[pos + l - back] {
+                        while l < max_len
+                            && pos + l < chunk.len()
+                            && chunk[pos + l] == chunk[pos + l - back]
+                        {
                             l += 1;
                         }
                         if l > best.1 {
@@ -143,7 +149,8 @@ mod tests {
                         }
                     }
                     if best.1 >= 3 {
-                        let token = u16::try_from(((best.0 - 1) << (12 - lg)) | (best.1 - 3)).unwrap();
+                        let token =
+                            u16::try_from(((best.0 - 1) << (12 - lg)) | (best.1 - 3)).unwrap();
                         body.extend_from_slice(&token.to_le_bytes());
                         body[flag_at] |= 1 << bit;
                         pos += best.1;
@@ -169,7 +176,12 @@ mod tests {
 
     #[test]
     fn repeated_text() {
-        let data: Vec<u8> = b"compressible line of text\n".iter().copied().cycle().take(10_000).collect();
+        let data: Vec<u8> = b"compressible line of text\n"
+            .iter()
+            .copied()
+            .cycle()
+            .take(10_000)
+            .collect();
         let c = compress(&data);
         assert!(c.len() < data.len() / 4);
         let mut out = vec![0u8; 16 * 4096];
@@ -183,9 +195,15 @@ mod tests {
         // Compressed chunk whose first token is a back-reference.
         let input = [0x02, 0xB0, 0x01, 0x00, 0x00];
         let mut out = [0u8; 4096];
-        assert_eq!(decompress(&input, &mut out), Err(Lznt1Error::BadBackReference { pos: 3 }));
+        assert_eq!(
+            decompress(&input, &mut out),
+            Err(Lznt1Error::BadBackReference { pos: 3 })
+        );
         let input = [0xFF, 0xBF, 0x01];
-        assert_eq!(decompress(&input, &mut out), Err(Lznt1Error::Truncated { pos: 0 }));
+        assert_eq!(
+            decompress(&input, &mut out),
+            Err(Lznt1Error::Truncated { pos: 0 })
+        );
     }
 
     proptest! {

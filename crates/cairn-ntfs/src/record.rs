@@ -40,9 +40,16 @@ pub(crate) fn apply_fixups(buf: &mut [u8], what: &dyn Fn() -> String) -> Result<
     let usa_off = usize::from(u16_le(buf, 4));
     let usa_count = usize::from(u16_le(buf, 6));
     let sectors = buf.len() / FIXUP_STRIDE;
-    if usa_count != sectors + 1 || usa_off < 8 || usa_off % 2 != 0 || usa_off + 2 * usa_count > buf.len() {
+    if usa_count != sectors + 1
+        || usa_off < 8
+        || usa_off % 2 != 0
+        || usa_off + 2 * usa_count > buf.len()
+    {
         return Err(Error::BadFixup {
-            what: format!("{} (update sequence array at {usa_off}, {usa_count} entries)", what()),
+            what: format!(
+                "{} (update sequence array at {usa_off}, {usa_count} entries)",
+                what()
+            ),
             sector: 0,
             expected: u16::try_from(sectors + 1).unwrap_or(u16::MAX),
             found: u16::try_from(usa_count).unwrap_or(u16::MAX),
@@ -152,7 +159,9 @@ impl FileRecord {
             )));
         }
         if first_attr < 0x30 || first_attr % 8 != 0 {
-            return Err(bad(format!("first attribute offset {first_attr} is invalid")));
+            return Err(bad(format!(
+                "first attribute offset {first_attr} is invalid"
+            )));
         }
         let mut attrs = Vec::new();
         let mut off = first_attr;
@@ -215,7 +224,9 @@ fn parse_attribute(a: &[u8], record: u64, off: usize, ctx: ParseCtx) -> Result<A
     } else {
         let end = name_off + 2 * name_len;
         if end > a.len() {
-            return Err(bad(format!("name ({name_len} units at {name_off}) outside the attribute")));
+            return Err(bad(format!(
+                "name ({name_len} units at {name_off}) outside the attribute"
+            )));
         }
         a[name_off..end]
             .chunks_exact(2)
@@ -227,7 +238,9 @@ fn parse_attribute(a: &[u8], record: u64, off: usize, ctx: ParseCtx) -> Result<A
             let vlen = usize::try_from(u32_le(a, 0x10)).unwrap_or(usize::MAX);
             let voff = usize::from(u16_le(a, 0x14));
             if voff.checked_add(vlen).is_none_or(|e| e > a.len()) {
-                return Err(bad(format!("resident value ({vlen} bytes at {voff}) outside the attribute")));
+                return Err(bad(format!(
+                    "resident value ({vlen} bytes at {voff}) outside the attribute"
+                )));
             }
             AttrValue::Resident {
                 value: a[voff..voff + vlen].to_vec(),
@@ -236,7 +249,10 @@ fn parse_attribute(a: &[u8], record: u64, off: usize, ctx: ParseCtx) -> Result<A
         }
         1 => {
             if a.len() < NONRES_HEADER_LEN {
-                return Err(bad(format!("non-resident header needs {NONRES_HEADER_LEN} bytes, attribute has {}", a.len())));
+                return Err(bad(format!(
+                    "non-resident header needs {NONRES_HEADER_LEN} bytes, attribute has {}",
+                    a.len()
+                )));
             }
             let start_vcn = u64_le(a, 0x10);
             let last_vcn = u64_le(a, 0x18);
@@ -246,18 +262,21 @@ fn parse_attribute(a: &[u8], record: u64, off: usize, ctx: ParseCtx) -> Result<A
             let data_size = u64_le(a, 0x30);
             let initialized_size = u64_le(a, 0x38);
             if runs_off > a.len() {
-                return Err(bad(format!("run list offset {runs_off} outside the attribute")));
+                return Err(bad(format!(
+                    "run list offset {runs_off} outside the attribute"
+                )));
             }
             if data_size > allocated_size && compression_unit == 0 {
-                return Err(bad(format!("data size {data_size} exceeds allocated size {allocated_size}")));
+                return Err(bad(format!(
+                    "data size {data_size} exceeds allocated size {allocated_size}"
+                )));
             }
-            let runs = decode_runs(&a[runs_off..], start_vcn, ctx.total_clusters, ctx.max_runs).map_err(|e| {
-                Error::BadRunList {
+            let runs = decode_runs(&a[runs_off..], start_vcn, ctx.total_clusters, ctx.max_runs)
+                .map_err(|e| Error::BadRunList {
                     record,
                     attr_type: type_code,
                     reason: e.to_string(),
-                }
-            })?;
+                })?;
             // An empty attribute has last_vcn = -1; otherwise the runs must span exactly
             // start..=last.
             let end_vcn = runs.last().map_or(start_vcn, |r| r.vcn + r.len);

@@ -102,9 +102,8 @@ pub fn decode_runs(
         let run_lcn = if off_size == 0 {
             None
         } else {
-            let delta = i64::from_le_bytes(
-                read_var(&buf[body + len_size..end], true).to_le_bytes(),
-            );
+            let delta =
+                i64::from_le_bytes(read_var(&buf[body + len_size..end], true).to_le_bytes());
             lcn = lcn
                 .checked_add(delta)
                 .filter(|&l| l >= 0)
@@ -184,25 +183,59 @@ pub(crate) mod tests {
         assert_eq!(
             r,
             vec![
-                DataRun { vcn: 0, len: 16, lcn: Some(256) },
-                DataRun { vcn: 16, len: 8, lcn: Some(240) },
-                DataRun { vcn: 24, len: 4, lcn: None },
+                DataRun {
+                    vcn: 0,
+                    len: 16,
+                    lcn: Some(256)
+                },
+                DataRun {
+                    vcn: 16,
+                    len: 8,
+                    lcn: Some(240)
+                },
+                DataRun {
+                    vcn: 24,
+                    len: 4,
+                    lcn: None
+                },
             ]
         );
     }
 
     #[test]
     fn hostile_lists() {
-        assert_eq!(decode_runs(&[0x21, 0x10], 0, 100, 4), Err(RunListError::Truncated { pos: 0 }));
-        assert_eq!(decode_runs(&[0x09, 0], 0, 100, 4), Err(RunListError::BadHeader { pos: 0, header: 9 }));
+        assert_eq!(
+            decode_runs(&[0x21, 0x10], 0, 100, 4),
+            Err(RunListError::Truncated { pos: 0 })
+        );
+        assert_eq!(
+            decode_runs(&[0x09, 0], 0, 100, 4),
+            Err(RunListError::BadHeader { pos: 0, header: 9 })
+        );
         assert_eq!(
             decode_runs(&[0x11, 0x10, 0x60, 0], 0, 100, 4),
-            Err(RunListError::PastVolumeEnd { lcn: 0x60, len: 0x10, total: 100 })
+            Err(RunListError::PastVolumeEnd {
+                lcn: 0x60,
+                len: 0x10,
+                total: 100
+            })
         );
-        assert_eq!(decode_runs(&[0x11, 0x01, 0xF0, 0], 0, 100, 4), Err(RunListError::LcnOutOfRange { pos: 0 }));
-        assert_eq!(decode_runs(&[0x01, 0xFF, 0], 0, 100, 4), Err(RunListError::BadLength { pos: 0 }));
-        assert_eq!(decode_runs(&[0x01, 1, 0x01, 1, 0], 0, 100, 1), Err(RunListError::TooManyRuns { limit: 1 }));
-        assert_eq!(decode_runs(&[], 0, 100, 1), Err(RunListError::Truncated { pos: 0 }));
+        assert_eq!(
+            decode_runs(&[0x11, 0x01, 0xF0, 0], 0, 100, 4),
+            Err(RunListError::LcnOutOfRange { pos: 0 })
+        );
+        assert_eq!(
+            decode_runs(&[0x01, 0xFF, 0], 0, 100, 4),
+            Err(RunListError::BadLength { pos: 0 })
+        );
+        assert_eq!(
+            decode_runs(&[0x01, 1, 0x01, 1, 0], 0, 100, 1),
+            Err(RunListError::TooManyRuns { limit: 1 })
+        );
+        assert_eq!(
+            decode_runs(&[], 0, 100, 1),
+            Err(RunListError::Truncated { pos: 0 })
+        );
     }
 
     proptest! {

@@ -69,22 +69,33 @@ fn bad(msg: String) -> Error {
 /// Decodes the SID at `off` of `b` to `S-1-...`; returns it and its length.
 pub fn decode_sid(b: &[u8], off: usize) -> Result<(String, usize)> {
     if off.checked_add(8).is_none_or(|e| e > b.len()) {
-        return Err(bad(format!("SID at {off} runs past the end ({} bytes)", b.len())));
+        return Err(bad(format!(
+            "SID at {off} runs past the end ({} bytes)",
+            b.len()
+        )));
     }
     let rev = b[off];
     let n = usize::from(b[off + 1]);
     if rev != 1 || n > MAX_SUB_AUTHORITIES {
-        return Err(bad(format!("SID at {off}: revision {rev}, {n} sub-authorities")));
+        return Err(bad(format!(
+            "SID at {off}: revision {rev}, {n} sub-authorities"
+        )));
     }
     let len = 8 + 4 * n;
     if off + len > b.len() {
-        return Err(bad(format!("SID at {off} of {len} bytes runs past the end")));
+        return Err(bad(format!(
+            "SID at {off} of {len} bytes runs past the end"
+        )));
     }
     let mut auth = 0u64;
     for &x in &b[off + 2..off + 8] {
         auth = (auth << 8) | u64::from(x);
     }
-    let mut s = if auth >= 1 << 32 { format!("S-1-{auth:#014x}") } else { format!("S-1-{auth}") };
+    let mut s = if auth >= 1 << 32 {
+        format!("S-1-{auth:#014x}")
+    } else {
+        format!("S-1-{auth}")
+    };
     for i in 0..n {
         s.push_str(&format!("-{}", u32_le(b, off + 8 + 4 * i)));
     }
@@ -98,7 +109,9 @@ fn decode_acl(b: &[u8], off: usize) -> Result<Vec<Ace>> {
     let size = usize::from(u16_le(b, off + 2));
     let count = usize::from(u16_le(b, off + 4));
     if size < 8 || off + size > b.len() {
-        return Err(bad(format!("ACL at {off} of {size} bytes runs past the end")));
+        return Err(bad(format!(
+            "ACL at {off} of {size} bytes runs past the end"
+        )));
     }
     let acl = &b[off..off + size];
     let mut aces = Vec::with_capacity(count.min(size / 8));
@@ -134,7 +147,12 @@ fn decode_acl(b: &[u8], off: usize) -> Result<Vec<Ace>> {
             }
             _ => None,
         };
-        aces.push(Ace { ace_type, flags, mask, sid });
+        aces.push(Ace {
+            ace_type,
+            flags,
+            mask,
+            sid,
+        });
         pos += ace_size;
     }
     Ok(aces)
@@ -164,14 +182,27 @@ pub fn decode_security_descriptor(b: &[u8]) -> Result<SecurityDescriptor> {
     }
     let at = |o: usize| usize::try_from(u32_le(b, o)).unwrap_or(usize::MAX);
     let (owner_off, group_off, dacl_off) = (at(4), at(8), at(16));
-    let owner = if owner_off != 0 { Some(decode_sid(b, owner_off)?.0) } else { None };
-    let group = if group_off != 0 { Some(decode_sid(b, group_off)?.0) } else { None };
+    let owner = if owner_off != 0 {
+        Some(decode_sid(b, owner_off)?.0)
+    } else {
+        None
+    };
+    let group = if group_off != 0 {
+        Some(decode_sid(b, group_off)?.0)
+    } else {
+        None
+    };
     let dacl = if control & 0x0004 != 0 && dacl_off != 0 {
         Some(decode_acl(b, dacl_off)?)
     } else {
         None
     };
-    Ok(SecurityDescriptor { control, owner, group, dacl })
+    Ok(SecurityDescriptor {
+        control,
+        owner,
+        group,
+        dacl,
+    })
 }
 
 #[cfg(test)]
@@ -228,7 +259,10 @@ mod tests {
         let sd = encode_sd(
             &encode_sid(5, &[32, 544]),
             &encode_sid(5, &[18]),
-            &[(0, 3, 0x001f_01ff, encode_sid(5, &[18])), (1, 0, 1, encode_sid(1, &[0]))],
+            &[
+                (0, 3, 0x001f_01ff, encode_sid(5, &[18])),
+                (1, 0, 1, encode_sid(1, &[0])),
+            ],
         );
         let d = decode_security_descriptor(&sd).unwrap();
         assert_eq!(d.owner.as_deref(), Some("S-1-5-32-544"));
@@ -240,13 +274,22 @@ mod tests {
 
     #[test]
     fn hostile_descriptors() {
-        assert!(matches!(decode_security_descriptor(&[1; 10]), Err(Error::BadSecurityDescriptor(_))));
+        assert!(matches!(
+            decode_security_descriptor(&[1; 10]),
+            Err(Error::BadSecurityDescriptor(_))
+        ));
         let mut sd = encode_sd(&encode_sid(5, &[18]), &encode_sid(5, &[18]), &[]);
         sd[4] = 200; // owner offset past the end
-        assert!(matches!(decode_security_descriptor(&sd), Err(Error::BadSecurityDescriptor(_))));
+        assert!(matches!(
+            decode_security_descriptor(&sd),
+            Err(Error::BadSecurityDescriptor(_))
+        ));
         let mut sd = encode_sd(&encode_sid(5, &[18]), &encode_sid(5, &[18]), &[]);
         sd[21] = 200; // sub-authority count
-        assert!(matches!(decode_security_descriptor(&sd), Err(Error::BadSecurityDescriptor(_))));
+        assert!(matches!(
+            decode_security_descriptor(&sd),
+            Err(Error::BadSecurityDescriptor(_))
+        ));
     }
 
     proptest! {

@@ -61,7 +61,10 @@ impl std::fmt::Debug for StreamReader {
 fn io_err(e: Error) -> cairn_io::Error {
     match e {
         Error::Io(io) => io,
-        other => cairn_io::Error::io(0, std::io::Error::new(std::io::ErrorKind::InvalidData, other)),
+        other => cairn_io::Error::io(
+            0,
+            std::io::Error::new(std::io::ErrorKind::InvalidData, other),
+        ),
     }
 }
 
@@ -157,7 +160,8 @@ impl StreamReader {
             let vcn = pos / cs;
             let run = Self::run_at(runs, vcn).ok_or_else(|| self.unmapped(vcn))?;
             let run_end = run.vcn.saturating_add(run.len).saturating_mul(cs);
-            let n = usize::try_from((run_end - pos).min(init - pos).min(rest as u64)).unwrap_or(rest);
+            let n =
+                usize::try_from((run_end - pos).min(init - pos).min(rest as u64)).unwrap_or(rest);
             let out = &mut buf[done..done + n];
             match run.lcn {
                 Some(lcn) => {
@@ -207,7 +211,11 @@ impl StreamReader {
         let unit_usize = usize::try_from(unit_bytes).unwrap_or(usize::MAX);
         let vcn0 = u * cu;
         let map = self.unit_map(runs, vcn0, cu);
-        let allocated: u64 = map.iter().filter(|(l, _)| l.is_some()).map(|(_, n)| n).sum();
+        let allocated: u64 = map
+            .iter()
+            .filter(|(l, _)| l.is_some())
+            .map(|(_, n)| n)
+            .sum();
         let unit_start = vcn0 * cs;
         let mut out = vec![0u8; unit_usize];
         if allocated == 0 {
@@ -244,7 +252,13 @@ impl StreamReader {
         Ok(out)
     }
 
-    fn read_compressed(&self, runs: &[DataRun], cu: u64, buf: &mut [u8], offset: u64) -> Result<()> {
+    fn read_compressed(
+        &self,
+        runs: &[DataRun],
+        cu: u64,
+        buf: &mut [u8],
+        offset: u64,
+    ) -> Result<()> {
         let unit_bytes = cu * self.cluster_size;
         let mut done = 0usize;
         while done < buf.len() {
@@ -272,7 +286,11 @@ impl StreamReader {
                     (None, None) => true,
                     _ => false,
                 };
-                if contiguous && !last.encoded && !e.encoded && last.file_offset + last.len == e.file_offset {
+                if contiguous
+                    && !last.encoded
+                    && !e.encoded
+                    && last.file_offset + last.len == e.file_offset
+                {
                     last.len += e.len;
                     return;
                 }
@@ -281,7 +299,10 @@ impl StreamReader {
         };
         let cs = self.cluster_size;
         match &self.layout {
-            Layout::Resident { data, volume_offset } => {
+            Layout::Resident {
+                data,
+                volume_offset,
+            } => {
                 push(FileExtent {
                     file_offset: 0,
                     len: data.len() as u64,
@@ -301,7 +322,11 @@ impl StreamReader {
                     if start >= *data_size {
                         break;
                     }
-                    let end = r.vcn.saturating_add(r.len).saturating_mul(cs).min(*data_size);
+                    let end = r
+                        .vcn
+                        .saturating_add(r.len)
+                        .saturating_mul(cs)
+                        .min(*data_size);
                     // Bytes past the initialized size read as zeros.
                     let init_end = end.min(*initialized_size).max(start);
                     if init_end > start {
@@ -338,14 +363,26 @@ impl StreamReader {
                 ..
             } => {
                 let unit_bytes = cu * cs;
-                let units = data_size.div_ceil(unit_bytes);
+                // Units past the last run are holes: one extent covers them all, so a hostile
+                // data size cannot make this loop long.
+                let mapped_end = runs.last().map_or(0, |r| r.vcn.saturating_add(r.len));
+                let units = data_size.div_ceil(unit_bytes).min(mapped_end.div_ceil(*cu));
                 for u in 0..units {
                     let start = u * unit_bytes;
                     let len = (data_size - start).min(unit_bytes);
                     let map = self.unit_map(runs, u * cu, *cu);
-                    let allocated: u64 = map.iter().filter(|(l, _)| l.is_some()).map(|(_, n)| n).sum();
+                    let allocated: u64 = map
+                        .iter()
+                        .filter(|(l, _)| l.is_some())
+                        .map(|(_, n)| n)
+                        .sum();
                     if allocated == 0 {
-                        push(FileExtent { file_offset: start, len, volume_offset: None, encoded: false });
+                        push(FileExtent {
+                            file_offset: start,
+                            len,
+                            volume_offset: None,
+                            encoded: false,
+                        });
                     } else if allocated == *cu {
                         let mut pos = start;
                         for (lcn, n) in &map {
@@ -353,13 +390,32 @@ impl StreamReader {
                                 break;
                             }
                             let l = (n * cs).min(start + len - pos);
-                            push(FileExtent { file_offset: pos, len: l, volume_offset: lcn.map(|c| c * cs), encoded: false });
+                            push(FileExtent {
+                                file_offset: pos,
+                                len: l,
+                                volume_offset: lcn.map(|c| c * cs),
+                                encoded: false,
+                            });
                             pos += l;
                         }
                     } else {
                         let first = map.iter().find_map(|(l, _)| *l).map(|c| c * cs);
-                        push(FileExtent { file_offset: start, len, volume_offset: first, encoded: true });
+                        push(FileExtent {
+                            file_offset: start,
+                            len,
+                            volume_offset: first,
+                            encoded: true,
+                        });
                     }
+                }
+                let covered = (units * unit_bytes).min(*data_size);
+                if covered < *data_size {
+                    push(FileExtent {
+                        file_offset: covered,
+                        len: data_size - covered,
+                        volume_offset: None,
+                        encoded: false,
+                    });
                 }
             }
         }

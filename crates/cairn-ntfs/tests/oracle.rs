@@ -33,12 +33,17 @@ fn fls(img: &Path) -> BTreeMap<String, (String, String)> {
     let out = String::from_utf8(run("fls", &["-r", "-p", img.to_str().unwrap()])).unwrap();
     let mut m = BTreeMap::new();
     for line in out.lines() {
-        let Some((left, path)) = line.split_once(":\t") else { continue };
+        let Some((left, path)) = line.split_once(":\t") else {
+            continue;
+        };
         if left.contains('*') || path.starts_with("$OrphanFiles") {
             continue;
         }
         let (ty, addr) = left.split_once(' ').unwrap();
-        m.insert(format!("/{path}"), (ty.to_string(), addr.trim().to_string()));
+        m.insert(
+            format!("/{path}"),
+            (ty.to_string(), addr.trim().to_string()),
+        );
     }
     m
 }
@@ -60,7 +65,10 @@ fn compare_with_tsk(img: &Path, ours: &BTreeMap<String, Item>, skip_system: bool
             }
             tsk_dirs.insert(path.clone());
         } else if ty.ends_with('r') && attr_type == "128" {
-            if ours.get(path.split(':').next().unwrap()).is_some_and(|i| i.kind == FileKind::Symlink) {
+            if ours
+                .get(path.split(':').next().unwrap())
+                .is_some_and(|i| i.kind == FileKind::Symlink)
+            {
                 continue;
             }
             tsk_files.insert(path.clone());
@@ -69,10 +77,16 @@ fn compare_with_tsk(img: &Path, ours: &BTreeMap<String, Item>, skip_system: bool
                 // our size is the volume size, as ntfsinfo reports.
                 continue;
             }
-            let item = ours.get(path).unwrap_or_else(|| panic!("{path} listed by fls, missing in our walk"));
+            let item = ours
+                .get(path)
+                .unwrap_or_else(|| panic!("{path} listed by fls, missing in our walk"));
             let data = run("icat", &[img.to_str().unwrap(), addr]);
             assert_eq!(item.size, data.len() as u64, "{path}: size vs icat");
-            assert_eq!(item.sha.as_deref(), Some(sha256(&data).as_str()), "{path}: sha256 vs icat");
+            assert_eq!(
+                item.sha.as_deref(),
+                Some(sha256(&data).as_str()),
+                "{path}: sha256 vs icat"
+            );
         }
     }
     // Metadata files without an unnamed $DATA ($Secure, $Extend/$Quota...) read as empty
@@ -82,8 +96,11 @@ fn compare_with_tsk(img: &Path, ours: &BTreeMap<String, Item>, skip_system: bool
         .filter(|(p, i)| i.kind == FileKind::File && (tsk.contains_key(*p) || !p.contains("/$")))
         .map(|(p, _)| p.clone())
         .collect();
-    let our_dirs: BTreeSet<String> =
-        ours.iter().filter(|(_, i)| i.kind == FileKind::Dir).map(|(p, _)| p.clone()).collect();
+    let our_dirs: BTreeSet<String> = ours
+        .iter()
+        .filter(|(_, i)| i.kind == FileKind::Dir)
+        .map(|(p, _)| p.clone())
+        .collect();
     assert_eq!(our_files, tsk_files, "file and stream paths vs fls");
     assert_eq!(our_dirs, tsk_dirs, "directory paths vs fls");
 }
@@ -91,21 +108,34 @@ fn compare_with_tsk(img: &Path, ours: &BTreeMap<String, Item>, skip_system: bool
 /// ntfscat must give the same bytes for every (non-system) file and stream.
 fn compare_with_ntfscat(img: &Path, ours: &BTreeMap<String, Item>, skip: &dyn Fn(&str) -> bool) {
     for (path, item) in ours {
-        if item.kind != FileKind::File || path.trim_start_matches('/').starts_with('$') || skip(path) {
+        if item.kind != FileKind::File
+            || path.trim_start_matches('/').starts_with('$')
+            || skip(path)
+        {
             continue;
         }
         let data = match path.rsplit_once(':') {
-            Some((file, stream)) => run("ntfscat", &["-a", "0x80", "-n", stream, img.to_str().unwrap(), file]),
+            Some((file, stream)) => run(
+                "ntfscat",
+                &["-a", "0x80", "-n", stream, img.to_str().unwrap(), file],
+            ),
             None => run("ntfscat", &[img.to_str().unwrap(), path]),
         };
-        assert_eq!(item.sha.as_deref(), Some(sha256(&data).as_str()), "{path}: sha256 vs ntfscat");
+        assert_eq!(
+            item.sha.as_deref(),
+            Some(sha256(&data).as_str()),
+            "{path}: sha256 vs ntfscat"
+        );
     }
 }
 
 /// The used map must mark exactly the clusters `blkls -a` lists as allocated.
 fn compare_used_map(img: &Path, fs: &NtfsFs) {
     let out = String::from_utf8(run("blkls", &["-l", "-a", img.to_str().unwrap()])).unwrap();
-    let tsk: BTreeSet<u64> = out.lines().filter_map(|l| l.strip_suffix("|a")?.parse().ok()).collect();
+    let tsk: BTreeSet<u64> = out
+        .lines()
+        .filter_map(|l| l.strip_suffix("|a")?.parse().ok())
+        .collect();
     let map = fs.used_map().unwrap();
     map.validate().unwrap();
     let cs = u64::from(fs.info().block_size);
@@ -137,15 +167,37 @@ fn write(dir: &Path, name: &str, data: &[u8]) -> PathBuf {
 
 #[test]
 fn nomount_image_matches_tsk_and_ntfscat() {
-    if !(have("mkntfs") && have("ntfscp") && have("fls") && have("icat") && have("ntfscat") && have("blkls")) {
+    if !(have("mkntfs")
+        && have("ntfscp")
+        && have("fls")
+        && have("icat")
+        && have("ntfscat")
+        && have("blkls"))
+    {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
     let img = tmp.path().join("ntfs.img");
     let src = tmp.path().join("src");
     std::fs::create_dir(&src).unwrap();
-    std::fs::File::create(&img).unwrap().set_len(16 << 20).unwrap();
-    run("mkntfs", &["-q", "-F", "-Q", "-T", "-L", "nomount", "-c", "4096", img.to_str().unwrap()]);
+    std::fs::File::create(&img)
+        .unwrap()
+        .set_len(16 << 20)
+        .unwrap();
+    run(
+        "mkntfs",
+        &[
+            "-q",
+            "-F",
+            "-Q",
+            "-T",
+            "-L",
+            "nomount",
+            "-c",
+            "4096",
+            img.to_str().unwrap(),
+        ],
+    );
     let files: Vec<(&str, Vec<u8>)> = vec![
         ("hello.txt", b"hello world\n".to_vec()),
         ("empty.txt", Vec::new()),
@@ -153,24 +205,55 @@ fn nomount_image_matches_tsk_and_ntfscat() {
         ("a4096.txt", vec![b'A'; 4096]),
         ("b4097.bin", (0..=255u8).cycle().take(4097).collect()),
         ("rand1m.bin", prng(1, 1 << 20)),
-        ("Long File Name With Spaces.txt", b"long file name\n".to_vec()),
+        (
+            "Long File Name With Spaces.txt",
+            b"long file name\n".to_vec(),
+        ),
     ];
     for (name, data) in &files {
         let p = write(&src, name, data);
-        run("ntfscp", &["-q", img.to_str().unwrap(), p.to_str().unwrap(), &format!("/{name}")]);
+        run(
+            "ntfscp",
+            &[
+                "-q",
+                img.to_str().unwrap(),
+                p.to_str().unwrap(),
+                &format!("/{name}"),
+            ],
+        );
     }
     let ads = write(&src, "ads", b"stream via ntfscp -N\n");
-    run("ntfscp", &["-q", "-N", "ads1", img.to_str().unwrap(), ads.to_str().unwrap(), "/hello.txt"]);
+    run(
+        "ntfscp",
+        &[
+            "-q",
+            "-N",
+            "ads1",
+            img.to_str().unwrap(),
+            ads.to_str().unwrap(),
+            "/hello.txt",
+        ],
+    );
 
     let fs = open_img(&img);
     let vol = FileReader::open(&img).unwrap();
     let ours = walk(&fs, &vol, true);
     for (name, data) in &files {
         let item = &ours[&format!("/{name}")];
-        assert_eq!(item.sha.as_deref(), Some(sha256(data).as_str()), "{name} vs source");
+        assert_eq!(
+            item.sha.as_deref(),
+            Some(sha256(data).as_str()),
+            "{name} vs source"
+        );
     }
-    assert_eq!(ours["/hello.txt:ads1"].sha.as_deref(), Some(sha256(b"stream via ntfscp -N\n").as_str()));
-    assert!(ours.contains_key("/$MFT") && ours.contains_key("/$Extend"), "metadata files are listed");
+    assert_eq!(
+        ours["/hello.txt:ads1"].sha.as_deref(),
+        Some(sha256(b"stream via ntfscp -N\n").as_str())
+    );
+    assert!(
+        ours.contains_key("/$MFT") && ours.contains_key("/$Extend"),
+        "metadata files are listed"
+    );
     compare_with_tsk(&img, &ours, false);
     compare_with_ntfscat(&img, &ours, &|_| false);
     compare_used_map(&img, &fs);
@@ -178,20 +261,30 @@ fn nomount_image_matches_tsk_and_ntfscat() {
     let info = fs.info();
     assert_eq!(info.fs_type, "ntfs");
     assert_eq!(info.label.as_deref(), Some("nomount"));
-    assert_eq!(info.uuid.as_deref(), Some(fsstat_field(&img, "Volume Serial Number:").as_str()));
+    assert_eq!(
+        info.uuid.as_deref(),
+        Some(fsstat_field(&img, "Volume Serial Number:").as_str())
+    );
     assert_eq!(info.block_size, 4096);
     assert!(info.warnings.is_empty(), "{:?}", info.warnings);
 
     // Case-insensitive lookup through $UpCase.
     let id = fs.lookup("/hello.txt").unwrap();
     assert_eq!(fs.lookup("/HELLO.TXT").unwrap(), id);
-    assert_eq!(fs.lookup("/long file name with SPACES.txt").unwrap(), ours["/Long File Name With Spaces.txt"].id);
-    assert!(matches!(fs.lookup("/nope"), Err(cairn_ntfs::Error::NotFound { .. })));
+    assert_eq!(
+        fs.lookup("/long file name with SPACES.txt").unwrap(),
+        ours["/Long File Name With Spaces.txt"].id
+    );
+    assert!(matches!(
+        fs.lookup("/nope"),
+        Err(cairn_ntfs::Error::NotFound { .. })
+    ));
     assert_eq!(fs.path_of(id).unwrap(), "/hello.txt");
 
     // Security descriptors come from $Secure ($SII -> $SDS) and decode.
     let m = fs.metadata(id).unwrap();
-    let sd = decode_security_descriptor(m.security_descriptor.as_deref().expect("descriptor")).unwrap();
+    let sd =
+        decode_security_descriptor(m.security_descriptor.as_deref().expect("descriptor")).unwrap();
     assert!(sd.owner.unwrap().starts_with("S-1-5-"));
     assert!(m.btime.is_some() && m.windows_attributes.is_some());
     assert_eq!(m.nlink, 1);
@@ -210,7 +303,10 @@ fn mount(img: &Path, mnt: &Path, opts: &str) -> bool {
     }
     let out = cmd.arg(img).arg(mnt).output().unwrap();
     if !out.status.success() {
-        let msg = format!("ntfs-3g FUSE mount failed: {}", String::from_utf8_lossy(&out.stderr));
+        let msg = format!(
+            "ntfs-3g FUSE mount failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         assert!(std::env::var_os("CI").is_none(), "{msg}");
         eprintln!("skipped: {msg} (this test needs root and /dev/fuse)");
         return false;
@@ -226,7 +322,11 @@ impl Drop for Unmount {
 }
 
 fn reparse_hex(kind: &str, target: &str) -> String {
-    let utf16 = |s: &str| s.encode_utf16().flat_map(u16::to_le_bytes).collect::<Vec<u8>>();
+    let utf16 = |s: &str| {
+        s.encode_utf16()
+            .flat_map(u16::to_le_bytes)
+            .collect::<Vec<u8>>()
+    };
     let (tag, body) = if kind == "symlink" {
         let s = utf16(target);
         let n = u16::try_from(s.len()).unwrap();
@@ -241,7 +341,10 @@ fn reparse_hex(kind: &str, target: &str) -> String {
     } else {
         let sub = utf16(&format!("\\??\\{target}"));
         let pr = utf16(target);
-        let (ns, np) = (u16::try_from(sub.len()).unwrap(), u16::try_from(pr.len()).unwrap());
+        let (ns, np) = (
+            u16::try_from(sub.len()).unwrap(),
+            u16::try_from(pr.len()).unwrap(),
+        );
         let mut b = Vec::new();
         for v in [0, ns, ns + 2, np] {
             b.extend_from_slice(&v.to_le_bytes());
@@ -256,7 +359,10 @@ fn reparse_hex(kind: &str, target: &str) -> String {
     all.extend_from_slice(&u16::try_from(body.len()).unwrap().to_le_bytes());
     all.extend_from_slice(&[0, 0]);
     all.extend_from_slice(&body);
-    format!("0x{}", all.iter().map(|b| format!("{b:02x}")).collect::<String>())
+    format!(
+        "0x{}",
+        all.iter().map(|b| format!("{b:02x}")).collect::<String>()
+    )
 }
 
 #[test]
@@ -268,17 +374,51 @@ fn fuse_image_matches_tsk_and_ntfscat() {
     let img = tmp.path().join("ntfs.img");
     let mnt = tmp.path().join("mnt");
     std::fs::create_dir(&mnt).unwrap();
-    std::fs::File::create(&img).unwrap().set_len(64 << 20).unwrap();
-    run("mkntfs", &["-q", "-F", "-Q", "-T", "-L", "corpus-ntfs", "-c", "4096", img.to_str().unwrap()]);
-    if !mount(&img, &mnt, "compression,streams_interface=xattr,special_files=wsl") {
+    std::fs::File::create(&img)
+        .unwrap()
+        .set_len(64 << 20)
+        .unwrap();
+    run(
+        "mkntfs",
+        &[
+            "-q",
+            "-F",
+            "-Q",
+            "-T",
+            "-L",
+            "corpus-ntfs",
+            "-c",
+            "4096",
+            img.to_str().unwrap(),
+        ],
+    );
+    if !mount(
+        &img,
+        &mnt,
+        "compression,streams_interface=xattr,special_files=wsl",
+    ) {
         return;
     }
     let guard = Unmount(mnt.clone());
     let m = |p: &str| mnt.join(p);
-    let text: Vec<u8> = b"compressible line of text\n".iter().copied().cycle().take(26 * 11538).collect();
+    let text: Vec<u8> = b"compressible line of text\n"
+        .iter()
+        .copied()
+        .cycle()
+        .take(26 * 11538)
+        .collect();
     let rand5m = prng(5, 5_000_000);
     std::fs::create_dir(m("compressed")).unwrap();
-    run("setfattr", &["-n", "system.ntfs_attrib_be", "-v", "0x00000810", m("compressed").to_str().unwrap()]);
+    run(
+        "setfattr",
+        &[
+            "-n",
+            "system.ntfs_attrib_be",
+            "-v",
+            "0x00000810",
+            m("compressed").to_str().unwrap(),
+        ],
+    );
     std::fs::write(m("compressed/text.txt"), &text).unwrap();
     std::fs::write(m("compressed/zeros.bin"), vec![0u8; 200_000]).unwrap();
     std::fs::write(m("compressed/random.bin"), prng(11, 100_000)).unwrap();
@@ -304,24 +444,59 @@ fn fuse_image_matches_tsk_and_ntfscat() {
     }
     std::fs::hard_link(m("hello.txt"), m("hardlink-hello.txt")).unwrap();
     std::fs::hard_link(m("hello.txt"), m("deep/link-in-deep.txt")).unwrap();
-    run("setfattr", &["-n", "user.ads1", "-v", "alternate stream content", m("hello.txt").to_str().unwrap()]);
+    run(
+        "setfattr",
+        &[
+            "-n",
+            "user.ads1",
+            "-v",
+            "alternate stream content",
+            m("hello.txt").to_str().unwrap(),
+        ],
+    );
     std::os::unix::fs::symlink("hello.txt", m("wsl-link")).unwrap();
     std::fs::write(m("win-symlink"), b"").unwrap();
-    run("setfattr", &["-n", "system.ntfs_reparse_data", "-v", &reparse_hex("symlink", "hello.txt"), m("win-symlink").to_str().unwrap()]);
+    run(
+        "setfattr",
+        &[
+            "-n",
+            "system.ntfs_reparse_data",
+            "-v",
+            &reparse_hex("symlink", "hello.txt"),
+            m("win-symlink").to_str().unwrap(),
+        ],
+    );
     std::fs::create_dir(m("junction")).unwrap();
-    run("setfattr", &["-n", "system.ntfs_reparse_data", "-v", &reparse_hex("junction", "C:\\deep"), m("junction").to_str().unwrap()]);
+    run(
+        "setfattr",
+        &[
+            "-n",
+            "system.ntfs_reparse_data",
+            "-v",
+            &reparse_hex("junction", "C:\\deep"),
+            m("junction").to_str().unwrap(),
+        ],
+    );
     drop(guard);
 
     let fs = open_img(&img);
     let vol = FileReader::open(&img).unwrap();
     let ours = walk(&fs, &vol, false);
-    let sha = |p: &str| ours[p].sha.clone().unwrap_or_else(|| panic!("{p} has no data"));
+    let sha = |p: &str| {
+        ours[p]
+            .sha
+            .clone()
+            .unwrap_or_else(|| panic!("{p} has no data"))
+    };
     assert_eq!(sha("/compressed/text.txt"), sha256(&text));
     assert_eq!(sha("/compressed/zeros.bin"), sha256(&[0u8; 200_000]));
     assert_eq!(sha("/compressed/random.bin"), sha256(&prng(11, 100_000)));
     assert_eq!(sha("/rand5m.bin"), sha256(&rand5m));
     assert_eq!(sha("/hello.txt:ads1"), sha256(b"alternate stream content"));
-    assert_eq!(sha("/hardlink-hello.txt:ads1"), sha256(b"alternate stream content"));
+    assert_eq!(
+        sha("/hardlink-hello.txt:ads1"),
+        sha256(b"alternate stream content")
+    );
     assert_eq!(sha("/ünïcödé-dir/smile-😀.txt"), sha256(b"emoji\n"));
     assert_eq!(ours.keys().filter(|p| p.starts_with("/many/")).count(), 300);
     // Hard links: every directory lists the entry, one node, nlink 3.
@@ -344,16 +519,28 @@ fn fuse_image_matches_tsk_and_ntfscat() {
     // Sparse file: holes are extents without a volume offset.
     let sp = ours["/sparse.bin"].id;
     let ext = fs.extents(sp, None).unwrap();
-    assert!(ext.iter().any(|e| e.volume_offset.is_none() && e.len >= 1 << 20), "{ext:?}");
+    assert!(
+        ext.iter()
+            .any(|e| e.volume_offset.is_none() && e.len >= 1 << 20),
+        "{ext:?}"
+    );
     // Compressed file: compressed units are encoded extents.
     let ct = ours["/compressed/text.txt"].id;
     assert!(fs.extents(ct, None).unwrap().iter().any(|e| e.encoded));
-    assert_ne!(fs.metadata(ct).unwrap().windows_attributes.unwrap() & 0x800, 0);
+    assert_ne!(
+        fs.metadata(ct).unwrap().windows_attributes.unwrap() & 0x800,
+        0
+    );
 
     compare_with_tsk(&img, &ours, true);
-    compare_with_ntfscat(&img, &ours, &|p| p.starts_with("/many/f") && !p.ends_with("f150.txt"));
+    compare_with_ntfscat(&img, &ours, &|p| {
+        p.starts_with("/many/f") && !p.ends_with("f150.txt")
+    });
     compare_used_map(&img, &fs);
-    assert_eq!(fs.lookup("/DEEP/A/b/C/d/e/f/g/h/i/j/LEAF.TXT").unwrap(), ours["/deep/a/b/c/d/e/f/g/h/i/j/leaf.txt"].id);
+    assert_eq!(
+        fs.lookup("/DEEP/A/b/C/d/e/f/g/h/i/j/LEAF.TXT").unwrap(),
+        ours["/deep/a/b/c/d/e/f/g/h/i/j/leaf.txt"].id
+    );
 }
 
 #[test]
@@ -365,8 +552,24 @@ fn fuse_attribute_list_matches_tsk() {
     let img = tmp.path().join("attrlist.img");
     let mnt = tmp.path().join("mnt");
     std::fs::create_dir(&mnt).unwrap();
-    std::fs::File::create(&img).unwrap().set_len(32 << 20).unwrap();
-    run("mkntfs", &["-q", "-F", "-Q", "-T", "-L", "attrlist", "-c", "4096", img.to_str().unwrap()]);
+    std::fs::File::create(&img)
+        .unwrap()
+        .set_len(32 << 20)
+        .unwrap();
+    run(
+        "mkntfs",
+        &[
+            "-q",
+            "-F",
+            "-Q",
+            "-T",
+            "-L",
+            "attrlist",
+            "-c",
+            "4096",
+            img.to_str().unwrap(),
+        ],
+    );
     if !mount(&img, &mnt, "") {
         return;
     }
@@ -376,24 +579,40 @@ fn fuse_attribute_list_matches_tsk() {
         let mut a = std::fs::File::create(mnt.join("fragA.bin")).unwrap();
         let mut b = std::fs::File::create(mnt.join("fragB.bin")).unwrap();
         for i in 0..600u32 {
-            a.write_all(&[u8::try_from(i % 251).unwrap(); 4096]).unwrap();
+            a.write_all(&[u8::try_from(i % 251).unwrap(); 4096])
+                .unwrap();
             a.sync_data().unwrap();
-            b.write_all(&[u8::try_from((i * 7) % 251).unwrap(); 4096]).unwrap();
+            b.write_all(&[u8::try_from((i * 7) % 251).unwrap(); 4096])
+                .unwrap();
             b.sync_data().unwrap();
         }
     }
     drop(guard);
-    let want_a: Vec<u8> = (0..600u32).flat_map(|i| [u8::try_from(i % 251).unwrap(); 4096]).collect();
-    let want_b: Vec<u8> = (0..600u32).flat_map(|i| [u8::try_from((i * 7) % 251).unwrap(); 4096]).collect();
+    let want_a: Vec<u8> = (0..600u32)
+        .flat_map(|i| [u8::try_from(i % 251).unwrap(); 4096])
+        .collect();
+    let want_b: Vec<u8> = (0..600u32)
+        .flat_map(|i| [u8::try_from((i * 7) % 251).unwrap(); 4096])
+        .collect();
 
     let fs = open_img(&img);
     let vol = FileReader::open(&img).unwrap();
     let ours = walk(&fs, &vol, false);
-    assert_eq!(ours["/fragA.bin"].sha.as_deref(), Some(sha256(&want_a).as_str()));
-    assert_eq!(ours["/fragB.bin"].sha.as_deref(), Some(sha256(&want_b).as_str()));
+    assert_eq!(
+        ours["/fragA.bin"].sha.as_deref(),
+        Some(sha256(&want_a).as_str())
+    );
+    assert_eq!(
+        ours["/fragB.bin"].sha.as_deref(),
+        Some(sha256(&want_b).as_str())
+    );
     let rec = ours["/fragA.bin"].id & 0xFFFF_FFFF_FFFF;
-    let istat = String::from_utf8(run("istat", &[img.to_str().unwrap(), &rec.to_string()])).unwrap();
-    assert!(istat.contains("$ATTRIBUTE_LIST"), "fragA.bin should have an attribute list:\n{istat}");
+    let istat =
+        String::from_utf8(run("istat", &[img.to_str().unwrap(), &rec.to_string()])).unwrap();
+    assert!(
+        istat.contains("$ATTRIBUTE_LIST"),
+        "fragA.bin should have an attribute list:\n{istat}"
+    );
     compare_with_tsk(&img, &ours, true);
     compare_with_ntfscat(&img, &ours, &|_| false);
 }
@@ -420,18 +639,31 @@ fn testfs1_from_ntfs_crate() {
         eprintln!("skipped: ntfs-0.4.0/testdata/testfs1 not in the cargo registry (cargo fetch a project depending on ntfs = \"=0.4.0\")");
         return;
     };
-    let fs = NtfsFs::open(Arc::new(FileReader::open(&img).unwrap()), &NtfsOptions::default()).unwrap();
+    let fs = NtfsFs::open(
+        Arc::new(FileReader::open(&img).unwrap()),
+        &NtfsOptions::default(),
+    )
+    .unwrap();
     let vol = FileReader::open(&img).unwrap();
     let ours = walk(&fs, &vol, false);
     assert_eq!(fs.info().label.as_deref(), Some("mylabel"));
     assert_eq!(fs.info().block_size, 512);
-    assert_eq!(ours["/file-with-12345"].sha.as_deref(), Some(sha256(b"12345").as_str()));
+    assert_eq!(
+        ours["/file-with-12345"].sha.as_deref(),
+        Some(sha256(b"12345").as_str())
+    );
     let thousand: Vec<u8> = b"12345".iter().copied().cycle().take(1000).collect();
-    assert_eq!(ours["/1000-bytes-file"].sha.as_deref(), Some(sha256(&thousand).as_str()));
+    assert_eq!(
+        ours["/1000-bytes-file"].sha.as_deref(),
+        Some(sha256(&thousand).as_str())
+    );
     let mut sparse = vec![0u8; 500_005];
     sparse[..5].copy_from_slice(b"12345");
     sparse[500_000..].copy_from_slice(b"11111");
-    assert_eq!(ours["/sparse-file"].sha.as_deref(), Some(sha256(&sparse).as_str()));
+    assert_eq!(
+        ours["/sparse-file"].sha.as_deref(),
+        Some(sha256(&sparse).as_str())
+    );
     assert_eq!(ours["/empty-file"].size, 0);
     let mtime = fs.metadata(ours["/empty-file"].id).unwrap().mtime.unwrap();
     // Made with `touch -t 202101011337` in UTC+1.

@@ -17,7 +17,10 @@ pub fn have(tool: &str) -> bool {
         .unwrap_or(false)
         || Path::new("/usr/sbin").join(tool).is_file();
     if !found {
-        assert!(std::env::var_os("CI").is_none(), "{tool} not found (CI installs it)");
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "{tool} not found (CI installs it)"
+        );
         eprintln!("skipped: {tool} not found");
     }
     found
@@ -34,8 +37,15 @@ pub fn tool_path(tool: &str) -> String {
 
 /// Runs a command, panicking with its stderr on failure; returns stdout.
 pub fn run(cmd: &str, args: &[&str]) -> Vec<u8> {
-    let out = Command::new(tool_path(cmd)).args(args).output().unwrap_or_else(|e| panic!("{cmd}: {e}"));
-    assert!(out.status.success(), "{cmd} {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(tool_path(cmd))
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("{cmd}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd} {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     out.stdout
 }
 
@@ -60,7 +70,11 @@ pub fn read_all(r: &dyn ReadAt) -> Vec<u8> {
 }
 
 pub fn open_img(p: &Path) -> NtfsFs {
-    NtfsFs::open(Arc::new(FileReader::open(p).unwrap()), &NtfsOptions::default()).unwrap()
+    NtfsFs::open(
+        Arc::new(FileReader::open(p).unwrap()),
+        &NtfsOptions::default(),
+    )
+    .unwrap()
 }
 
 /// One walked item: kind, size, SHA-256 of its bytes (files and streams), link target.
@@ -101,13 +115,28 @@ pub fn walk(fs: &NtfsFs, vol: &dyn ReadAt, system: bool) -> BTreeMap<String, Ite
                 check_extents(fs, vol, e.id, Some(&s.name), &bytes);
                 out.insert(
                     format!("{path}:{}", s.name),
-                    Item { kind: FileKind::File, size: s.size, sha: Some(sha256(&bytes)), target: None, id: e.id },
+                    Item {
+                        kind: FileKind::File,
+                        size: s.size,
+                        sha: Some(sha256(&bytes)),
+                        target: None,
+                        id: e.id,
+                    },
                 );
             }
             if e.kind == FileKind::Dir {
                 stack.push((e.id, path.clone()));
             }
-            out.insert(path, Item { kind: e.kind, size: m.size, sha, target: m.symlink_target.clone(), id: e.id });
+            out.insert(
+                path,
+                Item {
+                    kind: e.kind,
+                    size: m.size,
+                    sha,
+                    target: m.symlink_target.clone(),
+                    id: e.id,
+                },
+            );
         }
     }
     out
@@ -120,13 +149,22 @@ pub fn check_extents(fs: &NtfsFs, vol: &dyn ReadAt, id: u64, stream: Option<&str
     let mut pos = 0u64;
     for e in &ext {
         assert_eq!(e.file_offset, pos, "extents of {id:#x} are contiguous");
-        let want = &bytes[usize::try_from(e.file_offset).unwrap()..usize::try_from(e.file_offset + e.len).unwrap()];
+        let want = &bytes[usize::try_from(e.file_offset).unwrap()
+            ..usize::try_from(e.file_offset + e.len).unwrap()];
         match (e.volume_offset, e.encoded) {
             (Some(v), false) => {
                 let got = vol.read_vec_at(v, want.len()).unwrap();
-                assert!(got == want, "extent at {} of {id:#x} reads back differently", e.file_offset);
+                assert!(
+                    got == want,
+                    "extent at {} of {id:#x} reads back differently",
+                    e.file_offset
+                );
             }
-            (None, _) => assert!(want.iter().all(|&b| b == 0), "hole at {} of {id:#x} is not zero", e.file_offset),
+            (None, _) => assert!(
+                want.iter().all(|&b| b == 0),
+                "hole at {} of {id:#x} is not zero",
+                e.file_offset
+            ),
             (Some(_), true) => {}
         }
         pos += e.len;
