@@ -18,7 +18,7 @@
 //! use cairn_io::{AllocationMap, DiskIdentity, RangeKind};
 //! use cairn_repo::{InitOptions, MemoryBackend, Repository};
 //!
-//! let repo = Repository::init(Arc::new(MemoryBackend::new()), &InitOptions::default()).unwrap();
+//! let repo = Repository::init(Arc::new(MemoryBackend::new()), &InitOptions::default(), None).unwrap();
 //! let image: Vec<u8> = (0..3u32 << 20).map(|i| (i / 4096) as u8).collect();
 //! let disk = DiskSource {
 //!     label: "disk0".into(),

@@ -80,12 +80,12 @@ fn new_repo(dir: &std::path::Path) -> Arc<Repository> {
         pack_target: 1 << 20,
         ..Default::default()
     };
-    Arc::new(Repository::init(backend, &opts).unwrap())
+    Arc::new(Repository::init(backend, &opts, None).unwrap())
 }
 
 fn reopen(dir: &std::path::Path) -> Arc<Repository> {
     let backend = Arc::new(LocalBackend::new(dir).unwrap());
-    Arc::new(Repository::open(backend, &OpenOptions::default()).unwrap())
+    Arc::new(Repository::open(backend, &OpenOptions::default(), None).unwrap())
 }
 
 #[test]
@@ -327,4 +327,89 @@ fn interrupted_backup_leaves_only_orphans_and_blobs_are_reused() {
     let out = dir.path().join("o.raw");
     restore_raw(&repo, &r.restore_point, 0, &out, &RestoreOptions::default()).unwrap();
     assert_eq!(std::fs::read(&out).unwrap(), img);
+}
+
+#[test]
+fn encrypted_repository_round_trip() {
+    use cairn_repo::{Encryption, KdfParams, SlotSecret};
+    let dir = tempfile::tempdir().unwrap();
+    let pass = SlotSecret::Passphrase("hunter2 hunter2".into());
+    let opts = InitOptions {
+        chunker: cairn_chunk::ChunkerParams::Fixed { size: CHUNK },
+        pack_target: 1 << 20,
+        encryption: Encryption::Aes256Gcm,
+        kdf: Some(KdfParams::insecure_for_tests()),
+        ..Default::default()
+    };
+    let backend = Arc::new(LocalBackend::new(dir.path()).unwrap());
+    let repo = Repository::init(backend.clone(), &opts, Some(&pass)).unwrap();
+    let (img, map) = image();
+    let want = expected(&img, &map);
+    let r = backup(&repo, "vm", &[source("d0", img.clone(), map.clone())], &BackupOptions::default()).unwrap();
+    // Nothing of the plaintext is visible in the packs.
+    for name in backend.list(PACK_DIR).unwrap() {
+        let bytes = backend.get(&name).unwrap();
+        assert!(!bytes.windows(20).any(|w| w == b"the quick brown fox "), "plaintext in {name}");
+    }
+    // Wrong passphrase and no passphrase are typed errors.
+    let bad = SlotSecret::Passphrase("wrong".into());
+    assert!(matches!(
+        Repository::open(backend.clone(), &OpenOptions::default(), Some(&bad)),
+        Err(cairn_repo::Error::Keys(cairn_crypto::Error::WrongKey))
+    ));
+    assert!(matches!(
+        Repository::open(backend.clone(), &OpenOptions::default(), None),
+        Err(cairn_repo::Error::KeyNeeded)
+    ));
+    let repo = Arc::new(Repository::open(backend.clone(), &OpenOptions::default(), Some(&pass)).unwrap());
+    let out = dir.path().join("enc.raw");
+    restore_raw(&repo, &r.restore_point, 0, &out, &RestoreOptions::default()).unwrap();
+    assert_eq!(sha256(&std::fs::read(&out).unwrap()), sha256(&want));
+    let r2 = backup(&repo, "vm", &[source("d0", img.clone(), map.clone())], &BackupOptions::default()).unwrap();
+    assert_eq!(r2.bytes_new, 0);
+    let v = verify(&repo, &VerifyOptions { read_data: true, ..Default::default() }).unwrap();
+    assert!(v.is_ok(), "{:?}", v.problems);
+
+    // A flipped byte in a sealed blob fails authentication and is reported.
+    let (pack, entry) = {
+        let idx = repo.index();
+        let m = repo.load_manifest(&r.restore_point).unwrap();
+        let id = m.disks[0].chunks[0].unwrap();
+        let e = *idx.get(&id).unwrap();
+        (cairn_repo::pack_name(&idx.pack(e.pack).unwrap().0), e)
+    };
+    flip(&dir.path().join(&pack), u64::from(entry.offset) + 40);
+    let v = verify(&repo, &VerifyOptions { read_data: true, ..Default::default() }).unwrap();
+    let d: Vec<_> = v.problems.iter().filter(|p| p.kind == ProblemKind::DamagedBlob).collect();
+    assert_eq!(d.len(), 1);
+    assert_eq!(d[0].affected[0].ranges, vec![(0, u64::from(CHUNK))]);
+}
+
+#[test]
+fn keys_outside_the_repository() {
+    use cairn_repo::{Encryption, KdfParams, SlotSecret, KEYS_NAME};
+    let dir = tempfile::tempdir().unwrap();
+    let key = SlotSecret::KeyFile(vec![7u8; 64]);
+    let opts = InitOptions {
+        encryption: Encryption::Aes256Gcm,
+        keys_in_repository: false,
+        kdf: Some(KdfParams::insecure_for_tests()),
+        ..Default::default()
+    };
+    let backend = Arc::new(LocalBackend::new(dir.path().join("repo")).unwrap());
+    let repo = Repository::init(backend.clone(), &opts, Some(&key)).unwrap();
+    assert!(!backend.exists(KEYS_NAME).unwrap());
+    let ring = repo.key_ring().unwrap().clone();
+    assert!(matches!(
+        Repository::open(backend.clone(), &OpenOptions::default(), Some(&key)),
+        Err(cairn_repo::Error::NotFound { .. })
+    ));
+    Repository::open(backend.clone(), &OpenOptions { key_ring: Some(ring) }, Some(&key)).unwrap();
+    // Another repository's ring is refused even with the right secret.
+    let other = Repository::init(Arc::new(cairn_repo::MemoryBackend::new()), &opts, Some(&key)).unwrap();
+    let foreign = other.key_ring().unwrap().clone();
+    assert!(matches!(
+        Repository::open(backend, &OpenOptions { key_ring: Some(foreign) }, Some(&key)),
+        Err(cairn_repo::Error::ForeignKeyRing)
+    ));
 }

@@ -51,7 +51,7 @@ pub(crate) fn encode(sealer: &Sealer, kind: BlobKind, id: BlobId, data: &[u8]) -
         plain.extend_from_slice(data);
     }
     drop(compressed);
-    let stored = sealer.seal(&aad(kind, &id), &plain)?;
+    let stored = crate::crypto::seal(sealer, &aad(kind, &id), &plain)?;
     let crc32 = crc32fast::hash(&stored);
     Ok(EncodedBlob {
         id,

@@ -30,6 +30,9 @@ pub struct RepoConfig {
     pub created: i64,
     /// Writers close a pack once it reaches this many bytes.
     pub pack_target: u64,
+    /// Fingerprint of the repository key (cairn-crypto `key_fingerprint`), so a key ring
+    /// of another repository is refused at open. `None` when unencrypted.
+    pub key_fingerprint: Option<[u8; 32]>,
 }
 
 impl RepoConfig {
@@ -48,6 +51,12 @@ impl RepoConfig {
             return Err(Error::malformed(
                 "config",
                 format!("pack target {} outside {PACK_TARGET_RANGE:?}", self.pack_target),
+            ));
+        }
+        if (self.encryption == Encryption::None) != self.key_fingerprint.is_none() {
+            return Err(Error::malformed(
+                "config",
+                "key fingerprint present exactly when encrypted",
             ));
         }
         Ok(())

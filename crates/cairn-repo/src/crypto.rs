@@ -1,96 +1,62 @@
-//! The repository's view of cairn-crypto: content ids, sealing and opening.
-//!
-//! Interim: until cairn-crypto compiles this carries only the unencrypted path, with the
-//! agreed API shape (`chunk_id`, `sealer().seal`, `open`, `overhead`).
+//! The repository's view of cairn-crypto: content ids, sealing and opening, with errors
+//! that name the object concerned.
 
 use std::fmt;
 
+pub use cairn_crypto::Encryption;
+
 use crate::{Error, Result};
-
-/// Whether and how a repository is encrypted (recorded in its `config`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[non_exhaustive]
-pub enum Encryption {
-    /// No encryption: ids are SHA-256, blobs and files stored as plaintext (CRC-checked).
-    None,
-    /// AES-256-GCM with per-session keys; ids are HMAC-SHA256 under a repository key.
-    Aes256Gcm,
-}
-
-impl fmt::Display for Encryption {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Encryption::None => "none",
-            Encryption::Aes256Gcm => "aes-256-gcm",
-        })
-    }
-}
 
 /// Keys and algorithms of an open repository.
 #[derive(Clone)]
-pub(crate) struct Crypto {
-    encryption: Encryption,
-}
+pub(crate) struct Crypto(cairn_crypto::RepoCrypto);
 
 impl fmt::Debug for Crypto {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Crypto({})", self.encryption)
+        write!(f, "Crypto({})", self.0.encryption())
     }
 }
 
 /// One writer's sealing session.
-#[derive(Debug)]
-pub(crate) struct Sealer {
-    sealing: bool,
-}
+pub(crate) type Sealer = cairn_crypto::Sealer;
 
 impl Crypto {
     pub(crate) fn none() -> Self {
-        Crypto {
-            encryption: Encryption::None,
-        }
+        Crypto(cairn_crypto::RepoCrypto::none())
+    }
+
+    pub(crate) fn new(inner: cairn_crypto::RepoCrypto) -> Self {
+        Crypto(inner)
     }
 
     pub(crate) fn encryption(&self) -> Encryption {
-        self.encryption
+        self.0.encryption()
+    }
+
+    pub(crate) fn fingerprint(&self) -> Option<[u8; 32]> {
+        self.0.key_fingerprint()
     }
 
     pub(crate) fn chunk_id(&self, data: &[u8]) -> [u8; 32] {
-        let d = ring::digest::digest(&ring::digest::SHA256, data);
-        let mut id = [0u8; 32];
-        id.copy_from_slice(d.as_ref());
-        id
+        self.0.chunk_id(data)
     }
 
     pub(crate) fn sealer(&self) -> Result<Sealer> {
-        Ok(Sealer {
-            sealing: self.encryption != Encryption::None,
+        self.0.sealer().map_err(Error::Keys)
+    }
+
+    pub(crate) fn open(&self, name: &str, aad: &[u8], sealed: &[u8]) -> Result<Vec<u8>> {
+        self.0.open(aad, sealed).map_err(|e| Error::Crypto {
+            name: name.to_string(),
+            why: e.to_string(),
         })
     }
 
-    pub(crate) fn open(&self, name: &str, _aad: &[u8], sealed: &[u8]) -> Result<Vec<u8>> {
-        if self.encryption != Encryption::None {
-            return Err(Error::Crypto {
-                name: name.to_string(),
-                why: "encrypted repositories need cairn-crypto".into(),
-            });
-        }
-        Ok(sealed.to_vec())
-    }
-
     pub(crate) fn overhead(&self) -> usize {
-        0
+        self.0.overhead()
     }
 }
 
-impl Sealer {
-    pub(crate) fn seal(&self, _aad: &[u8], plaintext: &[u8]) -> Result<Vec<u8>> {
-        if self.sealing {
-            return Err(Error::Crypto {
-                name: String::new(),
-                why: "encrypted repositories need cairn-crypto".into(),
-            });
-        }
-        Ok(plaintext.to_vec())
-    }
+pub(crate) fn seal(sealer: &Sealer, aad: &[u8], plain: &[u8]) -> Result<Vec<u8>> {
+    sealer.seal(aad, plain).map_err(Error::Keys)
 }

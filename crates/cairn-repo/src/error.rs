@@ -116,6 +116,15 @@ pub enum Error {
         /// What is wrong.
         why: String,
     },
+    /// The repository is encrypted and no secret (passphrase, key file, recovery key) was given.
+    #[error("the repository is encrypted: a passphrase, key file or recovery key is needed")]
+    KeyNeeded,
+    /// The key ring or sealing failed (wrong key, damaged key ring, random generator).
+    #[error("keys: {0}")]
+    Keys(#[source] cairn_crypto::Error),
+    /// The key ring given does not belong to this repository.
+    #[error("the key ring opens a different repository (key fingerprint mismatch)")]
+    ForeignKeyRing,
     /// Caller error: a value outside what the repository accepts.
     #[error("invalid argument: {0}")]
     Invalid(String),

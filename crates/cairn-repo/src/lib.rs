@@ -23,7 +23,7 @@
 //! use cairn_repo::{BlobKind, InitOptions, MemoryBackend, OpenOptions, Repository};
 //!
 //! let backend = Arc::new(MemoryBackend::new());
-//! let repo = Repository::init(backend.clone(), &InitOptions::default()).unwrap();
+//! let repo = Repository::init(backend.clone(), &InitOptions::default(), None).unwrap();
 //! let mut w = repo.writer().unwrap();
 //! let enc = w.encoder();
 //! let data = vec![7u8; 100_000];
@@ -31,7 +31,7 @@
 //! w.add(&enc.encode(BlobKind::Data, id, &data).unwrap()).unwrap();
 //! w.finish().unwrap();
 //!
-//! let again = Repository::open(backend, &OpenOptions::default()).unwrap();
+//! let again = Repository::open(backend, &OpenOptions::default(), None).unwrap();
 //! assert_eq!(again.read_blob(&id).unwrap(), data);
 //! ```
 #![forbid(unsafe_code)]
@@ -53,6 +53,7 @@ pub use backend::{Backend, LocalBackend, MemoryBackend, TEMP_PREFIX};
 pub use blob::{EncodedBlob, MAX_BLOB_RAW};
 pub use config::{RepoConfig, DEFAULT_PACK_TARGET, MAX_CONFIG_BYTES, PACK_TARGET_RANGE, REPO_VERSION};
 pub use crypto::Encryption;
+pub use cairn_crypto::{KdfParams, KeyRing, SlotSecret};
 pub use error::{Error, Result};
 pub use ids::{BlobId, BlobKind, ObjectId, SnapshotId};
 pub use index::{pack_name, BlobIndex, IndexEntry, IndexFile, IndexPack, MAX_INDEX_FILE_BYTES};

@@ -131,7 +131,7 @@ impl PackBuilder {
             entries: self.entries.clone(),
         })
         .map_err(|e| Error::Invalid(format!("postcard: {e}")))?;
-        let dir = if sealed { sealer.seal(&dir_aad(id), &dir)? } else { dir };
+        let dir = if sealed { crate::crypto::seal(sealer, &dir_aad(id), &dir)? } else { dir };
         let dir_len = u32::try_from(dir.len()).map_err(|_| Error::Invalid("pack directory too large".into()))?;
         self.buf.extend_from_slice(&dir);
         self.buf.extend_from_slice(&dir_len.to_le_bytes());

@@ -14,6 +14,7 @@ use crate::index::{pack_name, BlobIndex, IndexFile, IndexPack, MAX_INDEX_FILE_BY
 use crate::manifest::{Manifest, MAX_MANIFEST_BYTES};
 use crate::pack::{PackBuilder, MAX_PACK_BYTES};
 use crate::{Backend, BlobId, BlobKind, Encryption, Error, ObjectId, Result, SnapshotId};
+use cairn_crypto::{KeyRing, MasterKey, RepoCrypto, SlotSecret};
 
 /// Name of the configuration object.
 pub const CONFIG_NAME: &str = "config";
@@ -36,10 +37,18 @@ pub struct InitOptions {
     pub chunker: cairn_chunk::ChunkerParams,
     /// Pack target size (default 32 MiB).
     pub pack_target: u64,
-    /// Encryption.
+    /// Encryption (default none).
     pub encryption: Encryption,
     /// Creation time (Unix seconds); now when `None`.
     pub time: Option<i64>,
+    /// Write the key ring into the repository as `keys` (default). When `false` the ring
+    /// exists only in [`Repository::key_ring`]: the caller saves it elsewhere
+    /// (`KeyRing::save`) and passes it back in [`OpenOptions::key_ring`].
+    pub keys_in_repository: bool,
+    /// Label of the first key slot.
+    pub slot_label: String,
+    /// Argon2id parameters for a passphrase slot (`None`: cairn-crypto's defaults).
+    pub kdf: Option<cairn_crypto::KdfParams>,
 }
 
 impl Default for InitOptions {
@@ -49,13 +58,20 @@ impl Default for InitOptions {
             pack_target: DEFAULT_PACK_TARGET,
             encryption: Encryption::None,
             time: None,
+            keys_in_repository: true,
+            slot_label: "initial".into(),
+            kdf: None,
         }
     }
 }
 
 /// Options of [`Repository::open`].
 #[derive(Debug, Clone, Default)]
-pub struct OpenOptions {}
+pub struct OpenOptions {
+    /// A key ring kept outside the repository (loaded with `KeyRing::load`); when `None` the
+    /// repository's own `keys` object is used.
+    pub key_ring: Option<KeyRing>,
+}
 
 /// An index file that could not be read when the index was loaded.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -89,6 +105,7 @@ pub struct Repository {
     crypto: Crypto,
     index: RwLock<BlobIndex>,
     index_problems: Mutex<Vec<IndexProblem>>,
+    key_ring: Option<KeyRing>,
 }
 
 fn file_aad(kind: FileKind, id: &ObjectId) -> Vec<u8> {
@@ -98,19 +115,25 @@ fn file_aad(kind: FileKind, id: &ObjectId) -> Vec<u8> {
 }
 
 impl Repository {
-    /// Creates a repository in an empty backend.
-    pub fn init(backend: Arc<dyn Backend>, opts: &InitOptions) -> Result<Self> {
+    /// Creates a repository in an empty backend. An encrypted repository needs `secret`,
+    /// which becomes the first slot of a new key ring around a fresh master key.
+    pub fn init(backend: Arc<dyn Backend>, opts: &InitOptions, secret: Option<&SlotSecret>) -> Result<Self> {
         if backend.exists(CONFIG_NAME)? {
             return Err(Error::AlreadyExists {
                 name: CONFIG_NAME.into(),
             });
         }
-        let crypto = match opts.encryption {
-            Encryption::None => Crypto::none(),
-            other => {
-                return Err(Error::Invalid(format!(
-                    "encryption {other} is not available in this build"
-                )))
+        let (crypto, key_ring) = match opts.encryption {
+            Encryption::None => (Crypto::none(), None),
+            Encryption::Aes256Gcm => {
+                let secret = secret.ok_or(Error::KeyNeeded)?;
+                let master = MasterKey::generate().map_err(Error::Keys)?;
+                let ring = match opts.kdf {
+                    Some(k) => KeyRing::create_with_params(&master, secret, &opts.slot_label, k),
+                    None => KeyRing::create(&master, secret, &opts.slot_label),
+                }
+                .map_err(Error::Keys)?;
+                (Crypto::new(RepoCrypto::new(&master)), Some(ring))
             }
         };
         let config = RepoConfig {
@@ -120,9 +143,14 @@ impl Repository {
             encryption: opts.encryption,
             created: opts.time.unwrap_or_else(now),
             pack_target: opts.pack_target,
+            key_fingerprint: crypto.fingerprint(),
         };
         config.validate()?;
+        if let (Some(ring), true) = (&key_ring, opts.keys_in_repository) {
+            backend.put(KEYS_NAME, &ring.encode())?;
+        }
         let payload = postcard::to_stdvec(&config).map_err(|e| Error::Invalid(format!("postcard: {e}")))?;
+        // The config goes last: a repository exists once it is there.
         backend.put(CONFIG_NAME, &frame::encode(FileKind::Config, false, &payload))?;
         Ok(Repository {
             backend,
@@ -130,20 +158,43 @@ impl Repository {
             crypto,
             index: RwLock::new(BlobIndex::new()),
             index_problems: Mutex::new(Vec::new()),
+            key_ring,
         })
     }
 
-    /// Opens a repository and loads its index. Unreadable index files do not stop the open:
-    /// they are listed in [`index_problems`](Self::index_problems) (their blobs look absent,
-    /// so a backup stores them again; `verify` reports them).
-    pub fn open(backend: Arc<dyn Backend>, _opts: &OpenOptions) -> Result<Self> {
+    /// Opens a repository and loads its index. An encrypted repository needs `secret` and
+    /// its key ring ([`OpenOptions::key_ring`] or the `keys` object). Unreadable index files
+    /// do not stop the open: they are listed in [`index_problems`](Self::index_problems)
+    /// (their blobs look absent, so a backup stores them again; `verify` reports them).
+    pub fn open(backend: Arc<dyn Backend>, opts: &OpenOptions, secret: Option<&SlotSecret>) -> Result<Self> {
         let config = read_config(backend.as_ref())?;
-        let crypto = match config.encryption {
-            Encryption::None => Crypto::none(),
-            other => {
-                return Err(Error::Invalid(format!(
-                    "encryption {other} is not available in this build"
-                )))
+        let (crypto, key_ring) = match config.encryption {
+            Encryption::None => (Crypto::none(), None),
+            Encryption::Aes256Gcm => {
+                let secret = secret.ok_or(Error::KeyNeeded)?;
+                let ring = match &opts.key_ring {
+                    Some(r) => r.clone(),
+                    None => {
+                        let size = backend.size(KEYS_NAME)?;
+                        let cap = (cairn_crypto::KEYRING_HEADER_LEN + cairn_crypto::MAX_KEYRING_PAYLOAD) as u64;
+                        if size > cap {
+                            return Err(Error::BadLength {
+                                name: KEYS_NAME.into(),
+                                offset: 0,
+                                field: "file size",
+                                found: size,
+                                expected: format!("at most {cap}"),
+                            });
+                        }
+                        KeyRing::decode(&backend.get(KEYS_NAME)?).map_err(Error::Keys)?
+                    }
+                };
+                let master = ring.unlock(secret).map_err(Error::Keys)?;
+                let crypto = Crypto::new(RepoCrypto::new(&master));
+                if crypto.fingerprint() != config.key_fingerprint {
+                    return Err(Error::ForeignKeyRing);
+                }
+                (crypto, Some(ring))
             }
         };
         let repo = Repository {
@@ -152,9 +203,23 @@ impl Repository {
             crypto,
             index: RwLock::new(BlobIndex::new()),
             index_problems: Mutex::new(Vec::new()),
+            key_ring,
         };
         repo.reload_index()?;
         Ok(repo)
+    }
+
+    /// The key ring the repository was created or opened with (encrypted repositories).
+    pub fn key_ring(&self) -> Option<&KeyRing> {
+        self.key_ring.as_ref()
+    }
+
+    /// Writes `ring` as the repository's `keys` object (after adding or removing a slot).
+    pub fn write_key_ring(&self, ring: &KeyRing) -> Result<()> {
+        if self.config.encryption == Encryption::None {
+            return Err(Error::Invalid("the repository is not encrypted".into()));
+        }
+        self.backend.put(KEYS_NAME, &ring.encode())
     }
 
     /// The configuration.
@@ -252,7 +317,7 @@ impl Repository {
     fn write_sealed_file<T: Serialize>(&self, sealer: &Sealer, kind: FileKind, name: &str, id: &ObjectId, value: &T) -> Result<()> {
         let plain = postcard::to_stdvec(value).map_err(|e| Error::Invalid(format!("postcard: {e}")))?;
         let sealed = self.crypto.encryption() != Encryption::None;
-        let payload = if sealed { sealer.seal(&file_aad(kind, id), &plain)? } else { plain };
+        let payload = if sealed { crate::crypto::seal(sealer, &file_aad(kind, id), &plain)? } else { plain };
         self.backend.put(name, &frame::encode(kind, sealed, &payload))
     }
 
