@@ -398,7 +398,7 @@ fn random_mutations_never_panic() {
         bytes_of_fixed(),
     ] {
         let len = base.len();
-        for _ in 0..300 {
+        for _ in 0..600 {
             let mut m = base.clone();
             for _ in 0..1 + next() % 4 {
                 // Mostly metadata: the first 8 KiB and the footer.
@@ -409,6 +409,16 @@ fn random_mutations_never_panic() {
                     (r as usize >> 8) % 8192.min(len)
                 };
                 m[at] = (next() >> 16) as u8;
+            }
+            // Half the time, re-seal the checksums so the mutation reaches the checks
+            // behind them (block size, BAT, locators, sizes).
+            if next() % 2 == 0 {
+                let end = m.len() - 512;
+                patch_footer(&mut m, end, |_| {});
+                if m[512..520] == *b"cxsparse" {
+                    patch_footer(&mut m, 0, |_| {});
+                    patch_header(&mut m, |_| {});
+                }
             }
             if let Ok(img) = open_with(m, &limits) {
                 let _ = img.layer_map();
@@ -424,4 +434,35 @@ fn random_mutations_never_panic() {
             }
         }
     }
+}
+
+#[test]
+fn macx_and_deprecated_locators_become_hints_in_priority_order() {
+    let mut c = bytes_of_differencing();
+    let loc = |img: &[u8], slot: usize| {
+        let at = 512 + 576 + slot * 24;
+        let off = u64::from_be_bytes(img[at + 16..at + 24].try_into().unwrap());
+        (at, usize::try_from(off).unwrap())
+    };
+    let set = |img: &mut Vec<u8>, slot: usize, code: &[u8; 4], data: &[u8]| {
+        let (at, off) = loc(img, slot);
+        img[off..off + data.len()].copy_from_slice(data);
+        let len = u32::try_from(data.len()).unwrap();
+        patch_header(img, |h| {
+            let e = at - 512;
+            h[e..e + 4].copy_from_slice(code);
+            h[e + 8..e + 12].copy_from_slice(&len.to_be_bytes());
+        });
+    };
+    set(&mut c, 0, b"Wi2r", b".\\old.vhd\0");
+    set(&mut c, 1, b"MacX", b"file://localhost/Users/a%20b/p.vhd");
+    let img = open(c).unwrap();
+    assert_eq!(
+        img.parent_link().unwrap().hints,
+        vec![
+            "/Users/a b/p.vhd".to_string(),
+            ".\\old.vhd".to_string(),
+            "parent.vhd".to_string()
+        ]
+    );
 }
