@@ -1,0 +1,222 @@
+//! Round trips and hostile input for the repository's file formats.
+
+use std::sync::Arc;
+
+use cairn_repo::frame::{self, FileKind};
+use cairn_repo::{
+    decode, Backend, BackupStats, BlobEntry, BlobId, BlobKind, DiskManifest, Encryption, Error, IndexFile,
+    IndexPack, InitOptions, KdfParams, Manifest, MemoryBackend, ObjectId, OpenOptions, Repository,
+    SlotSecret, StoredIdentity, CONFIG_NAME, INDEX_DIR, SNAPSHOT_DIR,
+};
+use proptest::prelude::*;
+
+fn arb_entry() -> impl Strategy<Value = BlobEntry> {
+    (any::<[u8; 32]>(), 24u32..1000, 1u32..1000, any::<u32>()).prop_map(|(id, offset, len, crc32)| BlobEntry {
+        id: BlobId(id),
+        kind: 0,
+        offset,
+        length: len,
+        raw_length: len + 5,
+        crc32,
+    })
+}
+
+fn arb_index() -> impl Strategy<Value = IndexFile> {
+    proptest::collection::vec(
+        (any::<[u8; 32]>(), proptest::collection::vec(arb_entry(), 0..20)).prop_map(|(id, blobs)| IndexPack {
+            id: ObjectId(id),
+            size: 4096,
+            blobs,
+        }),
+        0..5,
+    )
+    .prop_map(|packs| IndexFile { packs })
+}
+
+fn arb_manifest() -> impl Strategy<Value = Manifest> {
+    let disk = (
+        "[a-z0-9]{0,12}",
+        1u64..(3 << 20),
+        proptest::option::of(any::<[u8; 16]>()),
+        proptest::option::of("[0-9a-f]{8}"),
+        any::<u64>(),
+    )
+        .prop_map(|(label, size, uuid, cid, seed)| {
+            let n = size.div_ceil(65536) as usize;
+            DiskManifest {
+                label,
+                size,
+                chunk_size: 65536,
+                identity: StoredIdentity { uuid, content_id: cid.clone() },
+                chain: vec![StoredIdentity { uuid: None, content_id: cid }],
+                chunks: (0..n)
+                    .map(|i| if (seed >> (i % 64)) & 1 == 1 { Some(BlobId([i as u8; 32])) } else { None })
+                    .collect(),
+            }
+        });
+    (
+        "[ -~]{0,20}",
+        any::<i64>(),
+        proptest::collection::vec("[a-z]{1,8}", 0..4),
+        proptest::option::of(any::<[u8; 32]>()),
+        proptest::collection::vec(disk, 0..3),
+        any::<(u64, u64, u64, u64)>(),
+    )
+        .prop_map(|(vm_name, time, tags, parent, disks, s)| Manifest {
+            vm_name,
+            time,
+            tags,
+            parent: parent.map(ObjectId),
+            disks,
+            stats: BackupStats { bytes_read: s.0, bytes_new: s.1, bytes_stored: s.2, millis: s.3 },
+        })
+}
+
+fn frame_of<T: serde::Serialize>(kind: FileKind, v: &T) -> Vec<u8> {
+    frame::encode(kind, false, &postcard::to_stdvec(v).unwrap())
+}
+
+proptest! {
+    #[test]
+    fn index_round_trip(f in arb_index()) {
+        let bytes = frame_of(FileKind::Index, &f);
+        prop_assert_eq!(decode::index_file(&bytes).unwrap(), f);
+    }
+
+    #[test]
+    fn manifest_round_trip(m in arb_manifest()) {
+        let bytes = frame_of(FileKind::Manifest, &m);
+        prop_assert_eq!(decode::manifest(&bytes).unwrap(), m);
+    }
+
+    #[test]
+    fn truncated_index_and_manifest_are_errors(m in arb_manifest(), f in arb_index(), cut in any::<prop::sample::Index>()) {
+        let b = frame_of(FileKind::Manifest, &m);
+        let c = cut.index(b.len());
+        prop_assert!(decode::manifest(&b[..c]).is_err());
+        let b = frame_of(FileKind::Index, &f);
+        let c = cut.index(b.len());
+        prop_assert!(decode::index_file(&b[..c]).is_err());
+    }
+
+    #[test]
+    fn garbage_payloads_never_panic(payload in proptest::collection::vec(any::<u8>(), 0..400)) {
+        let _ = decode::manifest(&frame::encode(FileKind::Manifest, false, &payload));
+        let _ = decode::index_file(&frame::encode(FileKind::Index, false, &payload));
+        let _ = decode::pack(&frame::encode(FileKind::Pack, false, &payload));
+    }
+}
+
+#[test]
+fn hostile_structures_get_typed_errors() {
+    // A manifest whose chunk count disagrees with its size.
+    let mut m = Manifest {
+        vm_name: "vm".into(),
+        time: 0,
+        tags: vec![],
+        parent: None,
+        disks: vec![DiskManifest {
+            label: "d".into(),
+            size: 65536 * 3,
+            chunk_size: 65536,
+            identity: StoredIdentity::default(),
+            chain: vec![],
+            chunks: vec![None; 2],
+        }],
+        stats: BackupStats::default(),
+    };
+    assert!(matches!(decode::manifest(&frame_of(FileKind::Manifest, &m)), Err(Error::Malformed { .. })));
+    m.disks[0].chunks.push(None);
+    decode::manifest(&frame_of(FileKind::Manifest, &m)).unwrap();
+    m.disks[0].chunk_size = 1000;
+    assert!(matches!(decode::manifest(&frame_of(FileKind::Manifest, &m)), Err(Error::Malformed { .. })));
+    m.disks[0].chunk_size = 65536;
+    m.disks[0].size = u64::MAX;
+    assert!(matches!(decode::manifest(&frame_of(FileKind::Manifest, &m)), Err(Error::Malformed { .. })));
+
+    // An index entry pointing past its pack, with a raw length over the cap, of unknown kind.
+    let entry = BlobEntry { id: BlobId([1; 32]), kind: 0, offset: 24, length: 10, raw_length: 10, crc32: 0 };
+    let mk = |e: BlobEntry, size: u64| IndexFile { packs: vec![IndexPack { id: ObjectId([2; 32]), size, blobs: vec![e] }] };
+    decode::index_file(&frame_of(FileKind::Index, &mk(entry, 100))).unwrap();
+    for (e, size) in [
+        (BlobEntry { offset: 90, ..entry }, 100),
+        (BlobEntry { raw_length: 64 << 20, ..entry }, 100),
+        (BlobEntry { kind: 9, ..entry }, 100),
+        (BlobEntry { length: 100, ..entry }, 1000),
+        (entry, 2 << 30),
+    ] {
+        let r = decode::index_file(&frame_of(FileKind::Index, &mk(e, size)));
+        assert!(matches!(r, Err(Error::Malformed { .. })), "{e:?} {size}: {r:?}");
+    }
+    // A manifest file presented as an index: wrong magic.
+    assert!(matches!(
+        decode::index_file(&frame_of(FileKind::Manifest, &m)),
+        Err(Error::BadMagic { offset: 0, .. })
+    ));
+}
+
+#[test]
+fn config_damage_is_typed() {
+    let b = Arc::new(MemoryBackend::new());
+    Repository::init(b.clone(), &InitOptions::default(), None).unwrap();
+    assert!(matches!(
+        Repository::init(b.clone(), &InitOptions::default(), None),
+        Err(Error::AlreadyExists { .. })
+    ));
+    let good = b.get(CONFIG_NAME).unwrap();
+    let mut bad = good.clone();
+    *bad.last_mut().unwrap() ^= 0x40;
+    b.put(CONFIG_NAME, &bad).unwrap();
+    assert!(matches!(Repository::open(b.clone(), &OpenOptions::default(), None), Err(Error::Checksum { .. })));
+    b.put(CONFIG_NAME, &good[..30]).unwrap();
+    assert!(matches!(Repository::open(b.clone(), &OpenOptions::default(), None), Err(Error::BadLength { offset: 12, .. })));
+    b.put(CONFIG_NAME, &vec![0u8; 1 << 20]).unwrap();
+    assert!(matches!(Repository::open(b.clone(), &OpenOptions::default(), None), Err(Error::BadLength { offset: 0, .. })));
+    b.delete(CONFIG_NAME).unwrap();
+    assert!(matches!(Repository::open(b, &OpenOptions::default(), None), Err(Error::NotFound { .. })));
+}
+
+#[test]
+fn encrypted_files_cannot_be_swapped_or_downgraded() {
+    let b = Arc::new(MemoryBackend::new());
+    let pass = SlotSecret::Passphrase("pw".into());
+    let opts = InitOptions {
+        encryption: Encryption::Aes256Gcm,
+        kdf: Some(KdfParams::insecure_for_tests()),
+        ..Default::default()
+    };
+    let repo = Repository::init(b.clone(), &opts, Some(&pass)).unwrap();
+    let mut w = repo.writer().unwrap();
+    let enc = w.encoder();
+    let data = b"some chunk".repeat(1000);
+    let id = enc.id(&data);
+    assert_ne!(id.0, *ring::digest::digest(&ring::digest::SHA256, &data).as_ref(), "ids must be keyed");
+    w.add(&enc.encode(BlobKind::Data, id, &data).unwrap()).unwrap();
+    w.finish().unwrap();
+    let m = Manifest {
+        vm_name: "vm".into(),
+        time: 1,
+        tags: vec![],
+        parent: None,
+        disks: vec![],
+        stats: BackupStats::default(),
+    };
+    let s1 = repo.save_manifest(&m).unwrap();
+    let s2 = repo.save_manifest(&Manifest { time: 2, ..m.clone() }).unwrap();
+    let repo = Repository::open(b.clone(), &OpenOptions::default(), Some(&pass)).unwrap();
+    assert_eq!(repo.read_blob(&id).unwrap(), data);
+    // Copy manifest 2's bytes over manifest 1: the AAD (file id) no longer matches.
+    let n1 = format!("{SNAPSHOT_DIR}{s1}");
+    let n2 = format!("{SNAPSHOT_DIR}{s2}");
+    b.put(&n1, &b.get(&n2).unwrap()).unwrap();
+    assert!(matches!(repo.load_manifest(&s1), Err(Error::Crypto { .. })));
+    // An unsealed manifest in an encrypted repository is refused.
+    b.put(&n2, &frame_of(FileKind::Manifest, &m)).unwrap();
+    assert!(matches!(repo.load_manifest(&s2), Err(Error::Crypto { .. })));
+    // Same for index files.
+    let idx = b.list(INDEX_DIR).unwrap().remove(0);
+    b.put(&idx, &frame_of(FileKind::Index, &IndexFile::default())).unwrap();
+    repo.reload_index().unwrap();
+    assert_eq!(repo.index_problems().len(), 1);
+    assert!(matches!(repo.read_blob(&id), Err(Error::BlobMissing(_))));
+}
