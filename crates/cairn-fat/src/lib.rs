@@ -346,7 +346,8 @@ impl FatFs {
             return Ok(self.root.clone());
         }
         let g = &self.geo;
-        let in_heap = id >= g.heap_offset && id < g.heap_end() && (id - g.heap_offset) % 32 == 0;
+        let in_heap =
+            id >= g.heap_offset && id < g.heap_end() && (id - g.heap_offset).is_multiple_of(32);
         if g.fat_type == FatType::ExFat {
             if let Some(n) = self
                 .straddling
@@ -376,7 +377,7 @@ impl FatFs {
         let in_root = g.root_dir_bytes > 0
             && id >= g.root_dir_offset
             && id < g.root_dir_offset + g.root_dir_bytes
-            && (id - g.root_dir_offset) % 32 == 0;
+            && (id - g.root_dir_offset).is_multiple_of(32);
         if !(in_root || in_heap) {
             return Err(Error::UnknownNode(id));
         }
@@ -887,4 +888,3 @@ impl FileSystem for FatFs {
         Ok(map.finish())
     }
 }
-

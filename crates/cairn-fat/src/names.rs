@@ -44,7 +44,9 @@ const NT_LOWER_BASE: u8 = 0x08;
 const NT_LOWER_EXT: u8 = 0x10;
 
 /// The display name of an 8.3 entry: base and extension trimmed of padding, joined by a
-/// dot, lower-cased where the NT flags say so, 0x05 in the first byte read as 0xE5.
+/// dot, 0x05 in the first byte read as 0xE5. Where the NT flags say "lower case", the part is
+/// lower-cased with Unicode rules after OEM decoding, as Windows (and `mdir`) show it;
+/// `mcopy` extraction lower-cases ASCII letters only.
 pub(crate) fn short_name(name11: &[u8; 11], nt_flags: u8) -> String {
     let mut base: Vec<u8> = name11[..8].to_vec();
     if base[0] == 0x05 {
@@ -57,16 +59,18 @@ pub(crate) fn short_name(name11: &[u8; 11], nt_flags: u8) -> String {
     while ext.last() == Some(&b' ') {
         ext.pop();
     }
-    if nt_flags & NT_LOWER_BASE != 0 {
-        base.make_ascii_lowercase();
-    }
-    if nt_flags & NT_LOWER_EXT != 0 {
-        ext.make_ascii_lowercase();
-    }
     let mut s = decode_oem(&base);
+    if nt_flags & NT_LOWER_BASE != 0 {
+        s = s.to_lowercase();
+    }
     if !ext.is_empty() {
         s.push('.');
-        s.push_str(&decode_oem(&ext));
+        let e = decode_oem(&ext);
+        s.push_str(&if nt_flags & NT_LOWER_EXT != 0 {
+            e.to_lowercase()
+        } else {
+            e
+        });
     }
     s
 }
@@ -152,8 +156,9 @@ mod tests {
         assert_eq!(short_name(b"README  TXT", 0), "README.TXT");
         assert_eq!(short_name(b"LOWER   TXT", 0x18), "lower.txt");
         assert_eq!(short_name(b"MAKEFILE   ", 0x08), "makefile");
-        assert_eq!(short_name(b"\x05BC     ", 0), "\u{e5}BC");
-        assert_eq!(short_name(b"\x81BER   TXT", 0), "\u{fc}BER.TXT");
+        assert_eq!(short_name(b"\x05BC        ", 0), "\u{d5}BC"); // 0xE5 is Õ in CP850
+        assert_eq!(short_name(b"\x81BER    TXT", 0), "\u{fc}BER.TXT");
+        assert_eq!(short_name(b"\x9aNICODE    ", 0x08), "\u{fc}nicode");
     }
 
     #[test]

@@ -17,7 +17,9 @@ const DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures");
 fn image() -> Vec<u8> {
     let gz = std::fs::read(format!("{DIR}/exfat-small.img.gz")).unwrap();
     let mut out = Vec::new();
-    flate2::read::GzDecoder::new(&gz[..]).read_to_end(&mut out).unwrap();
+    flate2::read::GzDecoder::new(&gz[..])
+        .read_to_end(&mut out)
+        .unwrap();
     out
 }
 
@@ -29,7 +31,10 @@ fn manifest() -> Tree {
         if f[0] == "d" {
             t.insert(f[3].to_string(), (true, 0, String::new()));
         } else {
-            t.insert(f[3].to_string(), (false, f[1].parse().unwrap(), f[2].to_string()));
+            t.insert(
+                f[3].to_string(),
+                (false, f[1].parse().unwrap(), f[2].to_string()),
+            );
         }
     }
     t
@@ -51,7 +56,10 @@ fn tree_matches_manifest() {
     let ours = tree_of(&fs);
     let want = manifest();
     assert_eq!(ours, want);
-    assert!(ours.contains_key("/ünïcödé-dir/smile-😀.txt"), "non-BMP name via surrogates");
+    assert!(
+        ours.contains_key("/ünïcödé-dir/smile-😀.txt"),
+        "non-BMP name via surrogates"
+    );
 
     // Case-insensitive lookup through the volume's up-case table.
     let id = fs.lookup("/ÜNÏCÖDÉ-DIR/ΕΛΛΗΝΙΚΆ.TXT").unwrap();
@@ -64,13 +72,17 @@ fn tree_matches_manifest() {
     let frag = fs.lookup("/frag/fragmented.bin").unwrap();
     assert!(fs.extents(frag, None).unwrap().len() > 1);
     let mut all = Vec::new();
-    fs.walk(&mut |p, e| all.push((p.to_string(), e.clone()))).unwrap();
+    fs.walk(&mut |p, e| all.push((p.to_string(), e.clone())))
+        .unwrap();
     for (p, e) in all.iter().filter(|(_, e)| e.kind == FileKind::File) {
         let ext = fs.extents(e.id, None).unwrap();
         assert_eq!(ext.iter().map(|x| x.len).sum::<u64>(), want[p].1, "{p}");
     }
     // The many/ directory spans several clusters: its entries must all be found again.
-    assert_eq!(all.iter().filter(|(p, _)| p.starts_with("/many/")).count(), 80);
+    assert_eq!(
+        all.iter().filter(|(p, _)| p.starts_with("/many/")).count(),
+        80
+    );
 }
 
 #[test]
@@ -85,7 +97,10 @@ fn matches_tsk() {
     let fs = open(img);
     let ours = tree_of(&fs);
     let tsk = fls(&path);
-    assert_eq!(ours.keys().collect::<Vec<_>>(), tsk.keys().collect::<Vec<_>>());
+    assert_eq!(
+        ours.keys().collect::<Vec<_>>(),
+        tsk.keys().collect::<Vec<_>>()
+    );
     for (p, (is_dir, addr)) in &tsk {
         if *is_dir || p.starts_with("/many/file-with-a-longer-name-0") {
             continue;

@@ -51,10 +51,20 @@ fn source_tree(root: &Path, big: usize) {
     write(root, "lower.txt", b"8.3 lower\n");
     write(root, "UPPER.TXT", b"UPPER\n");
     write(root, "deep/a/b/c/d/e/f/g/h/i/j/leaf.txt", b"deep leaf\n");
-    write(root, "ünïcödé-dir/日本語ファイル.txt", "ユニコード\n".as_bytes());
+    write(
+        root,
+        "ünïcödé-dir/日本語ファイル.txt",
+        "ユニコード\n".as_bytes(),
+    );
     write(root, "ünïcödé-dir/Ελληνικά.txt", b"greek\n");
+    // Fits 8.3: mtools stores an OEM (CP850) short name with the NT lower-case flag, no LFN.
+    write(root, "ünïcödé", b"oem short name\n");
     for i in 1..=300 {
-        write(root, &format!("many/f{i:03}.txt"), format!("file {i}\n").as_bytes());
+        write(
+            root,
+            &format!("many/f{i:03}.txt"),
+            format!("file {i}\n").as_bytes(),
+        );
     }
     set_mtimes(root);
 }
@@ -73,7 +83,16 @@ fn build(bits: u32, kib: u32, extra: &[&str], big: usize, frag: bool) -> Built {
     source_tree(&src, big);
     let bits_s = bits.to_string();
     let kib_s = kib.to_string();
-    let mut args = vec!["-C", "--invariant", "-i", "1234ABCD", "-F", &bits_s, "-n", "CAIRNFAT"];
+    let mut args = vec![
+        "-C",
+        "--invariant",
+        "-i",
+        "1234ABCD",
+        "-F",
+        &bits_s,
+        "-n",
+        "CAIRNFAT",
+    ];
     args.extend_from_slice(extra);
     args.extend_from_slice(&[img.to_str().unwrap(), &kib_s]);
     run("mkfs.fat", &args);
@@ -111,7 +130,18 @@ fn build(bits: u32, kib: u32, extra: &[&str], big: usize, frag: bool) -> Built {
     // Oracle: mtools extracts the whole tree.
     let expected = dir.path().join("mtools-out");
     std::fs::create_dir_all(&expected).unwrap();
-    run("mcopy", &["-s", "-n", "-m", "-i", i, "::/*", expected.to_str().unwrap()]);
+    run(
+        "mcopy",
+        &[
+            "-s",
+            "-n",
+            "-m",
+            "-i",
+            i,
+            "::/*",
+            expected.to_str().unwrap(),
+        ],
+    );
     Built {
         _dir: dir,
         img,
@@ -128,22 +158,30 @@ fn open(img: &Path) -> FatFs {
 fn fsck_usage(img: &Path) -> (u64, u64, u64, u64) {
     let out = String::from_utf8(run("fsck.fat", &["-n", "-v", img.to_str().unwrap()])).unwrap();
     let num_before = |s: &str, key: &str| -> u64 {
-        let l = s.lines().find(|l| l.contains(key)).unwrap_or_else(|| panic!("{key} in {s}"));
+        let l = s
+            .lines()
+            .find(|l| l.contains(key))
+            .unwrap_or_else(|| panic!("{key} in {s}"));
         l.split_whitespace().find_map(|w| w.parse().ok()).unwrap()
     };
     let data = {
-        let l = out.lines().find(|l| l.contains("Data area starts at byte")).unwrap();
+        let l = out
+            .lines()
+            .find(|l| l.contains("Data area starts at byte"))
+            .unwrap();
         l.split_whitespace().nth(5).unwrap().parse().unwrap()
     };
     let cs = num_before(&out, "bytes per cluster");
     let last = out.lines().last().unwrap();
-    let frac = last.split_whitespace().filter(|w| w.contains('/')).last().unwrap();
+    let frac = last.split_whitespace().rfind(|w| w.contains('/')).unwrap();
     let (u, t) = frac.split_once('/').unwrap();
     (data, cs, u.parse().unwrap(), t.parse().unwrap())
 }
 
 fn check_volume(bits: u32, kib: u32, extra: &[&str], big: usize, frag: bool, ty: FatType) {
-    for t in ["mkfs.fat", "mcopy", "mdel", "mmd", "fsck.fat", "fls", "icat"] {
+    for t in [
+        "mkfs.fat", "mcopy", "mdel", "mmd", "fsck.fat", "fls", "icat",
+    ] {
         if !have(t) {
             return;
         }
@@ -158,7 +196,15 @@ fn check_volume(bits: u32, kib: u32, extra: &[&str], big: usize, frag: bool, ty:
 
     // 1. Same tree as mtools extracts (paths, kinds, sizes, SHA-256).
     let ours = tree_of(&fs);
-    let theirs = tree_of_dir(&b.expected);
+    let mut theirs = tree_of_dir(&b.expected);
+    // mcopy lower-cases only the ASCII letters of a flagged short name (mdir, like
+    // Windows, shows the whole name in lower case, as cairn-fat does).
+    let v = theirs
+        .remove("/ÜnÏcÖdÉ")
+        .expect("mcopy's name for the OEM short name");
+    theirs.insert("/ünïcödé".into(), v);
+    let mdir = String::from_utf8(run("mdir", &["-i", b.img.to_str().unwrap(), "::/"])).unwrap();
+    assert!(mdir.lines().any(|l| l.starts_with("ünïcödé ")), "{mdir}");
     assert_eq!(ours.len(), theirs.len());
     for (p, v) in &theirs {
         assert_eq!(ours.get(p), Some(v), "{p}");
@@ -171,12 +217,13 @@ fn check_volume(bits: u32, kib: u32, extra: &[&str], big: usize, frag: bool, ty:
     assert!(!ours.contains_key("/to be deleted.txt"));
 
     // 2. Same paths as TSK; content of every file outside many/ via icat.
+    // TSK prints the OEM short name as "^n^c^d^" (REPORT.md): left out of this comparison.
     let tsk = fls(&b.img);
-    let tsk_paths: Vec<_> = tsk.keys().cloned().collect();
-    let our_paths: Vec<_> = ours.keys().cloned().collect();
+    let tsk_paths: Vec<_> = tsk.keys().filter(|p| *p != "/^n^c^d^").cloned().collect();
+    let our_paths: Vec<_> = ours.keys().filter(|p| *p != "/ünïcödé").cloned().collect();
     assert_eq!(our_paths, tsk_paths);
     for (p, (is_dir, addr)) in &tsk {
-        if *is_dir || p.starts_with("/many/f2") {
+        if *is_dir || p.starts_with("/many/f2") || p == "/^n^c^d^" {
             continue;
         }
         let data = run("icat", &[b.img.to_str().unwrap(), addr]);
@@ -223,7 +270,10 @@ fn check_volume(bits: u32, kib: u32, extra: &[&str], big: usize, frag: bool, ty:
     assert_eq!(info.used_bytes, map.bytes_of(RangeKind::Data));
     assert_eq!(info.free_bytes, info.total_bytes - info.used_bytes);
     if ty == FatType::Fat32 {
-        assert_eq!(fs.fsinfo_free_clusters(), Some(u32::try_from(total - used).unwrap()));
+        assert_eq!(
+            fs.fsinfo_free_clusters(),
+            Some(u32::try_from(total - used).unwrap())
+        );
     }
     assert!(info.warnings.is_empty(), "{:?}", info.warnings);
 
@@ -232,7 +282,10 @@ fn check_volume(bits: u32, kib: u32, extra: &[&str], big: usize, frag: bool, ty:
         let id = fs.lookup("/frag/fragmented.bin").unwrap();
         let ext = fs.extents(id, None).unwrap();
         assert!(ext.len() > 1, "expected a fragmented chain, got {ext:?}");
-        assert_eq!(ours["/frag/fragmented.bin"].2, sha256(&pseudo_random(42, 200_000)));
+        assert_eq!(
+            ours["/frag/fragmented.bin"].2,
+            sha256(&pseudo_random(42, 200_000))
+        );
     }
 }
 

@@ -37,7 +37,7 @@ impl Img {
         b[14..16].copy_from_slice(&1u16.to_le_bytes());
         b[16] = 2;
         b[17..19].copy_from_slice(&16u16.to_le_bytes());
-        b[19..21].copy_from_slice(&(TOTAL_SECTORS as u16).to_le_bytes());
+        b[19..21].copy_from_slice(&u16::try_from(TOTAL_SECTORS).unwrap().to_le_bytes());
         b[21] = 0xF8;
         b[22..24].copy_from_slice(&1u16.to_le_bytes());
         b[38] = 0x29;
@@ -55,13 +55,25 @@ impl Img {
         for base in [FAT1, FAT2] {
             let off = base + (c as usize * 3) / 2;
             let cur = u16::from_le_bytes([self.0[off], self.0[off + 1]]);
-            let new = if c % 2 == 0 { (cur & 0xF000) | v } else { (cur & 0x000F) | (v << 4) };
+            let new = if c.is_multiple_of(2) {
+                (cur & 0xF000) | v
+            } else {
+                (cur & 0x000F) | (v << 4)
+            };
             self.0[off..off + 2].copy_from_slice(&new.to_le_bytes());
         }
     }
 
     /// Writes a short entry at `dir + 32 * idx`.
-    fn entry(&mut self, dir: usize, idx: usize, name: &[u8; 11], attr: u8, cluster: u16, size: u32) {
+    fn entry(
+        &mut self,
+        dir: usize,
+        idx: usize,
+        name: &[u8; 11],
+        attr: u8,
+        cluster: u16,
+        size: u32,
+    ) {
         let e = dir + 32 * idx;
         self.0[e..e + 11].copy_from_slice(name);
         self.0[e + 11] = attr;
@@ -74,24 +86,39 @@ impl Img {
 
     /// Writes long-name entries for `long` before the short entry at index
     /// `idx + pieces`; returns the index of the short entry.
-    fn lfn(&mut self, dir: usize, idx: usize, long: &str, short: &[u8; 11], checksum: Option<u8>) -> usize {
+    fn lfn(
+        &mut self,
+        dir: usize,
+        idx: usize,
+        long: &str,
+        short: &[u8; 11],
+        checksum: Option<u8>,
+    ) -> usize {
         let sum = checksum.unwrap_or_else(|| {
-            short.iter().fold(0u8, |s, &b| (if s & 1 != 0 { 0x80u8 } else { 0 }).wrapping_add(s >> 1).wrapping_add(b))
+            short.iter().fold(0u8, |s, &b| {
+                (if s & 1 != 0 { 0x80u8 } else { 0 })
+                    .wrapping_add(s >> 1)
+                    .wrapping_add(b)
+            })
         });
         let mut units: Vec<u16> = long.encode_utf16().collect();
         let pieces = units.len().div_ceil(13);
-        if units.len() % 13 != 0 {
+        if !units.len().is_multiple_of(13) {
             units.push(0);
         }
         units.resize(pieces * 13, 0xFFFF);
         for k in 0..pieces {
             let ord = pieces - k; // written last piece first
             let e = dir + 32 * (idx + k);
-            self.0[e] = ord as u8 | if k == 0 { 0x40 } else { 0 };
+            self.0[e] = u8::try_from(ord).unwrap() | if k == 0 { 0x40 } else { 0 };
             self.0[e + 11] = 0x0F;
             self.0[e + 13] = sum;
             let chunk = &units[(ord - 1) * 13..ord * 13];
-            let pos: Vec<usize> = (1..11).step_by(2).chain((14..26).step_by(2)).chain((28..32).step_by(2)).collect();
+            let pos: Vec<usize> = (1..11)
+                .step_by(2)
+                .chain((14..26).step_by(2))
+                .chain((28..32).step_by(2))
+                .collect();
             for (u, p) in chunk.iter().zip(pos) {
                 self.0[e + p..e + p + 2].copy_from_slice(&u.to_le_bytes());
             }
@@ -117,7 +144,7 @@ fn sample() -> Img {
     img.set_fat(5, 7);
     img.set_fat(7, 0xFFF);
     for (k, c) in [3u32, 5, 7].iter().enumerate() {
-        img.0[cl(*c)..cl(*c) + BPS].fill(b'a' + k as u8);
+        img.0[cl(*c)..cl(*c) + BPS].fill(b'a' + u8::try_from(k).unwrap());
     }
     let s = img.lfn(ROOT, 3, "A long name.txt", b"ALONGN~1TXT", None);
     img.entry(ROOT, s, b"ALONGN~1TXT", 0x20, 0, 0);
@@ -131,7 +158,12 @@ fn sample_reads() {
     let info = fs.info();
     assert_eq!(info.label.as_deref(), Some("HANDMADE"));
     assert!(info.warnings.is_empty(), "{:?}", info.warnings);
-    let names: Vec<String> = fs.read_dir(ROOT_ID).unwrap().into_iter().map(|e| e.name).collect();
+    let names: Vec<String> = fs
+        .read_dir(ROOT_ID)
+        .unwrap()
+        .into_iter()
+        .map(|e| e.name)
+        .collect();
     assert_eq!(names, ["HELLO.TXT", "BIG.BIN", "A long name.txt"]);
     let big = fs.lookup("big.bin").unwrap();
     let data = read_all(fs.open(big, None).unwrap().as_ref());
@@ -140,10 +172,17 @@ fn sample_reads() {
     assert!(data[512..1024].iter().all(|&b| b == b'b'));
     assert!(data[1024..].iter().all(|&b| b == b'c'));
     let ext = fs.extents(big, None).unwrap();
-    let vols: Vec<_> = ext.iter().map(|e| (e.file_offset, e.len, e.volume_offset)).collect();
+    let vols: Vec<_> = ext
+        .iter()
+        .map(|e| (e.file_offset, e.len, e.volume_offset))
+        .collect();
     assert_eq!(
         vols,
-        [(0, 512, Some(cl(3) as u64)), (512, 512, Some(cl(5) as u64)), (1024, 176, Some(cl(7) as u64))]
+        [
+            (0, 512, Some(cl(3) as u64)),
+            (512, 512, Some(cl(5) as u64)),
+            (1024, 176, Some(cl(7) as u64))
+        ]
     );
     // Unaligned read across fragments.
     let r = fs.open(big, None).unwrap();
@@ -153,12 +192,18 @@ fn sample_reads() {
     let m = fs.metadata(big).unwrap();
     assert_eq!(m.mtime.map(|t| t.secs), Some(1_700_000_000));
     assert_eq!(m.allocated, Some(1536));
-    assert!(matches!(fs.open(big, Some("ads")), Err(Error::NoSuchStream(_))));
+    assert!(matches!(
+        fs.open(big, Some("ads")),
+        Err(Error::NoSuchStream(_))
+    ));
     assert!(matches!(fs.read_dir(big), Err(Error::NotADirectory(_))));
     assert!(matches!(fs.metadata(12345), Err(Error::UnknownNode(12345))));
     // used map: system area + clusters 2, 3, 5, 7
     let map = fs.used_map().unwrap();
-    assert_eq!(map.bytes_of(cairn_io::RangeKind::Data), (HEAP + 4 * BPS) as u64);
+    assert_eq!(
+        map.bytes_of(cairn_io::RangeKind::Data),
+        (HEAP + 4 * BPS) as u64
+    );
 }
 
 fn boot_field(field: &'static str) -> impl Fn(Result<FatFs, Error>) {
@@ -212,7 +257,10 @@ fn truncated_volume() {
     let img = sample();
     for len in [0, 100, 511, 4000, img.0.len() - 1] {
         let r = FatFs::open(Arc::new(img.0[..len].to_vec()), &FatOptions::default());
-        assert!(matches!(r, Err(Error::VolumeTruncated { .. })), "{len}: {r:?}");
+        assert!(
+            matches!(r, Err(Error::VolumeTruncated { .. })),
+            "{len}: {r:?}"
+        );
     }
 }
 
@@ -236,7 +284,11 @@ fn cluster_past_the_end() {
     let big = fs.lookup("/BIG.BIN").unwrap();
     assert!(matches!(
         fs.open(big, None),
-        Err(Error::ClusterOutOfRange { start: 3, cluster: 0x200, end: 126 })
+        Err(Error::ClusterOutOfRange {
+            start: 3,
+            cluster: 0x200,
+            end: 126
+        })
     ));
     // First cluster out of range, written in the entry itself.
     let mut img = sample();
@@ -244,7 +296,10 @@ fn cluster_past_the_end() {
     img.0[e + 26..e + 28].copy_from_slice(&1u16.to_le_bytes());
     let fs = img.open().unwrap();
     let big = fs.lookup("/BIG.BIN").unwrap();
-    assert!(matches!(fs.extents(big, None), Err(Error::ClusterOutOfRange { cluster: 1, .. })));
+    assert!(matches!(
+        fs.extents(big, None),
+        Err(Error::ClusterOutOfRange { cluster: 1, .. })
+    ));
 }
 
 #[test]
@@ -253,13 +308,25 @@ fn bad_and_free_clusters_and_short_chains() {
     img.set_fat(5, 0xFF7);
     let fs = img.open().unwrap();
     let big = fs.lookup("/BIG.BIN").unwrap();
-    assert!(matches!(fs.open(big, None), Err(Error::BadCluster { start: 3, cluster: 5 })));
+    assert!(matches!(
+        fs.open(big, None),
+        Err(Error::BadCluster {
+            start: 3,
+            cluster: 5
+        })
+    ));
 
     let mut img = sample();
     img.set_fat(5, 0);
     let fs = img.open().unwrap();
     let big = fs.lookup("/BIG.BIN").unwrap();
-    assert!(matches!(fs.open(big, None), Err(Error::FreeClusterInChain { start: 3, cluster: 5 })));
+    assert!(matches!(
+        fs.open(big, None),
+        Err(Error::FreeClusterInChain {
+            start: 3,
+            cluster: 5
+        })
+    ));
 
     let mut img = sample();
     img.set_fat(5, 0xFFF); // chain 3 -> 5 ends: 2 clusters for 1200 bytes
@@ -267,7 +334,12 @@ fn bad_and_free_clusters_and_short_chains() {
     let big = fs.lookup("/BIG.BIN").unwrap();
     assert!(matches!(
         fs.open(big, None),
-        Err(Error::ChainTooShort { start: 3, clusters: 2, needed: 3, size: 1200 })
+        Err(Error::ChainTooShort {
+            start: 3,
+            clusters: 2,
+            needed: 3,
+            size: 1200
+        })
     ));
 
     // Longer chain than the size needs: a warning, data still right.
@@ -277,7 +349,11 @@ fn bad_and_free_clusters_and_short_chains() {
     let fs = img.open().unwrap();
     let big = fs.lookup("/BIG.BIN").unwrap();
     assert_eq!(read_all(fs.open(big, None).unwrap().as_ref()).len(), 600);
-    assert!(fs.warnings().iter().any(|w| w.contains("has 3 clusters")), "{:?}", fs.warnings());
+    assert!(
+        fs.warnings().iter().any(|w| w.contains("has 3 clusters")),
+        "{:?}",
+        fs.warnings()
+    );
 }
 
 #[test]
@@ -286,12 +362,23 @@ fn lfn_bad_checksum_falls_back_to_short_name() {
     let s = img.lfn(ROOT, 0, "A long name.txt", b"ALONGN~1TXT", Some(0x55));
     img.entry(ROOT, s, b"ALONGN~1TXT", 0x20, 0, 0);
     // Broken ordinal sequence: drop the middle piece of a 3-piece name.
-    let s2 = img.lfn(ROOT, s + 1, "a name that needs three pieces.txt", b"ANAMET~1TXT", None);
+    let s2 = img.lfn(
+        ROOT,
+        s + 1,
+        "a name that needs three pieces.txt",
+        b"ANAMET~1TXT",
+        None,
+    );
     let mid = ROOT + 32 * (s + 2);
     img.0[mid] = 0xE5;
     img.entry(ROOT, s2, b"ANAMET~1TXT", 0x20, 0, 0);
     let fs = img.open().unwrap();
-    let names: Vec<String> = fs.read_dir(ROOT_ID).unwrap().into_iter().map(|e| e.name).collect();
+    let names: Vec<String> = fs
+        .read_dir(ROOT_ID)
+        .unwrap()
+        .into_iter()
+        .map(|e| e.name)
+        .collect();
     assert_eq!(names, ["ALONGN~1.TXT", "ANAMET~1.TXT"]);
     let w = fs.warnings();
     assert!(w.iter().any(|w| w.contains("checksum 0x55")), "{w:?}");
@@ -306,7 +393,12 @@ fn nt_case_flags_and_oem_names() {
     img.0[ROOT + 32 + 12] = 0x08;
     img.entry(ROOT, 2, b"\x9aBER    TXT", 0x20, 0, 0); // CP850 0x9A = Ü
     let fs = img.open().unwrap();
-    let names: Vec<String> = fs.read_dir(ROOT_ID).unwrap().into_iter().map(|e| e.name).collect();
+    let names: Vec<String> = fs
+        .read_dir(ROOT_ID)
+        .unwrap()
+        .into_iter()
+        .map(|e| e.name)
+        .collect();
     assert_eq!(names, ["lower.txt", "makefile.MK", "ÜBER.TXT"]);
     assert!(fs.lookup("/über.txt").is_ok());
 }
@@ -327,7 +419,11 @@ fn directory_cycles_end_the_walk() {
     let mut paths = Vec::new();
     fs.walk(&mut |p, _| paths.push(p.to_string())).unwrap();
     assert_eq!(paths, ["/SUB", "/SUB/B", "/SUB/B/BACK"]);
-    assert!(fs.warnings().iter().any(|w| w.contains("cycle")), "{:?}", fs.warnings());
+    assert!(
+        fs.warnings().iter().any(|w| w.contains("cycle")),
+        "{:?}",
+        fs.warnings()
+    );
 }
 
 #[test]
@@ -335,16 +431,35 @@ fn fat_copies_differ() {
     let mut img = sample();
     img.0[FAT2 + 10] ^= 0xFF;
     let fs = img.open().unwrap();
-    assert!(fs.warnings().iter().any(|w| w.contains("FAT copy 2 differs")), "{:?}", fs.warnings());
+    assert!(
+        fs.warnings()
+            .iter()
+            .any(|w| w.contains("FAT copy 2 differs")),
+        "{:?}",
+        fs.warnings()
+    );
     // Reading the second copy: its damaged entries now count.
-    let fs2 = FatFs::open(Arc::new(img.0.clone()), &FatOptions::default().with_fat_copy(1)).unwrap();
-    assert!(fs2.warnings().iter().any(|w| w.contains("FAT copy 1 differs")));
+    let fs2 = FatFs::open(
+        Arc::new(img.0.clone()),
+        &FatOptions::default().with_fat_copy(1),
+    )
+    .unwrap();
+    assert!(fs2
+        .warnings()
+        .iter()
+        .any(|w| w.contains("FAT copy 1 differs")));
 }
 
 fn exfat_fixture() -> Vec<u8> {
-    let gz = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/exfat-small.img.gz")).unwrap();
+    let gz = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/exfat-small.img.gz"
+    ))
+    .unwrap();
     let mut out = Vec::new();
-    flate2::read::GzDecoder::new(&gz[..]).read_to_end(&mut out).unwrap();
+    flate2::read::GzDecoder::new(&gz[..])
+        .read_to_end(&mut out)
+        .unwrap();
     out
 }
 
@@ -369,10 +484,22 @@ fn exfat_boot_checksum_wrong() {
 fn exfat_boot_fields() {
     let mut img = exfat_fixture();
     img[108] = 8;
-    assert!(matches!(exfat_open(&img), Err(Error::BadBootSector { field: "BytesPerSectorShift", .. })));
+    assert!(matches!(
+        exfat_open(&img),
+        Err(Error::BadBootSector {
+            field: "BytesPerSectorShift",
+            ..
+        })
+    ));
     let mut img = exfat_fixture();
     img[0] = 0xE9;
-    assert!(matches!(exfat_open(&img), Err(Error::BadBootSector { field: "JumpBoot", .. })));
+    assert!(matches!(
+        exfat_open(&img),
+        Err(Error::BadBootSector {
+            field: "JumpBoot",
+            ..
+        })
+    ));
 }
 
 /// Recomputes the SetChecksum of the set at `off` (as the exFAT specification defines it).
@@ -383,7 +510,9 @@ fn fix_set_checksum(img: &mut [u8], off: usize) {
         if i == 2 || i == 3 {
             continue;
         }
-        sum = (if sum & 1 != 0 { 0x8000u16 } else { 0 }).wrapping_add(sum >> 1).wrapping_add(u16::from(b));
+        sum = (if sum & 1 != 0 { 0x8000u16 } else { 0 })
+            .wrapping_add(sum >> 1)
+            .wrapping_add(u16::from(b));
     }
     img[off + 2..off + 4].copy_from_slice(&sum.to_le_bytes());
 }
@@ -404,7 +533,11 @@ fn exfat_set_checksum_wrong() {
     // With the checksum fixed, the renamed file is listed.
     fix_set_checksum(&mut img, off);
     let fs = exfat_open(&img).unwrap();
-    assert!(fs.read_dir(ROOT_ID).unwrap().iter().any(|e| e.name == "Hello.txt"));
+    assert!(fs
+        .read_dir(ROOT_ID)
+        .unwrap()
+        .iter()
+        .any(|e| e.name == "Hello.txt"));
 }
 
 #[test]
@@ -422,7 +555,10 @@ fn exfat_valid_data_length_reads_zeros() {
     assert_eq!(&data[..1000], &full[..1000]);
     assert!(data[1000..].iter().all(|&b| b == 0));
     let ext = fs.extents(id, None).unwrap();
-    assert_eq!(ext.last().map(|e| (e.file_offset, e.len, e.volume_offset)), Some((1000, 39_000, None)));
+    assert_eq!(
+        ext.last().map(|e| (e.file_offset, e.len, e.volume_offset)),
+        Some((1000, 39_000, None))
+    );
     // ValidDataLength past DataLength is an error.
     img[off + 32 + 8..off + 32 + 16].copy_from_slice(&50_000u64.to_le_bytes());
     fix_set_checksum(&mut img, off);
@@ -444,19 +580,30 @@ fn exfat_directory_pointing_at_root_is_skipped() {
     fs.walk(&mut |_, _| n += 1).unwrap();
     assert!(n > 0);
     assert!(matches!(fs.lookup("/deep"), Err(Error::NotFound(_))));
-    assert!(fs.warnings().iter().any(|w| w.contains("points at its own directory or the root")));
+    assert!(fs
+        .warnings()
+        .iter()
+        .any(|w| w.contains("points at its own directory or the root")));
 }
 
 #[test]
 fn exfat_truncated() {
     let img = exfat_fixture();
-    assert!(matches!(exfat_open(&img[..img.len() / 2]), Err(Error::VolumeTruncated { .. })));
-    assert!(matches!(exfat_open(&img[..3000]), Err(Error::Io(_)) | Err(Error::VolumeTruncated { .. })));
+    assert!(matches!(
+        exfat_open(&img[..img.len() / 2]),
+        Err(Error::VolumeTruncated { .. })
+    ));
+    assert!(matches!(
+        exfat_open(&img[..3000]),
+        Err(Error::Io(_)) | Err(Error::VolumeTruncated { .. })
+    ));
 }
 
 /// Opens, walks (bounded) and reads every file; errors are fine, panics and hangs are not.
 fn exercise(img: Vec<u8>) {
-    let Ok(fs) = FatFs::open(Arc::new(img), &FatOptions::default()) else { return };
+    let Ok(fs) = FatFs::open(Arc::new(img), &FatOptions::default()) else {
+        return;
+    };
     let _ = fs.info();
     let _ = fs.used_map();
     let mut ids = Vec::new();

@@ -13,7 +13,9 @@ use cairn_vfs::{FileKind, FileSystem, ReadAt};
 pub fn have(tool: &str) -> bool {
     let found = Command::new("sh")
         .arg("-c")
-        .arg(format!("command -v {tool} || test -x /usr/sbin/{tool} || test -x /sbin/{tool}"))
+        .arg(format!(
+            "command -v {tool} || test -x /usr/sbin/{tool} || test -x /sbin/{tool}"
+        ))
         .output()
         .map(|o| o.status.success())
         .unwrap_or(false);
@@ -34,7 +36,13 @@ pub fn run(cmd: &str, args: &[&str]) -> Vec<u8> {
         .env("TZ", "UTC")
         .env("LC_ALL", "C.UTF-8")
         .env("MTOOLS_SKIP_CHECK", "1")
-        .env("PATH", format!("{}:/usr/sbin:/sbin", std::env::var("PATH").unwrap_or_default()))
+        .env(
+            "PATH",
+            format!(
+                "{}:/usr/sbin:/sbin",
+                std::env::var("PATH").unwrap_or_default()
+            ),
+        )
         .output()
         .unwrap_or_else(|e| panic!("{cmd}: {e}"));
     assert!(
@@ -108,7 +116,9 @@ pub fn fls(img: &Path) -> BTreeMap<String, (bool, String)> {
     let out = run("fls", &["-r", "-p", img.to_str().unwrap()]);
     let mut m = BTreeMap::new();
     for line in String::from_utf8_lossy(&out).lines() {
-        let Some((head, path)) = line.split_once(":\t") else { continue };
+        let Some((head, path)) = line.split_once(":\t") else {
+            continue;
+        };
         let mut parts = head.split_whitespace();
         let kind = parts.next().unwrap_or("");
         let rest: Vec<&str> = parts.collect();
@@ -118,7 +128,11 @@ pub fn fls(img: &Path) -> BTreeMap<String, (bool, String)> {
         if path.starts_with('$') || path.contains("(Volume Label Entry)") {
             continue;
         }
-        let addr = rest.last().unwrap_or(&"").trim_end_matches("(realloc)").to_string();
+        let addr = rest
+            .last()
+            .unwrap_or(&"")
+            .trim_end_matches("(realloc)")
+            .to_string();
         m.insert(format!("/{path}"), (kind.starts_with('d'), addr));
     }
     m
