@@ -491,7 +491,7 @@ impl SparseExtent {
                     "seSparse GD entry {i} names table {idx}, the table area holds {max_tables}"
                 )));
             }
-            let off = tables + idx * table_bytes;
+            let off = tables.saturating_add(idx * table_bytes);
             if off
                 .checked_add(table_bytes)
                 .is_none_or(|end| end > file.size())
