@@ -251,7 +251,7 @@ pub(crate) fn ex_secondary_count(file: &[u8], offset: u64) -> Result<usize> {
 
 /// Parses a whole exFAT entry set (File, Stream Extension, File Name entries) starting at
 /// volume offset `offset`; verifies the SetChecksum and the name length.
-pub(crate) fn ex_parse_set(set: &[u8], offset: u64, cluster_size: u64) -> Result<(String, Node)> {
+pub(crate) fn ex_parse_set(set: &[u8], offset: u64) -> Result<(String, Node)> {
     let bad = |reason| Error::BadEntry { offset, reason };
     let stored = u16_le(set, 2);
     let computed = set_checksum(set);
@@ -311,11 +311,6 @@ pub(crate) fn ex_parse_set(set: &[u8], offset: u64, cluster_size: u64) -> Result
     if size > 0 && first_cluster == 0 {
         return Err(bad("DataLength is non-zero but FirstCluster is 0"));
     }
-    if kind == FileKind::Dir && size % cluster_size != 0 {
-        return Err(bad(
-            "directory DataLength is not a multiple of the cluster size",
-        ));
-    }
     let node = Node {
         kind,
         first_cluster,
@@ -330,12 +325,32 @@ pub(crate) fn ex_parse_set(set: &[u8], offset: u64, cluster_size: u64) -> Result
     Ok((escape_name_utf16(&units), node))
 }
 
+/// The exFAT NameHash of a name: over the up-cased UTF-16 units, low byte then high byte.
+pub(crate) fn name_hash(upcased: &[u16]) -> u16 {
+    upcased.iter().fold(0u16, |h, &u| {
+        let [lo, hi] = u.to_le_bytes();
+        let h = h.rotate_right(1).wrapping_add(u16::from(lo));
+        h.rotate_right(1).wrapping_add(u16::from(hi))
+    })
+}
+
 /// Whether an entry set of `sc` secondaries at volume offset `off` lies inside one cluster
 /// (then it can be re-read from `off` alone).
 pub(crate) fn set_in_one_cluster(off: u64, sc: usize, heap_offset: u64, cluster_size: u64) -> bool {
     let set_len = u64::try_from((sc + 1) * ENTRY).unwrap_or(u64::MAX);
     off.checked_sub(heap_offset)
         .is_some_and(|rel| rel % cluster_size + set_len <= cluster_size)
+}
+
+/// The name units of a (checked) entry set, NameLength of them.
+fn name_units(set: &[u8]) -> Vec<u16> {
+    let len = usize::from(set[ENTRY + 3]);
+    set[2 * ENTRY..]
+        .chunks_exact(ENTRY)
+        .filter(|e| e[0] == EX_NAME)
+        .flat_map(|e| (0..EX_NAME_UNITS).map(move |k| u16_le(e, 2 + 2 * k)))
+        .take(len)
+        .collect()
 }
 
 /// Special entries of an exFAT root directory.
@@ -355,6 +370,7 @@ pub(crate) fn list_exfat(
     offset_of: &dyn Fn(usize) -> u64,
     heap_offset: u64,
     cluster_size: u64,
+    upcase: Option<&crate::names::Upcase>,
     root: &mut ExRootInfo,
     parse_files: bool,
     warnings: &mut Vec<String>,
@@ -399,7 +415,16 @@ pub(crate) fn list_exfat(
                     });
                 }
                 let set = &buf[i * ENTRY..(i + sc + 1) * ENTRY];
-                let (name, node) = ex_parse_set(set, off, cluster_size)?;
+                let (name, node) = ex_parse_set(set, off)?;
+                if let Some(t) = upcase {
+                    let stored = u16_le(set, ENTRY + 4);
+                    let computed = name_hash(&t.fold(name_units(set)));
+                    if stored != computed {
+                        warnings.push(format!(
+                            "exFAT entry set at offset {off}: NameHash {stored:#06x}, computed {computed:#06x}"
+                        ));
+                    }
+                }
                 out.push(Listed {
                     name,
                     id: off,

@@ -276,6 +276,7 @@ impl FatFs {
             &|i| offset_of(&extents, i),
             self.geo.heap_offset,
             u64::from(self.geo.cluster_size),
+            None,
             &mut info,
             false,
             &mut w,
@@ -371,7 +372,7 @@ impl FatFs {
                 return Err(Error::UnknownNode(id));
             }
             let set = self.src.read_vec_at(id, (sc + 1) * ENTRY)?;
-            let (_, node) = dir::ex_parse_set(&set, id, cs)?;
+            let (_, node) = dir::ex_parse_set(&set, id)?;
             return Ok(node);
         }
         let in_root = g.root_dir_bytes > 0
@@ -565,6 +566,7 @@ impl FatFs {
                 &off,
                 self.geo.heap_offset,
                 u64::from(self.geo.cluster_size),
+                self.upcase.as_ref(),
                 &mut info,
                 true,
                 &mut w,
