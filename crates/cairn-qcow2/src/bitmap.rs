@@ -54,14 +54,26 @@ fn bad(where_: String, reason: impl Into<String>) -> Error {
 }
 
 /// Checks that `[off, off + len)` is inside the file and cluster-aligned at its start.
-fn check_region(file: &dyn ReadAt, off: u64, len: u64, cluster_size: u64, what: &str) -> Result<()> {
-    if off % cluster_size != 0 {
-        return Err(bad(format!("{what} at offset {off}"), "offset is not cluster-aligned"));
+fn check_region(
+    file: &dyn ReadAt,
+    off: u64,
+    len: u64,
+    cluster_size: u64,
+    what: &str,
+) -> Result<()> {
+    if !off.is_multiple_of(cluster_size) {
+        return Err(bad(
+            format!("{what} at offset {off}"),
+            "offset is not cluster-aligned",
+        ));
     }
     if off.checked_add(len).is_none_or(|e| e > file.size()) {
         return Err(bad(
             format!("{what} at offset {off}"),
-            format!("{len} bytes run past the end of the file ({} bytes)", file.size()),
+            format!(
+                "{len} bytes run past the end of the file ({} bytes)",
+                file.size()
+            ),
         ));
     }
     Ok(())
@@ -78,11 +90,17 @@ pub(crate) fn read_all(
     let cs = 1u64 << cluster_bits;
     let ext_where = format!("extension at offset {}", ext.ext_offset);
     if ext.nb_bitmaps == 0 || ext.nb_bitmaps > MAX_BITMAPS {
-        return Err(bad(ext_where, format!("nb_bitmaps {} not in 1..=65535", ext.nb_bitmaps)));
+        return Err(bad(
+            ext_where,
+            format!("nb_bitmaps {} not in 1..=65535", ext.nb_bitmaps),
+        ));
     }
     let dsize = ext.directory_size;
     if dsize > MAX_DIRECTORY_BYTES || dsize > limits.max_table_bytes {
-        return Err(bad(ext_where, format!("bitmap directory of {dsize} bytes is too large")));
+        return Err(bad(
+            ext_where,
+            format!("bitmap directory of {dsize} bytes is too large"),
+        ));
     }
     check_region(file, ext.directory_offset, dsize, cs, "bitmap directory")?;
     // Bounded by MAX_DIRECTORY_BYTES just above.
@@ -120,13 +138,19 @@ pub(crate) fn read_all(
 
         let where_ = format!("'{name}' ({where_})");
         if ty != TYPE_DIRTY_TRACKING {
-            return Err(bad(where_, format!("type {ty}, expected 1 (dirty tracking)")));
+            return Err(bad(
+                where_,
+                format!("type {ty}, expected 1 (dirty tracking)"),
+            ));
         }
         if flags & !KNOWN_FLAGS != 0 {
             return Err(bad(where_, format!("unknown flags {flags:#x}")));
         }
         if !(MIN_GRANULARITY_BITS..=MAX_GRANULARITY_BITS).contains(&gbits) {
-            return Err(bad(where_, format!("granularity_bits {gbits} not in 9..=31")));
+            return Err(bad(
+                where_,
+                format!("granularity_bits {gbits} not in 9..=31"),
+            ));
         }
         let granularity = 1u64 << gbits;
         // One bit per granule, cluster_size * 8 bits per data cluster.
@@ -136,12 +160,17 @@ pub(crate) fn read_all(
         if u64::from(table_size) != expected_entries {
             return Err(bad(
                 where_,
-                format!("bitmap_table_size {table_size}, expected {expected_entries} for the disk size"),
+                format!(
+                    "bitmap_table_size {table_size}, expected {expected_entries} for the disk size"
+                ),
             ));
         }
         let table_bytes = u64::from(table_size) * 8;
         if table_bytes > limits.max_table_bytes {
-            return Err(bad(where_, "bitmap table larger than limits.max_table_bytes"));
+            return Err(bad(
+                where_,
+                "bitmap table larger than limits.max_table_bytes",
+            ));
         }
         let in_use = flags & FLAG_IN_USE != 0;
         let enabled = flags & FLAG_AUTO != 0;
@@ -184,7 +213,10 @@ fn read_map(
         let end = base.saturating_add(span).min(disk_size);
         let entry_where = || format!("{where_}, bitmap table entry {i}");
         if e & BT_RESERVED != 0 {
-            return Err(bad(entry_where(), format!("reserved bits set in {e:#018x}")));
+            return Err(bad(
+                entry_where(),
+                format!("reserved bits set in {e:#018x}"),
+            ));
         }
         let off = e & BT_OFFSET_MASK;
         if off == 0 {
@@ -193,7 +225,13 @@ fn read_map(
             }
             continue;
         }
-        check_region(file, off, cs, cs, &format!("bitmap data cluster of {}", entry_where()))?;
+        check_region(
+            file,
+            off,
+            cs,
+            cs,
+            &format!("bitmap data cluster of {}", entry_where()),
+        )?;
         file.read_exact_at(&mut data, off)?;
         // Bit j of byte k is granule k * 8 + j of this cluster's span.
         for (k, &byte) in data.iter().enumerate() {

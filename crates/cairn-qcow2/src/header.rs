@@ -167,7 +167,7 @@ pub(crate) fn parse(file: &dyn ReadAt, limits: &Limits) -> Result<Header> {
         let header_length = u32_be(&v3, 28);
         if header_length < V3_MIN_HEADER_LEN
             || u64::from(header_length) > cluster_size
-            || header_length % 8 != 0
+            || !header_length.is_multiple_of(8)
         {
             return Err(bad(
                 "header_length",

@@ -140,23 +140,26 @@ impl Qcow2Image {
             }
             // Only the entries that map the virtual size are used.
             let used = needed * 8;
-            if l1_off
-                .checked_add(used)
-                .is_none_or(|end| end > file.size())
-            {
+            if l1_off.checked_add(used).is_none_or(|end| end > file.size()) {
                 return Err(bad_l1("runs past the end of the file"));
             }
             // Bounded by max_table_bytes, checked above.
-            let raw = file.read_vec_at(l1_off, usize::try_from(used).map_err(|_| bad_l1("too large"))?)?;
+            let raw = file.read_vec_at(
+                l1_off,
+                usize::try_from(used).map_err(|_| bad_l1("too large"))?,
+            )?;
             l1 = raw.chunks_exact(8).map(|c| u64_be(c, 0)).collect();
             for (i, e) in l1.iter().enumerate() {
                 let l2 = e & OFFSET_MASK;
                 if l2 == 0 {
                     continue;
                 }
-                let reason = if l2 % cluster_size != 0 {
+                let reason = if !l2.is_multiple_of(cluster_size) {
                     Some("not cluster-aligned")
-                } else if l2.checked_add(cluster_size).is_none_or(|end| end > file.size()) {
+                } else if l2
+                    .checked_add(cluster_size)
+                    .is_none_or(|end| end > file.size())
+                {
                     Some("past the end of the file")
                 } else {
                     None
@@ -326,7 +329,7 @@ impl Qcow2Image {
         if host == 0 {
             return Ok(Mapping::Unallocated);
         }
-        if host % cs != 0 {
+        if !host.is_multiple_of(cs) {
             return Err(bad(host, "is not cluster-aligned"));
         }
         if host >= fsize {
@@ -368,9 +371,10 @@ impl Qcow2Image {
         // cluster; read what is there.
         let avail = len.min(self.file.size().saturating_sub(host));
         // avail <= cluster size + 512, bounded by max_unit_bytes via cluster_bits.
-        let input = self
-            .file
-            .read_vec_at(host, usize::try_from(avail).map_err(|_| bad("too large".into()))?)?;
+        let input = self.file.read_vec_at(
+            host,
+            usize::try_from(avail).map_err(|_| bad("too large".into()))?,
+        )?;
         let mut out = vec![0u8; usize::try_from(cs).map_err(|_| bad("too large".into()))?];
         let mut d = flate2::Decompress::new(false);
         match d.decompress(&input, &mut out, flate2::FlushDecompress::Finish) {
@@ -581,7 +585,9 @@ impl DiskLayer for Qcow2Image {
         Ok(())
     }
 
-    fn layer_map(&self) -> std::result::Result<AllocationMap, Box<dyn std::error::Error + Send + Sync>> {
+    fn layer_map(
+        &self,
+    ) -> std::result::Result<AllocationMap, Box<dyn std::error::Error + Send + Sync>> {
         Ok(self.build_layer_map()?)
     }
 }

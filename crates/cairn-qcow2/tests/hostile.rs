@@ -1,4 +1,6 @@
 //! Mutated and truncated images: each gives its specific error, never a panic.
+// Test fixtures are a few MiB: offsets and lengths fit every integer type used here.
+#![allow(clippy::cast_possible_truncation)]
 
 mod common;
 
@@ -36,7 +38,9 @@ fn fixture(compress: bool) -> Option<Vec<u8>> {
     let raw = dir.path().join("d.raw");
     // Compressible data when compressing (qemu stores incompressible clusters plainly).
     let mut d: Vec<u8> = if compress {
-        (0..1u32 << 20).map(|i| (i % 251) as u8 ^ (i >> 13) as u8).collect()
+        (0..1u32 << 20)
+            .map(|i| (i % 251) as u8 ^ (i >> 13) as u8)
+            .collect()
     } else {
         random_bytes(5, 1 << 20)
     };
@@ -79,8 +83,14 @@ fn bad_magic() {
     let Some(mut f) = fixture(false) else { return };
     f[0] = b'X';
     assert!(matches!(from(f), Err(Error::BadMagic { .. })));
-    assert!(matches!(from(b"QFI".to_vec()), Err(Error::Truncated { .. })));
-    assert!(matches!(from(b"VMDK....".to_vec()), Err(Error::BadMagic { .. })));
+    assert!(matches!(
+        from(b"QFI".to_vec()),
+        Err(Error::Truncated { .. })
+    ));
+    assert!(matches!(
+        from(b"VMDK....".to_vec()),
+        Err(Error::BadMagic { .. })
+    ));
 }
 
 #[test]
@@ -100,7 +110,13 @@ fn cluster_bits_out_of_range() {
         let mut g = f.clone();
         put32(&mut g, 20, cb);
         assert!(
-            matches!(from(g), Err(Error::BadHeader { field: "cluster_bits", .. })),
+            matches!(
+                from(g),
+                Err(Error::BadHeader {
+                    field: "cluster_bits",
+                    ..
+                })
+            ),
             "cluster_bits {cb}"
         );
     }
@@ -115,7 +131,9 @@ fn l1_past_eof_and_oversized() {
     assert!(matches!(from(g), Err(Error::BadL1 { .. })));
     let mut g = f.clone();
     put32(&mut g, 36, u32::MAX); // 32 GiB of L1: above max_table_bytes
-    assert!(matches!(from(g), Err(Error::BadL1 { reason, .. }) if reason.contains("max_table_bytes")));
+    assert!(
+        matches!(from(g), Err(Error::BadL1 { reason, .. }) if reason.contains("max_table_bytes"))
+    );
     let mut g = f.clone();
     put32(&mut g, 36, 0); // too small for the 2 MiB disk
     assert!(matches!(from(g), Err(Error::BadL1 { reason, .. }) if reason.contains("too few")));
@@ -142,7 +160,10 @@ fn l2_entry_past_eof() {
     let m = img.layer_map().unwrap_err();
     assert!(matches!(
         m.downcast_ref::<Error>(),
-        Some(Error::BadL2Entry { guest_offset: 0, .. })
+        Some(Error::BadL2Entry {
+            guest_offset: 0,
+            ..
+        })
     ));
 }
 
@@ -199,7 +220,10 @@ fn encrypted_and_feature_bits() {
     assert!(matches!(from(g), Err(Error::ExternalDataFile { .. })));
     let mut g = f.clone();
     put64(&mut g, 72, 1 << 4);
-    assert!(matches!(from(g), Err(Error::UnsupportedFeatures { bits: 16, .. })));
+    assert!(matches!(
+        from(g),
+        Err(Error::UnsupportedFeatures { bits: 16, .. })
+    ));
     let mut g = f.clone();
     put64(&mut g, 72, 1 << 20);
     assert!(matches!(from(g), Err(Error::UnsupportedFeatures { .. })));
@@ -236,7 +260,10 @@ fn zstd_is_refused() {
 fn virtual_size_over_limit() {
     let Some(mut f) = fixture(false) else { return };
     put64(&mut f, 24, 1 << 60);
-    assert!(matches!(from(f), Err(Error::BadHeader { field: "size", .. })));
+    assert!(matches!(
+        from(f),
+        Err(Error::BadHeader { field: "size", .. })
+    ));
 }
 
 #[test]
@@ -244,7 +271,13 @@ fn header_length_and_extensions() {
     let Some(f) = fixture(false) else { return };
     let mut g = f.clone();
     put32(&mut g, 100, 50);
-    assert!(matches!(from(g), Err(Error::BadHeader { field: "header_length", .. })));
+    assert!(matches!(
+        from(g),
+        Err(Error::BadHeader {
+            field: "header_length",
+            ..
+        })
+    ));
     // An extension whose length runs past the first cluster.
     let hl = usize::try_from(be32(&f, 100)).unwrap();
     let mut g = f.clone();
@@ -257,14 +290,29 @@ fn header_length_and_extensions() {
     put32(&mut g, 16, 100);
     assert!(matches!(
         from(g),
-        Err(Error::BadHeader { field: "backing_file_offset", .. })
+        Err(Error::BadHeader {
+            field: "backing_file_offset",
+            ..
+        })
     ));
 }
 
 #[test]
 fn truncated_images() {
     let Some(f) = fixture(true) else { return };
-    for len in [0, 3, 50, 71, 72, 103, 104, 200, 65536, 65536 + 100, f.len() - 1000] {
+    for len in [
+        0,
+        3,
+        50,
+        71,
+        72,
+        103,
+        104,
+        200,
+        65536,
+        65536 + 100,
+        f.len() - 1000,
+    ] {
         let g = f[..len].to_vec();
         if let Ok(img) = from(g) {
             // Opening may succeed; reads must then fail cleanly or succeed.
@@ -325,6 +373,11 @@ fn tiny_image_reads() {
     use cairn_io::RangeKind::*;
     assert_eq!(
         kinds,
-        vec![(0, 512, Data), (512, 512, Zero), (1024, 512, Data), (1536, 2560, Unallocated)]
+        vec![
+            (0, 512, Data),
+            (512, 512, Zero),
+            (1024, 512, Data),
+            (1536, 2560, Unallocated)
+        ]
     );
 }

@@ -1,4 +1,6 @@
 //! Images made by qemu-img / qemu-io, read back and compared with qemu's own answers.
+// Test fixtures are a few MiB: offsets and lengths fit every integer type used here.
+#![allow(clippy::cast_possible_truncation)]
 
 mod common;
 
@@ -35,7 +37,10 @@ fn convert_and_check(opts: &[&str], want_subformat: &str) {
     assert_eq!(img.size(), disk.len() as u64);
     assert_eq!(img.subformat(), want_subformat);
     assert!(img.parent_link().is_none());
-    assert!(read_all(&img) == disk, "full read differs from the raw disk");
+    assert!(
+        read_all(&img) == disk,
+        "full read differs from the raw disk"
+    );
     check_odd_reads(&img, &disk);
     let ours = img.layer_map().unwrap();
     let theirs = qemu_map(&q, img.size());
@@ -44,7 +49,10 @@ fn convert_and_check(opts: &[&str], want_subformat: &str) {
     // Unallocated ranges of a converted raw are exactly its zero areas.
     for r in ours.ranges_of(RangeKind::Unallocated) {
         let (a, b) = (r.offset as usize, r.end() as usize);
-        assert!(disk[a..b].iter().all(|&x| x == 0), "hole {a}..{b} is not zero");
+        assert!(
+            disk[a..b].iter().all(|&x| x == 0),
+            "hole {a}..{b} is not zero"
+        );
     }
 }
 
@@ -82,11 +90,23 @@ fn zero_clusters_and_backing_chain() {
     let raw = dir.path().join("base.raw");
     std::fs::write(&raw, sample_disk()).unwrap();
     let base = dir.path().join("base.qcow2");
-    run("qemu-img", &["convert", "-f", "raw", "-O", "qcow2", s(&raw), s(&base)]);
+    run(
+        "qemu-img",
+        &["convert", "-f", "raw", "-O", "qcow2", s(&raw), s(&base)],
+    );
     let top = dir.path().join("top.qcow2");
     run(
         "qemu-img",
-        &["create", "-f", "qcow2", "-b", s(&base), "-F", "qcow2", s(&top)],
+        &[
+            "create",
+            "-f",
+            "qcow2",
+            "-b",
+            s(&base),
+            "-F",
+            "qcow2",
+            s(&top),
+        ],
     );
     run(
         "qemu-io",
@@ -117,7 +137,10 @@ fn zero_clusters_and_backing_chain() {
     assert!(ours.bytes_of(RangeKind::Zero) >= 64 * 1024);
 
     img.attach_parent(Arc::new(open(&base))).unwrap();
-    assert!(read_all(&img) == expected, "chain read differs from qemu-img convert");
+    assert!(
+        read_all(&img) == expected,
+        "chain read differs from qemu-img convert"
+    );
     check_odd_reads(&img, &expected);
 }
 
@@ -133,7 +156,17 @@ fn raw_backing_file() {
     let top = dir.path().join("top.qcow2");
     run(
         "qemu-img",
-        &["create", "-f", "qcow2", "-b", s(&raw), "-F", "raw", s(&top), "5M"],
+        &[
+            "create",
+            "-f",
+            "qcow2",
+            "-b",
+            s(&raw),
+            "-F",
+            "raw",
+            s(&top),
+            "5M",
+        ],
     );
     run("qemu-io", &["-c", "write -P 0x42 2900k 200k", s(&top)]);
     let expected = dir.path().join("expected.raw");
@@ -158,7 +191,16 @@ fn unattached_child_reads_zeros_where_unallocated() {
     let top = dir.path().join("top.qcow2");
     run(
         "qemu-img",
-        &["create", "-f", "qcow2", "-b", s(&base), "-F", "qcow2", s(&top)],
+        &[
+            "create",
+            "-f",
+            "qcow2",
+            "-b",
+            s(&base),
+            "-F",
+            "qcow2",
+            s(&top),
+        ],
     );
     run("qemu-io", &["-c", "write -P 0x99 64k 64k", s(&top)]);
     let img = open(&top);
@@ -217,12 +259,22 @@ fn persistent_dirty_bitmaps() {
     assert!(b0.enabled && !b0.in_use);
     assert_eq!(
         dirty(0),
-        vec![(M, 64 * K), (2 * M, 64 * K), (5 * M, 64 * K), (8 * M - 64 * K, 64 * K)]
+        vec![
+            (M, 64 * K),
+            (2 * M, 64 * K),
+            (5 * M, 64 * K),
+            (8 * M - 64 * K, 64 * K)
+        ]
     );
     assert_eq!(bitmaps[1].granularity, 4 * K);
     assert_eq!(
         dirty(1),
-        vec![(M, 64 * K), (2 * M, 4 * K), (5 * M, 4 * K), (8 * M - 4 * K, 4 * K)]
+        vec![
+            (M, 64 * K),
+            (2 * M, 4 * K),
+            (5 * M, 4 * K),
+            (8 * M - 4 * K, 4 * K)
+        ]
     );
     assert!(!bitmaps[2].enabled);
     assert_eq!(dirty(2), vec![]);

@@ -6,7 +6,9 @@ pub enum Error {
     #[error(transparent)]
     Io(#[from] cairn_io::Error),
     /// The file does not start with `vhdxfile`.
-    #[error("not a VHDX image: file type identifier at offset 0 is {found:?}, expected \"vhdxfile\"")]
+    #[error(
+        "not a VHDX image: file type identifier at offset 0 is {found:?}, expected \"vhdxfile\""
+    )]
     BadSignature {
         /// The eight bytes found (lossy text).
         found: String,

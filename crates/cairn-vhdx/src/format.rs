@@ -125,12 +125,10 @@ pub(crate) fn check_signature(file: &dyn ReadAt) -> Result<()> {
     let needed = REGION_OFFSETS[1] + REGION_TABLE_LEN as u64;
     let mut sig = [0u8; 8];
     let n = file.read_at(&mut sig, 0)?;
-    if n < 8 || &sig != b"vhdxfile" {
-        if n == 8 || file.size() >= needed {
-            return Err(Error::BadSignature {
-                found: String::from_utf8_lossy(&sig[..n]).into_owned(),
-            });
-        }
+    if (n < 8 || &sig != b"vhdxfile") && (n == 8 || file.size() >= needed) {
+        return Err(Error::BadSignature {
+            found: String::from_utf8_lossy(&sig[..n]).into_owned(),
+        });
     }
     if file.size() < needed {
         return Err(Error::Truncated {
@@ -145,7 +143,9 @@ fn parse_header(file: &dyn ReadAt, offset: u64) -> Result<std::result::Result<He
     let mut b = vec![0u8; HEADER_LEN];
     file.read_exact_at(&mut b, offset)?;
     if &b[0..4] != b"head" {
-        return Ok(Err(format!("header at {offset}: signature is not \"head\"")));
+        return Ok(Err(format!(
+            "header at {offset}: signature is not \"head\""
+        )));
     }
     let stored = u32_le(&b, 4);
     let computed = crc32c_with_zeroed_field(&b, 4);
@@ -156,7 +156,9 @@ fn parse_header(file: &dyn ReadAt, offset: u64) -> Result<std::result::Result<He
     }
     let version = u16_le(&b, 66);
     if version != 1 {
-        return Ok(Err(format!("header at {offset}: version {version}, expected 1")));
+        return Ok(Err(format!(
+            "header at {offset}: version {version}, expected 1"
+        )));
     }
     Ok(Ok(Header {
         sequence: u64_le(&b, 8),
@@ -185,7 +187,9 @@ fn parse_region_table(
     let mut b = vec![0u8; REGION_TABLE_LEN];
     file.read_exact_at(&mut b, offset)?;
     if &b[0..4] != b"regi" {
-        return Ok(Err(format!("region table at {offset}: signature is not \"regi\"")));
+        return Ok(Err(format!(
+            "region table at {offset}: signature is not \"regi\""
+        )));
     }
     let stored = u32_le(&b, 4);
     let computed = crc32c_with_zeroed_field(&b, 4);
@@ -222,7 +226,7 @@ fn parse_region_table(
             value,
             reason,
         };
-        if region.offset % MIB != 0 || region.offset < MIB {
+        if !region.offset.is_multiple_of(MIB) || region.offset < MIB {
             return Err(bad(
                 "FileOffset",
                 region.offset,
@@ -270,15 +274,22 @@ pub(crate) fn read_regions(file: &dyn ReadAt) -> Result<(Region, Region)> {
 }
 
 fn utf16(b: &[u8]) -> Option<String> {
-    if b.len() % 2 != 0 {
+    if !b.len().is_multiple_of(2) {
         return None;
     }
-    let units: Vec<u16> = b.chunks_exact(2).map(|c| u16::from_le_bytes([c[0], c[1]])).collect();
+    let units: Vec<u16> = b
+        .chunks_exact(2)
+        .map(|c| u16::from_le_bytes([c[0], c[1]]))
+        .collect();
     String::from_utf16(&units).ok()
 }
 
 /// Reads and checks the metadata region.
-pub(crate) fn read_metadata(file: &dyn ReadAt, region: Region, limits: &Limits) -> Result<Metadata> {
+pub(crate) fn read_metadata(
+    file: &dyn ReadAt,
+    region: Region,
+    limits: &Limits,
+) -> Result<Metadata> {
     let base = region.offset;
     let rlen = u64::from(region.length);
     if base.checked_add(rlen).is_none_or(|e| e > file.size()) {
@@ -399,18 +410,21 @@ pub(crate) fn read_metadata(file: &dyn ReadAt, region: Region, limits: &Limits) 
             reason: "must be 512 or 4096",
         });
     }
-    let physical_sector = item(PHYSICAL_SECTOR_SIZE, 4, "physical sector size")?
-        .map(|(_, d)| u32_le(d, 0));
+    let physical_sector =
+        item(PHYSICAL_SECTOR_SIZE, 4, "physical sector size")?.map(|(_, d)| u32_le(d, 0));
     let (vs_off, vs) = item(VIRTUAL_DISK_SIZE, 8, "virtual disk size")?
         .ok_or(Error::Missing("virtual disk size metadata item"))?;
     let virtual_size = u64_le(vs, 0);
-    if virtual_size > limits.max_virtual_size || virtual_size % u64::from(logical_sector) != 0 {
+    if virtual_size > limits.max_virtual_size
+        || !virtual_size.is_multiple_of(u64::from(logical_sector))
+    {
         return Err(Error::BadField {
             structure: "virtual disk size",
             offset: vs_off,
             field: "VirtualDiskSize",
             value: virtual_size,
-            reason: "must be a multiple of the logical sector size and within limits.max_virtual_size",
+            reason:
+                "must be a multiple of the logical sector size and within limits.max_virtual_size",
         });
     }
     let disk_id = item(PAGE_83_DATA, 16, "page 83 data")?.map(|(_, d)| Guid::from_disk(d));
@@ -427,7 +441,9 @@ pub(crate) fn read_metadata(file: &dyn ReadAt, region: Region, limits: &Limits) 
         }
         let n = u16_le(pl, 18);
         if n > MAX_LOCATOR_ENTRIES {
-            return Err(bad(format!("{n} key/value pairs (at most {MAX_LOCATOR_ENTRIES})")));
+            return Err(bad(format!(
+                "{n} key/value pairs (at most {MAX_LOCATOR_ENTRIES})"
+            )));
         }
         for i in 0..usize::from(n) {
             let e = pl

@@ -87,9 +87,17 @@ mod tests {
         assert_eq!(g.to_string(), "2dc27766-f623-4200-9d64-115e9bfd4a08");
         assert_eq!(
             g,
-            Guid::new(0x2DC2_7766, 0xF623, 0x4200, [0x9D, 0x64, 0x11, 0x5E, 0x9B, 0xFD, 0x4A, 0x08])
+            Guid::new(
+                0x2DC2_7766,
+                0xF623,
+                0x4200,
+                [0x9D, 0x64, 0x11, 0x5E, 0x9B, 0xFD, 0x4A, 0x08]
+            )
         );
-        assert_eq!(Guid::parse("{2DC27766-F623-4200-9D64-115E9BFD4A08}"), Some(g));
+        assert_eq!(
+            Guid::parse("{2DC27766-F623-4200-9D64-115E9BFD4A08}"),
+            Some(g)
+        );
         assert_eq!(Guid::parse("2DC27766F6234200-9D64-115E9BFD4A08"), None);
     }
 

@@ -144,7 +144,7 @@ impl VhdxImage {
         let block = u64::from(self.meta.block_size);
         for (i, &e) in self.bat.iter().enumerate() {
             let index = i as u64;
-            let is_bitmap = (index + 1) % (self.chunk_ratio + 1) == 0;
+            let is_bitmap = (index + 1).is_multiple_of(self.chunk_ratio + 1);
             let state = e & 7;
             let off = e >> OFFSET_SHIFT << OFFSET_SHIFT;
             let bad = |what: String, reason| Error::BadBatEntry {
@@ -162,7 +162,10 @@ impl VhdxImage {
                         if !self.meta.has_parent {
                             return Err(bad(what(), "sector bitmap in a disk without a parent"));
                         }
-                        if off < MIB || off.checked_add(SECTOR_BITMAP_BYTES).is_none_or(|x| x > fsize)
+                        if off < MIB
+                            || off
+                                .checked_add(SECTOR_BITMAP_BYTES)
+                                .is_none_or(|x| x > fsize)
                         {
                             return Err(bad(what(), "offset outside the file"));
                         }
@@ -178,11 +181,17 @@ impl VhdxImage {
                 PAYLOAD_FULLY_PRESENT | PAYLOAD_PARTIALLY_PRESENT => {
                     if state == PAYLOAD_PARTIALLY_PRESENT {
                         if !self.meta.has_parent {
-                            return Err(bad(what(), "partially present block in a disk without a parent"));
+                            return Err(bad(
+                                what(),
+                                "partially present block in a disk without a parent",
+                            ));
                         }
                         let sb = self.bat.get(self.bitmap_index(blk)).copied().unwrap_or(0);
                         if sb & 7 != SB_PRESENT {
-                            return Err(bad(what(), "partially present but its chunk has no sector bitmap"));
+                            return Err(bad(
+                                what(),
+                                "partially present but its chunk has no sector bitmap",
+                            ));
                         }
                     }
                     // The block past the virtual end need only hold the disk's tail.
@@ -261,7 +270,8 @@ impl VhdxImage {
         let mut runs: Vec<(u64, u64, bool)> = Vec::new();
         for s in first..=last {
             let bit = base_bit + s - byte0 * 8;
-            let present = bits[usize::try_from(bit / 8).unwrap_or(usize::MAX)] & (1 << (bit % 8)) != 0;
+            let present =
+                bits[usize::try_from(bit / 8).unwrap_or(usize::MAX)] & (1 << (bit % 8)) != 0;
             let start = (s * lsec).max(in_block);
             let end = ((s + 1) * lsec).min(in_block + len);
             match runs.last_mut() {
@@ -325,9 +335,8 @@ impl VhdxImage {
             if let Some((psrc, pstart, plen)) = &mut pending {
                 let contiguous = *pstart + *plen == at
                     && match (*psrc, src) {
-                        (Source::Host(a), Source::Host(b)) | (Source::Parent(a), Source::Parent(b)) => {
-                            a + *plen as u64 == b
-                        }
+                        (Source::Host(a), Source::Host(b))
+                        | (Source::Parent(a), Source::Parent(b)) => a + *plen as u64 == b,
                         (Source::Zero, Source::Zero) => true,
                         _ => false,
                     };

@@ -86,7 +86,8 @@ impl ReadAt for Overlay {
             if s >= e {
                 continue;
             }
-            let dst = &mut buf[usize::try_from(s - offset).unwrap_or(0)..usize::try_from(e - offset).unwrap_or(0)];
+            let dst = &mut buf[usize::try_from(s - offset).unwrap_or(0)
+                ..usize::try_from(e - offset).unwrap_or(0)];
             match w.data {
                 None => dst.fill(0),
                 Some(a) => {
@@ -149,15 +150,16 @@ fn parse_entry(log: &[u8], pos: u64, guid: Guid) -> Option<Entry> {
     let mut writes = Vec::new();
     let mut data_sector = usize::try_from(desc_sectors * SECTOR).ok()?;
     for i in 0..count {
-        let d = &entry[ENTRY_HEADER_LEN + i * DESCRIPTOR_LEN..ENTRY_HEADER_LEN + (i + 1) * DESCRIPTOR_LEN];
+        let d = &entry
+            [ENTRY_HEADER_LEN + i * DESCRIPTOR_LEN..ENTRY_HEADER_LEN + (i + 1) * DESCRIPTOR_LEN];
         let file_offset = u64_le(d, 16);
-        if u64_le(d, 24) != sequence || file_offset % SECTOR != 0 {
+        if u64_le(d, 24) != sequence || !file_offset.is_multiple_of(SECTOR) {
             return None;
         }
         match &d[0..4] {
             b"zero" => {
                 let len = u64_le(d, 8);
-                if len % SECTOR != 0 {
+                if !len.is_multiple_of(SECTOR) {
                     return None;
                 }
                 writes.push((file_offset, len, None));
@@ -189,7 +191,11 @@ fn parse_entry(log: &[u8], pos: u64, guid: Guid) -> Option<Entry> {
 }
 
 /// Replays the log of `header` over `file` in memory and returns the replayed view.
-pub(crate) fn replay(file: Arc<dyn ReadAt>, header: &Header, limits: &Limits) -> Result<Arc<dyn ReadAt>> {
+pub(crate) fn replay(
+    file: Arc<dyn ReadAt>,
+    header: &Header,
+    limits: &Limits,
+) -> Result<Arc<dyn ReadAt>> {
     let dirty = |reason: String| Error::DirtyLog {
         offset: header.log_offset,
         length: header.log_length,
@@ -197,17 +203,24 @@ pub(crate) fn replay(file: Arc<dyn ReadAt>, header: &Header, limits: &Limits) ->
     };
     let off = header.log_offset;
     let len = u64::from(header.log_length);
-    if off < MIB || off % MIB != 0 || len == 0 || len % MIB != 0 {
-        return Err(dirty("the log offset or length is not a non-zero multiple of 1 MiB".into()));
+    if off < MIB || !off.is_multiple_of(MIB) || len == 0 || len % MIB != 0 {
+        return Err(dirty(
+            "the log offset or length is not a non-zero multiple of 1 MiB".into(),
+        ));
     }
     if off.checked_add(len).is_none_or(|e| e > file.size()) {
         return Err(dirty("the log runs past the end of the file".into()));
     }
     if len > limits.max_table_bytes {
-        return Err(dirty("the log is larger than limits.max_table_bytes".into()));
+        return Err(dirty(
+            "the log is larger than limits.max_table_bytes".into(),
+        ));
     }
     // Bounded by max_table_bytes above.
-    let log = file.read_vec_at(off, usize::try_from(len).map_err(|_| dirty("too large".into()))?)?;
+    let log = file.read_vec_at(
+        off,
+        usize::try_from(len).map_err(|_| dirty("too large".into()))?,
+    )?;
 
     // Find the chain of consecutive entries that ends with the highest sequence number.
     let mut best: Option<Vec<Entry>> = None;

@@ -2,6 +2,8 @@
 //! by hand (has-parent flag, parent locator, NOT_PRESENT blocks, one PARTIALLY_PRESENT block
 //! with a sector bitmap), read with its parent attached and compared with libvhdi's chain
 //! read (`pyvhdi` `set_parent`) and with the expected bytes.
+// Test fixtures are a few MiB: offsets and lengths fit every integer type used here.
+#![allow(clippy::cast_possible_truncation)]
 
 mod common;
 
@@ -63,16 +65,43 @@ fn differencing_chain() {
     let parent = dir.path().join("parent.vhdx");
     run(
         "qemu-img",
-        &["convert", "-f", "raw", "-O", "vhdx", "-o", "block_size=1M", s(&praw), s(&parent)],
+        &[
+            "convert",
+            "-f",
+            "raw",
+            "-O",
+            "vhdx",
+            "-o",
+            "block_size=1M",
+            s(&praw),
+            s(&parent),
+        ],
     );
     let parent_img = VhdxImage::open(&parent, &Limits::default()).unwrap();
     let parent_cid = parent_img.identity().content_id.unwrap();
 
     let child = dir.path().join("child.avhdx");
-    run("qemu-img", &["create", "-f", "vhdx", "-o", "block_size=1M", s(&child), "8M"]);
+    run(
+        "qemu-img",
+        &[
+            "create",
+            "-f",
+            "vhdx",
+            "-o",
+            "block_size=1M",
+            s(&child),
+            "8M",
+        ],
+    );
     run(
         "qemu-io",
-        &["-c", "write -P 0xc1 1M 1M", "-c", "write -P 0xc3 3M 1M", s(&child)],
+        &[
+            "-c",
+            "write -P 0xc1 1M 1M",
+            "-c",
+            "write -P 0xc3 3M 1M",
+            s(&child),
+        ],
     );
     let mut f = std::fs::read(&child).unwrap();
     let (bat, meta) = regions(&f);
@@ -137,11 +166,18 @@ fn differencing_chain() {
         .map(|r| (r.offset as usize, r.len as usize))
         .collect();
     let mut expect_data = vec![(MIB, MIB), (3 * MIB, 512)];
-    expect_data.extend([(3 * MIB + 5 * 512, 512), (3 * MIB + 100 * 512, 512), (4 * MIB - 512, 512)]);
+    expect_data.extend([
+        (3 * MIB + 5 * 512, 512),
+        (3 * MIB + 100 * 512, 512),
+        (4 * MIB - 512, 512),
+    ]);
     assert_eq!(data, expect_data);
     assert_eq!(map.bytes_of(RangeKind::Zero), 0);
     let alone = read_all(&img);
-    assert!(alone[..MIB].iter().all(|&b| b == 0), "unattached child reads zeros");
+    assert!(
+        alone[..MIB].iter().all(|&b| b == 0),
+        "unattached child reads zeros"
+    );
 
     img.attach_parent(Arc::new(parent_img)).unwrap();
     let ours = read_all(&img);

@@ -1,4 +1,6 @@
 //! Mutated and truncated images: each gives its specific error, never a panic.
+// Test fixtures are a few MiB: offsets and lengths fit every integer type used here.
+#![allow(clippy::cast_possible_truncation)]
 
 mod common;
 
@@ -8,7 +10,6 @@ use cairn_io::{DiskLayer, Limits, ReadAt};
 use cairn_vhdx::{Error, VhdxImage};
 use common::*;
 use proptest::prelude::*;
-
 
 fn from(b: Vec<u8>) -> Result<VhdxImage, Error> {
     VhdxImage::from_reader(Arc::new(b), &Limits::default())
@@ -22,8 +23,14 @@ fn fixture() -> Option<Vec<u8>> {
     let dir = tempfile::tempdir().unwrap();
     let v = dir.path().join("h.vhdx");
     let p = v.to_str().unwrap();
-    run("qemu-img", &["create", "-f", "vhdx", "-o", "block_size=1M", p, "8M"]);
-    run("qemu-io", &["-c", "write -P 0x5c 1M 1M", "-c", "write -P 0x66 5M 64k", p]);
+    run(
+        "qemu-img",
+        &["create", "-f", "vhdx", "-o", "block_size=1M", p, "8M"],
+    );
+    run(
+        "qemu-io",
+        &["-c", "write -P 0x5c 1M 1M", "-c", "write -P 0x66 5M 64k", p],
+    );
     Some(std::fs::read(&v).unwrap())
 }
 
@@ -41,8 +48,14 @@ fn bad_signature_and_truncation() {
     let mut g = f.clone();
     g[0..8].copy_from_slice(b"vhdxfilX");
     assert!(matches!(from(g), Err(Error::BadSignature { .. })));
-    assert!(matches!(from(f[..100 * KIB].to_vec()), Err(Error::Truncated { .. })));
-    assert!(matches!(from(b"conectix".to_vec()), Err(Error::BadSignature { .. })));
+    assert!(matches!(
+        from(f[..100 * KIB].to_vec()),
+        Err(Error::Truncated { .. })
+    ));
+    assert!(matches!(
+        from(b"conectix".to_vec()),
+        Err(Error::BadSignature { .. })
+    ));
     // Cut inside the BAT / data: an error or a clean result, never a panic.
     for len in [320 * KIB, 1 << 20, (2 << 20) + 7, f.len() - 4096] {
         if let Ok(img) = from(f[..len].to_vec()) {
@@ -103,7 +116,10 @@ fn region_tables() {
         put32(b, e + 28, 1);
         put32(b, r + 8, n as u32 + 1);
     });
-    assert!(matches!(from(g), Err(Error::UnknownRequired { kind: "region", .. })));
+    assert!(matches!(
+        from(g),
+        Err(Error::UnknownRequired { kind: "region", .. })
+    ));
     // The same region not required is ignored.
     let mut g = f.clone();
     edit_regions(&mut g, |b, r| {
@@ -118,7 +134,13 @@ fn region_tables() {
     // A misaligned region offset.
     let mut g = f;
     edit_regions(&mut g, |b, r| put64(b, r + 16 + 16, (1 << 20) + 512));
-    assert!(matches!(from(g), Err(Error::BadField { field: "FileOffset", .. })));
+    assert!(matches!(
+        from(g),
+        Err(Error::BadField {
+            field: "FileOffset",
+            ..
+        })
+    ));
 }
 
 #[test]
@@ -127,19 +149,43 @@ fn metadata_fields() {
     let (fp, _) = meta_item(&f, &FILE_PARAMS_GUID);
     let mut g = f.clone();
     put32(&mut g, fp, 3 << 20);
-    assert!(matches!(from(g), Err(Error::BadField { field: "BlockSize", .. })));
+    assert!(matches!(
+        from(g),
+        Err(Error::BadField {
+            field: "BlockSize",
+            ..
+        })
+    ));
     let (ls, _) = meta_item(&f, &LOGICAL_SECTOR_GUID);
     let mut g = f.clone();
     put32(&mut g, ls, 1000);
-    assert!(matches!(from(g), Err(Error::BadField { field: "LogicalSectorSize", .. })));
+    assert!(matches!(
+        from(g),
+        Err(Error::BadField {
+            field: "LogicalSectorSize",
+            ..
+        })
+    ));
     let (vs, _) = meta_item(&f, &SIZE_GUID);
     let mut g = f.clone();
     put64(&mut g, vs, 1 << 60);
-    assert!(matches!(from(g), Err(Error::BadField { field: "VirtualDiskSize", .. })));
+    assert!(matches!(
+        from(g),
+        Err(Error::BadField {
+            field: "VirtualDiskSize",
+            ..
+        })
+    ));
     // A disk so large its BAT does not fit the BAT region.
     let mut g = f.clone();
     put64(&mut g, vs, 1 << 40);
-    assert!(matches!(from(g), Err(Error::BadField { structure: "BAT region", .. })));
+    assert!(matches!(
+        from(g),
+        Err(Error::BadField {
+            structure: "BAT region",
+            ..
+        })
+    ));
     // Has-parent without a parent locator.
     let mut g = f.clone();
     put32(&mut g, fp + 4, 2);
@@ -159,7 +205,13 @@ fn metadata_fields() {
     put32(&mut g, e + 20, 8);
     put32(&mut g, e + 24, 4);
     g[meta + 10..meta + 12].copy_from_slice(&(n as u16 + 1).to_le_bytes());
-    assert!(matches!(from(g), Err(Error::UnknownRequired { kind: "metadata item", .. })));
+    assert!(matches!(
+        from(g),
+        Err(Error::UnknownRequired {
+            kind: "metadata item",
+            ..
+        })
+    ));
     // A bad metadata signature.
     let mut g = f;
     g[meta] = b'X';
@@ -191,7 +243,10 @@ fn bat_entries() {
     let mut buf = vec![1u8; 4096];
     img.read_exact_at(&mut buf, 1 << 20).unwrap();
     assert!(buf.iter().all(|&x| x == 0));
-    assert_eq!(img.layer_map().unwrap().clip(1 << 20, 1)[0].kind, cairn_io::RangeKind::Zero);
+    assert_eq!(
+        img.layer_map().unwrap().clip(1 << 20, 1)[0].kind,
+        cairn_io::RangeKind::Zero
+    );
 }
 
 fn mutate_and_use(f: &[u8], muts: &[(usize, u8)]) {

@@ -1,6 +1,8 @@
 //! Log replay: a hand-written log over a qemu-made image, checked against qemu's own replay
 //! (`qemu-img check -r all` on a copy), and against the sample with a dirty log when
 //! `CAIRN_SAMPLES_DIR` is set.
+// Test fixtures are a few MiB: offsets and lengths fit every integer type used here.
+#![allow(clippy::cast_possible_truncation)]
 
 mod common;
 
@@ -98,10 +100,19 @@ fn base_image() -> Option<(tempfile::TempDir, std::path::PathBuf, Vec<u8>)> {
     }
     let dir = tempfile::tempdir().unwrap();
     let v = dir.path().join("l.vhdx");
-    run("qemu-img", &["create", "-f", "vhdx", "-o", "block_size=1M", s(&v), "8M"]);
+    run(
+        "qemu-img",
+        &["create", "-f", "vhdx", "-o", "block_size=1M", s(&v), "8M"],
+    );
     run(
         "qemu-io",
-        &["-c", "write -P 0x5c 1M 1M", "-c", "write -P 0x66 5M 1M", s(&v)],
+        &[
+            "-c",
+            "write -P 0x5c 1M 1M",
+            "-c",
+            "write -P 0x66 5M 1M",
+            s(&v),
+        ],
     );
     let bytes = std::fs::read(&v).unwrap();
     Some((dir, v, bytes))
@@ -116,7 +127,9 @@ fn find_sector(file: &[u8], fill: u8) -> usize {
 
 #[test]
 fn replay_matches_qemu() {
-    let Some((dir, path, mut f)) = base_image() else { return };
+    let Some((dir, path, mut f)) = base_image() else {
+        return;
+    };
     let h = 64 * 1024;
     let log_off = usize::try_from(get64(&f, h + 72)).unwrap();
     let blk1 = find_sector(&f, 0x5c);
@@ -129,8 +142,22 @@ fn replay_matches_qemu() {
     sector2[0] = 1;
     // Entry 7: two data sectors into block 1; entry 8: a newer version of one of them and
     // 8 KiB of zeros into block 5.
-    let l1 = log_entry(&mut f, log_off, 0, 7, &[(blk1 as u64, sector), (blk1 as u64 + 8192, sector)], &[]);
-    log_entry(&mut f, log_off, l1, 8, &[(blk1 as u64 + 8192, sector2)], &[(blk5 as u64 + 4096, 8192)]);
+    let l1 = log_entry(
+        &mut f,
+        log_off,
+        0,
+        7,
+        &[(blk1 as u64, sector), (blk1 as u64 + 8192, sector)],
+        &[],
+    );
+    log_entry(
+        &mut f,
+        log_off,
+        l1,
+        8,
+        &[(blk1 as u64 + 8192, sector2)],
+        &[(blk5 as u64 + 4096, 8192)],
+    );
     set_log_guid(&mut f);
     let dirty = dir.path().join("dirty.vhdx");
     std::fs::write(&dirty, &f).unwrap();
@@ -141,7 +168,9 @@ fn replay_matches_qemu() {
     assert_eq!(&ours[1 << 20..(1 << 20) + 4096], &sector[..]);
     assert_eq!(&ours[(1 << 20) + 4096..(1 << 20) + 8192], &[0x5c; 4096][..]);
     assert_eq!(&ours[(1 << 20) + 8192..(1 << 20) + 12288], &sector2[..]);
-    assert!(ours[(5 << 20) + 4096..(5 << 20) + 12288].iter().all(|&b| b == 0));
+    assert!(ours[(5 << 20) + 4096..(5 << 20) + 12288]
+        .iter()
+        .all(|&b| b == 0));
     // The file itself is untouched.
     assert!(std::fs::read(&dirty).unwrap() == f);
 
@@ -159,16 +188,22 @@ fn replay_matches_qemu() {
         .unwrap();
     let raw = dir.path().join("fixed.raw");
     run("qemu-img", &["convert", "-O", "raw", s(&fixed), s(&raw)]);
-    assert!(std::fs::read(&raw).unwrap() == ours, "our replay differs from qemu's");
+    assert!(
+        std::fs::read(&raw).unwrap() == ours,
+        "our replay differs from qemu's"
+    );
     let _ = path;
 }
 
 #[test]
 fn corrupt_log_entry_is_not_replayed() {
-    let Some((dir, _path, mut f)) = base_image() else { return };
+    let Some((dir, _path, mut f)) = base_image() else {
+        return;
+    };
     let log_off = usize::try_from(get64(&f, 64 * 1024 + 72)).unwrap();
     let blk1 = find_sector(&f, 0x5c);
-    let before = read_all(&VhdxImage::from_reader(Arc::new(f.clone()), &Limits::default()).unwrap());
+    let before =
+        read_all(&VhdxImage::from_reader(Arc::new(f.clone()), &Limits::default()).unwrap());
     log_entry(&mut f, log_off, 0, 3, &[(blk1 as u64, [0x42; 4096])], &[]);
     f[log_off + 4096 + 100] ^= 1; // breaks the entry's CRC
     set_log_guid(&mut f);
@@ -179,7 +214,9 @@ fn corrupt_log_entry_is_not_replayed() {
 
 #[test]
 fn log_outside_file_is_refused() {
-    let Some((_dir, _path, mut f)) = base_image() else { return };
+    let Some((_dir, _path, mut f)) = base_image() else {
+        return;
+    };
     set_log_guid(&mut f);
     for h in [64 * 1024, 128 * 1024] {
         put64(&mut f, h + 72, 1 << 40);

@@ -1,4 +1,6 @@
 //! VHDX images made by qemu-img / qemu-io, read back and compared with the raw source.
+// Test fixtures are a few MiB: offsets and lengths fit every integer type used here.
+#![allow(clippy::cast_possible_truncation)]
 
 mod common;
 
@@ -41,14 +43,20 @@ fn check_map_against(img: &VhdxImage, disk: &[u8]) {
     for r in map.runs() {
         if r.kind != RangeKind::Data {
             let (a, b) = (r.offset as usize, r.end() as usize);
-            assert!(disk[a..b].iter().all(|&x| x == 0), "{:?} {a}..{b} is not zero", r.kind);
+            assert!(
+                disk[a..b].iter().all(|&x| x == 0),
+                "{:?} {a}..{b} is not zero",
+                r.kind
+            );
         }
     }
 }
 
 #[test]
 fn dynamic_equals_raw() {
-    let Some((_d, disk, img)) = convert(&[]) else { return };
+    let Some((_d, disk, img)) = convert(&[]) else {
+        return;
+    };
     assert_eq!(img.subformat(), "dynamic");
     assert_eq!(img.size(), disk.len() as u64);
     assert!(img.parent_link().is_none());
@@ -64,7 +72,9 @@ fn dynamic_equals_raw() {
 
 #[test]
 fn dynamic_small_blocks_equals_raw() {
-    let Some((_d, disk, img)) = convert(&["-o", "block_size=1M"]) else { return };
+    let Some((_d, disk, img)) = convert(&["-o", "block_size=1M"]) else {
+        return;
+    };
     assert_eq!(img.block_size(), 1 << 20);
     assert!(read_all(&img) == disk);
     check_odd_reads(&img, &disk);
@@ -90,7 +100,9 @@ fn dynamic_small_blocks_equals_raw() {
 
 #[test]
 fn fixed_equals_raw() {
-    let Some((_d, disk, img)) = convert(&["-o", "subformat=fixed"]) else { return };
+    let Some((_d, disk, img)) = convert(&["-o", "subformat=fixed"]) else {
+        return;
+    };
     assert_eq!(img.subformat(), "fixed");
     assert!(read_all(&img) == disk);
     check_odd_reads(&img, &disk);
@@ -105,7 +117,10 @@ fn qemu_io_writes_and_zero_blocks() {
     }
     let dir = tempfile::tempdir().unwrap();
     let v = dir.path().join("w.vhdx");
-    run("qemu-img", &["create", "-f", "vhdx", "-o", "block_size=1M", s(&v), "8M"]);
+    run(
+        "qemu-img",
+        &["create", "-f", "vhdx", "-o", "block_size=1M", s(&v), "8M"],
+    );
     run(
         "qemu-io",
         &[
@@ -145,7 +160,11 @@ fn sha256_of(img: &dyn ReadAt) -> String {
         ctx.update(&buf[..n]);
         off += n as u64;
     }
-    ctx.finish().as_ref().iter().map(|b| format!("{b:02x}")).collect()
+    ctx.finish()
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// libvhdi's view (python3-libvhdi under /usr/bin/python3): size, identifier, parent
@@ -169,7 +188,13 @@ if sys.argv[2] == "1":
         eprintln!("skipped libvhdi: {}", String::from_utf8_lossy(&out.stderr));
         return None;
     }
-    Some(String::from_utf8(out.stdout).unwrap().lines().map(str::to_string).collect())
+    Some(
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .map(str::to_string)
+            .collect(),
+    )
 }
 
 /// Images made by Hyper-V, Disk2VHD or with a dirty log, when the lead's sample script has
@@ -209,9 +234,17 @@ fn real_world_samples() {
         if let Some(v) = libvhdi(&p, img.size() <= 1 << 30) {
             assert_eq!(v[0], img.size().to_string(), "{name}: size");
             // libvhdi's "identifier" is the header's DataWriteGuid.
-            assert_eq!(Some(v[1].clone()), img.identity().content_id, "{name}: content id");
+            assert_eq!(
+                Some(v[1].clone()),
+                img.identity().content_id,
+                "{name}: content id"
+            );
             if v.len() > 4 {
-                assert_eq!(v[4], sha256_of(&img), "{name}: SHA-256 differs from libvhdi");
+                assert_eq!(
+                    v[4],
+                    sha256_of(&img),
+                    "{name}: SHA-256 differs from libvhdi"
+                );
             }
         }
         if name == "iotest-dirtylog-10G-4M.vhdx" {
@@ -229,13 +262,19 @@ fn real_world_samples() {
         assert_eq!(img.subformat(), "differencing");
         let link = img.parent_link().unwrap();
         assert!(!link.hints.is_empty());
-        assert!(matches!(link.expect, cairn_io::ParentExpectation::ContentId(_)));
+        assert!(matches!(
+            link.expect,
+            cairn_io::ParentExpectation::ContentId(_)
+        ));
         img.layer_map().unwrap();
         if let Some(v) = libvhdi(&p, false) {
             assert_eq!(Some(v[1].clone()), img.identity().content_id);
             // libvhdi's parent identifier is parent_linkage; its parent file name is the
             // absolute Win32 path.
-            assert_eq!(link.expect, cairn_io::ParentExpectation::ContentId(v[2].clone()));
+            assert_eq!(
+                link.expect,
+                cairn_io::ParentExpectation::ContentId(v[2].clone())
+            );
             assert!(link.hints.contains(&v[3]));
         }
     }

@@ -5,9 +5,7 @@ use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
 
-use cairn_io::{
-    AllocationMap, DiskIdentity, DiskLayer, FileReader, ParentLink, RangeKind, ReadAt,
-};
+use cairn_io::{AllocationMap, DiskIdentity, DiskLayer, FileReader, ParentLink, RangeKind, ReadAt};
 
 /// True when `tool` runs. Missing: fails under CI, skips otherwise.
 pub fn have(tool: &str) -> bool {
@@ -16,7 +14,10 @@ pub fn have(tool: &str) -> bool {
         .output()
         .is_ok_and(|o| o.status.success());
     if !ok {
-        assert!(std::env::var_os("CI").is_none(), "{tool} not found (required under CI)");
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "{tool} not found (required under CI)"
+        );
         eprintln!("skipped: {tool} not found");
     }
     ok
@@ -89,7 +90,10 @@ pub fn check_odd_reads(img: &dyn ReadAt, want: &[u8]) {
 /// `qemu-img map --output=json` of the image alone as (offset, len, kind) runs: depth 0
 /// data = Data; depth 0 present zero = Zero; the rest Unallocated.
 pub fn qemu_map(path: &Path, size: u64) -> AllocationMap {
-    let out = run("qemu-img", &["map", "--output=json", path.to_str().unwrap()]);
+    let out = run(
+        "qemu-img",
+        &["map", "--output=json", path.to_str().unwrap()],
+    );
     let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
     let mut m = AllocationMap::new(size);
     for r in v.as_array().unwrap() {

@@ -10,7 +10,10 @@ pub fn have(tool: &str) -> bool {
         .output()
         .is_ok_and(|o| o.status.success());
     if !ok {
-        assert!(std::env::var_os("CI").is_none(), "{tool} not found (required under CI)");
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "{tool} not found (required under CI)"
+        );
         eprintln!("skipped: {tool} not found");
     }
     ok
@@ -144,4 +147,3 @@ pub fn meta_item(f: &[u8], guid: &[u8; 16]) -> (usize, usize) {
     }
     panic!("no such item")
 }
-
