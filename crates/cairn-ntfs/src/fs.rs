@@ -573,7 +573,9 @@ impl NtfsFs {
     }
 
     /// The raw $I30 entries of a directory, in index order.
-    fn raw_entries(&self, node: &Node) -> Result<Vec<RawEntry>> {
+    /// With `keep_dos`, DOS short names of files that also have a long name are kept (for
+    /// lookups by 8.3 name).
+    fn raw_entries(&self, node: &Node, keep_dos: bool) -> Result<Vec<RawEntry>> {
         if node.flags & FLAG_DIRECTORY == 0 {
             return Err(Error::NotADirectory(node.id));
         }
@@ -654,7 +656,9 @@ impl NtfsFs {
             .collect();
         out.retain(|e| {
             e.reference & RECORD_MASK != node.record
-                && (e.namespace != NAMESPACE_DOS || !long.contains(&(e.reference & RECORD_MASK)))
+                && (keep_dos
+                    || e.namespace != NAMESPACE_DOS
+                    || !long.contains(&(e.reference & RECORD_MASK)))
         });
         Ok(out)
     }
@@ -691,8 +695,8 @@ impl NtfsFs {
     }
 
     /// Resolves an absolute path (`/dir/file`, `/` separated) from the root, comparing names
-    /// case-insensitively through the volume's $UpCase table (an exact-case match wins).
-    /// Links are not followed.
+    /// case-insensitively through the volume's $UpCase table (an exact-case match wins; DOS
+    /// 8.3 short names match too). Links are not followed.
     pub fn lookup(&self, path: &str) -> Result<NodeId> {
         let mut cur = self.root_id;
         let mut depth = 0u32;
@@ -706,7 +710,7 @@ impl NtfsFs {
                 });
             }
             let node = self.load_node(cur)?;
-            let entries = self.raw_entries(&node)?;
+            let entries = self.raw_entries(&node, true)?;
             let want = name16(comp);
             let found = entries
                 .iter()
@@ -1183,7 +1187,7 @@ impl FileSystem for NtfsFs {
 
     fn read_dir(&self, dir: NodeId) -> Result<Vec<DirEntry>> {
         let node = self.load_node(dir)?;
-        let raw = self.raw_entries(&node)?;
+        let raw = self.raw_entries(&node, false)?;
         let mut out = Vec::with_capacity(raw.len());
         for e in raw {
             let kind = match self.load_node(e.reference).and_then(|n| self.kind_of(&n)) {

@@ -442,6 +442,17 @@ fn fuse_image_matches_tsk_and_ntfscat() {
     for i in 1..=300 {
         std::fs::write(m(&format!("many/f{i:03}.txt")), format!("file {i}\n")).unwrap();
     }
+    std::fs::write(m("Long File Name With Spaces.txt"), b"long file name\n").unwrap();
+    run(
+        "setfattr",
+        &[
+            "-n",
+            "system.ntfs_dos_name",
+            "-v",
+            "LONGFI~1.TXT",
+            m("Long File Name With Spaces.txt").to_str().unwrap(),
+        ],
+    );
     std::fs::hard_link(m("hello.txt"), m("hardlink-hello.txt")).unwrap();
     std::fs::hard_link(m("hello.txt"), m("deep/link-in-deep.txt")).unwrap();
     run(
@@ -477,10 +488,72 @@ fn fuse_image_matches_tsk_and_ntfscat() {
             m("junction").to_str().unwrap(),
         ],
     );
+    // What ntfs-3g reports: raw security descriptors (system.ntfs_acl), Windows attributes
+    // (system.ntfs_attrib_be) and modification times.
+    let probe = [
+        "",
+        "hello.txt",
+        "compressed",
+        "compressed/text.txt",
+        "many/f001.txt",
+        "deep/a",
+    ];
+    let mut fuse_view = Vec::new();
+    for p in probe {
+        let path = mnt.join(p);
+        let acl = run(
+            "getfattr",
+            &[
+                "--only-values",
+                "-n",
+                "system.ntfs_acl",
+                path.to_str().unwrap(),
+            ],
+        );
+        let attrib = run(
+            "getfattr",
+            &[
+                "--only-values",
+                "-n",
+                "system.ntfs_attrib_be",
+                path.to_str().unwrap(),
+            ],
+        );
+        let mtime = std::fs::metadata(&path).unwrap().modified().unwrap();
+        let secs = i64::try_from(
+            mtime
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_secs(),
+        )
+        .unwrap();
+        fuse_view.push((
+            p,
+            acl,
+            u32::from_be_bytes(attrib[..4].try_into().unwrap()),
+            secs,
+        ));
+    }
     drop(guard);
 
     let fs = open_img(&img);
     let vol = FileReader::open(&img).unwrap();
+    for (p, acl, attrib, secs) in &fuse_view {
+        let m = fs.metadata(fs.lookup(&format!("/{p}")).unwrap()).unwrap();
+        assert_eq!(
+            m.security_descriptor.as_deref(),
+            Some(&acl[..]),
+            "/{p}: descriptor vs system.ntfs_acl"
+        );
+        let sd = decode_security_descriptor(acl).unwrap();
+        assert!(sd.owner.is_some() && sd.dacl.is_some(), "/{p}: {sd:?}");
+        assert_eq!(
+            m.windows_attributes,
+            Some(*attrib),
+            "/{p}: attributes vs system.ntfs_attrib_be"
+        );
+        assert_eq!(m.mtime.unwrap().secs, *secs, "/{p}: mtime vs FUSE stat");
+    }
     let ours = walk(&fs, &vol, false);
     let sha = |p: &str| {
         ours[p]
