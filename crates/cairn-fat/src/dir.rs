@@ -363,18 +363,32 @@ pub(crate) struct ExRootInfo {
     pub label: Option<String>,
 }
 
+/// How to list an exFAT directory.
+#[derive(Clone, Copy)]
+pub(crate) struct ExListing<'a> {
+    pub heap_offset: u64,
+    pub cluster_size: u64,
+    /// Up-case table to verify NameHash with (none while the table is not loaded yet).
+    pub upcase: Option<&'a crate::names::Upcase>,
+    /// False: skip file entry sets unparsed (only the root's system entries are wanted).
+    pub parse_files: bool,
+}
+
 /// Lists an exFAT directory (see [`list_fat`] for `offset_of`). Special root entries are
-/// reported in `root`; with `parse_files` false, file entry sets are skipped unparsed.
+/// reported in `root`.
 pub(crate) fn list_exfat(
     buf: &[u8],
     offset_of: &dyn Fn(usize) -> u64,
-    heap_offset: u64,
-    cluster_size: u64,
-    upcase: Option<&crate::names::Upcase>,
+    how: &ExListing<'_>,
     root: &mut ExRootInfo,
-    parse_files: bool,
     warnings: &mut Vec<String>,
 ) -> Result<Vec<Listed>> {
+    let ExListing {
+        heap_offset,
+        cluster_size,
+        upcase,
+        parse_files,
+    } = *how;
     let n = buf.len() / ENTRY;
     let entry = |i: usize| &buf[i * ENTRY..(i + 1) * ENTRY];
     let mut out = Vec::new();

@@ -274,11 +274,13 @@ impl FatFs {
         dir::list_exfat(
             &buf,
             &|i| offset_of(&extents, i),
-            self.geo.heap_offset,
-            u64::from(self.geo.cluster_size),
-            None,
+            &dir::ExListing {
+                heap_offset: self.geo.heap_offset,
+                cluster_size: u64::from(self.geo.cluster_size),
+                upcase: None,
+                parse_files: false,
+            },
             &mut info,
-            false,
             &mut w,
         )?;
         self.label = info.label;
@@ -396,6 +398,10 @@ impl FatFs {
         let cs = u64::from(self.geo.cluster_size);
         let whole_chain = node.kind == FileKind::Dir && self.geo.fat_type != FatType::ExFat;
         let needed = node.size.div_ceil(cs);
+        if needed == 0 && !whole_chain {
+            // An empty file owns no clusters; whatever its entry says is not followed.
+            return Ok(Vec::new());
+        }
         if node.first_cluster == 0 {
             if needed == 0 && !whole_chain {
                 return Ok(Vec::new());
@@ -564,11 +570,13 @@ impl FatFs {
             let l = dir::list_exfat(
                 &buf,
                 &off,
-                self.geo.heap_offset,
-                u64::from(self.geo.cluster_size),
-                self.upcase.as_ref(),
+                &dir::ExListing {
+                    heap_offset: self.geo.heap_offset,
+                    cluster_size: u64::from(self.geo.cluster_size),
+                    upcase: self.upcase.as_ref(),
+                    parse_files: true,
+                },
                 &mut info,
-                true,
                 &mut w,
             )?;
             let mut side = self

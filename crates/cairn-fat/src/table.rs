@@ -29,6 +29,10 @@ pub(crate) struct ClusterRun {
     pub count: u64,
 }
 
+/// Entries decoded per read (even, so FAT12 entry pairs stay in one chunk): 256 KiB of a
+/// FAT32 table; the FAT32 test volume (80k clusters) spans two chunks.
+const CHUNK_ENTRIES: usize = 1 << 16;
+
 /// Bytes of one FAT copy that hold entries `0..n`.
 fn used_fat_bytes(fat_type: FatType, n: u64) -> u64 {
     match fat_type {
@@ -40,7 +44,8 @@ fn used_fat_bytes(fat_type: FatType, n: u64) -> u64 {
 
 impl Table {
     /// Reads FAT copy `copy`, decodes it and compares the other copies against it; each
-    /// differing copy adds a warning.
+    /// differing copy adds a warning. The copies are read in chunks, so memory is the
+    /// decoded table only (4 bytes per cluster, checked against `max_table_bytes`).
     pub(crate) fn load(
         src: &dyn ReadAt,
         geo: &Geometry,
@@ -49,29 +54,55 @@ impl Table {
         warnings: &mut Vec<String>,
     ) -> Result<Table> {
         let n = geo.cluster_end();
-        let len = used_fat_bytes(geo.fat_type, n);
         let mem = n * 4;
-        if len.max(mem) > max_table_bytes {
+        if mem > max_table_bytes {
             return Err(Error::TooLarge {
-                what: "FAT size in bytes",
-                value: len.max(mem),
+                what: "decoded FAT size in bytes",
+                value: mem,
                 limit: max_table_bytes,
             });
         }
-        let len_usize = usize::try_from(len).map_err(|_| Error::TooLarge {
-            what: "FAT size in bytes",
-            value: len,
+        let count = usize::try_from(n).map_err(|_| Error::TooLarge {
+            what: "FAT entries",
+            value: n,
             limit: usize::MAX as u64,
         })?;
         let copy = if copy < geo.num_fats { copy } else { 0 };
         let at = |k: u8| geo.fat_offset + u64::from(k) * geo.fat_bytes;
-        let raw = src.read_vec_at(at(copy), len_usize)?;
-        for k in 0..geo.num_fats {
-            if k == copy {
-                continue;
+        let mut first_diff: Vec<Option<u64>> = vec![None; usize::from(geo.num_fats)];
+        let mut entries: Vec<u32> = Vec::with_capacity(count);
+        let mut start = 0usize;
+        while start < count {
+            let len = CHUNK_ENTRIES.min(count - start);
+            let b0 = used_fat_bytes(geo.fat_type, start as u64);
+            let b1 = used_fat_bytes(geo.fat_type, (start + len) as u64);
+            let nbytes = usize::try_from(b1 - b0).unwrap_or(usize::MAX);
+            let raw = src.read_vec_at(at(copy) + b0, nbytes)?;
+            for k in 0..geo.num_fats {
+                if k == copy || first_diff[usize::from(k)].is_some() {
+                    continue;
+                }
+                let other = src.read_vec_at(at(k) + b0, nbytes)?;
+                if let Some(pos) = raw.iter().zip(&other).position(|(a, b)| a != b) {
+                    first_diff[usize::from(k)] = Some(b0 + pos as u64);
+                }
             }
-            let other = src.read_vec_at(at(k), len_usize)?;
-            if let Some(pos) = raw.iter().zip(&other).position(|(a, b)| a != b) {
+            match geo.fat_type {
+                // `start` is even, so entry pairs never straddle chunks.
+                FatType::Fat12 => entries.extend((0..len).map(|i| {
+                    let v = u16_le(&raw, i + i / 2);
+                    u32::from(if i % 2 == 0 { v & 0x0FFF } else { v >> 4 })
+                })),
+                FatType::Fat16 => entries.extend((0..len).map(|i| u32::from(u16_le(&raw, i * 2)))),
+                FatType::Fat32 => {
+                    entries.extend((0..len).map(|i| u32_le(&raw, i * 4) & 0x0FFF_FFFF))
+                }
+                FatType::ExFat => entries.extend((0..len).map(|i| u32_le(&raw, i * 4))),
+            }
+            start += len;
+        }
+        for (k, d) in first_diff.iter().enumerate() {
+            if let Some(pos) = d {
                 warnings.push(format!(
                     "FAT copy {} differs from copy {} (first at byte {pos} of the table); reading copy {}",
                     k + 1,
@@ -80,20 +111,6 @@ impl Table {
                 ));
             }
         }
-        let count = usize::try_from(n).unwrap_or(usize::MAX);
-        let entries: Vec<u32> = match geo.fat_type {
-            FatType::Fat12 => (0..count)
-                .map(|c| {
-                    let v = u16_le(&raw, c + c / 2);
-                    u32::from(if c % 2 == 0 { v & 0x0FFF } else { v >> 4 })
-                })
-                .collect(),
-            FatType::Fat16 => (0..count).map(|c| u32::from(u16_le(&raw, c * 2))).collect(),
-            FatType::Fat32 => (0..count)
-                .map(|c| u32_le(&raw, c * 4) & 0x0FFF_FFFF)
-                .collect(),
-            FatType::ExFat => (0..count).map(|c| u32_le(&raw, c * 4)).collect(),
-        };
         Ok(Table {
             entries,
             fat_type: geo.fat_type,
