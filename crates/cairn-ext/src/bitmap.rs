@@ -100,7 +100,7 @@ pub(crate) fn used_map(fs: &Inner) -> Result<AllocationMap> {
     }
     let mut buf = vec![0u8; sb.block_size as usize];
     let mut run: Option<(u64, u64)> = None;
-    let mut flush = |map: &mut AllocationMap, run: &mut Option<(u64, u64)>| -> Result<()> {
+    let flush = |map: &mut AllocationMap, run: &mut Option<(u64, u64)>| -> Result<()> {
         if let Some((s, l)) = run.take() {
             map.push(s * bs, l * bs, RangeKind::Data).map_err(map_err)?;
         }
@@ -119,7 +119,7 @@ pub(crate) fn used_map(fs: &Inner) -> Result<AllocationMap> {
         let mut i = 0u64;
         while i < n {
             let byte = bits[(i / 8) as usize];
-            if i % 8 == 0 && i + 8 <= n && (byte == 0 || byte == 0xFF) {
+            if i.is_multiple_of(8) && i + 8 <= n && (byte == 0 || byte == 0xFF) {
                 if byte == 0xFF {
                     match &mut run {
                         Some((s, l)) if *s + *l == first + i => *l += 8,

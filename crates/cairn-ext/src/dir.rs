@@ -58,7 +58,10 @@ pub(crate) fn parse_block(
     let mut pos = 0usize;
     while pos < buf.len() {
         if pos + DIRENT_HEADER > buf.len() {
-            return Err(bad(pos, format!("record header past the end ({} bytes)", buf.len())));
+            return Err(bad(
+                pos,
+                format!("record header past the end ({} bytes)", buf.len()),
+            ));
         }
         let ino = u32_le(buf, pos);
         let rl = rec_len(u16_le(buf, pos + 4), ctx.block_size);
@@ -68,7 +71,7 @@ pub(crate) fn parse_block(
             (usize::from(u16_le(buf, pos + 6)), 0)
         };
         // These three checks make every walk advance and stay inside the block.
-        if rl < DIRENT_HEADER || rl % 4 != 0 || pos + rl > buf.len() {
+        if rl < DIRENT_HEADER || !rl.is_multiple_of(4) || pos + rl > buf.len() {
             return Err(bad(
                 pos,
                 format!(
@@ -79,7 +82,10 @@ pub(crate) fn parse_block(
         }
         if ino != 0 {
             if DIRENT_HEADER + name_len > rl {
-                return Err(bad(pos, format!("name_len {name_len} exceeds rec_len {rl}")));
+                return Err(bad(
+                    pos,
+                    format!("name_len {name_len} exceeds rec_len {rl}"),
+                ));
             }
             if ino > ctx.inodes_count {
                 return Err(bad(

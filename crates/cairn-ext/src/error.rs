@@ -41,7 +41,9 @@ pub enum Error {
         size: u64,
     },
     /// A metadata_csum checksum does not match.
-    #[error("{what} checksum mismatch at {location}: stored {stored:#010x}, computed {computed:#010x}")]
+    #[error(
+        "{what} checksum mismatch at {location}: stored {stored:#010x}, computed {computed:#010x}"
+    )]
     Checksum {
         /// Which structure (`superblock`, `group descriptor`, `inode`, `extent block`,
         /// `directory block`, `xattr block`).
@@ -78,7 +80,9 @@ pub enum Error {
         reason: String,
     },
     /// A block pointer at or past `s_blocks_count`.
-    #[error("inode {ino}: block {block} is past the end of the file system ({blocks_count} blocks)")]
+    #[error(
+        "inode {ino}: block {block} is past the end of the file system ({blocks_count} blocks)"
+    )]
     BlockOutOfRange {
         /// The inode whose map holds the pointer (0 for file-system metadata).
         ino: u64,

@@ -47,7 +47,9 @@ impl ReadAt for MappedFile {
             let (n, src_off) = match self.runs.get(idx) {
                 Some(r) if r.lblk <= lblk => {
                     let run_end = r.end() * bs;
-                    let n = usize::try_from(run_end - pos).unwrap_or(usize::MAX).min(left);
+                    let n = usize::try_from(run_end - pos)
+                        .unwrap_or(usize::MAX)
+                        .min(left);
                     let off = (!r.uninit).then(|| r.pblk * bs + (pos - r.lblk * bs));
                     (n, off)
                 }
@@ -67,5 +69,49 @@ impl ReadAt for MappedFile {
             done += n;
         }
         Ok(want)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Reads through random maps equal a byte-by-byte model.
+        #[test]
+        fn reads_match_model(
+            pieces in proptest::collection::vec((0u64..4, 1u64..4, 0u64..16, any::<bool>()), 0..6),
+            size in 0u64..200,
+            offset in 0u64..220,
+            len in 0usize..100,
+        ) {
+            let bs = 8u64;
+            let vol: Vec<u8> = (0..=255u8).collect();
+            let mut runs = Vec::new();
+            let mut lblk = 0;
+            for (gap, n, pblk, uninit) in pieces {
+                lblk += gap;
+                runs.push(MapRun { lblk, len: n, pblk, uninit });
+                lblk += n;
+            }
+            let model = |pos: u64| -> u8 {
+                let b = pos / bs;
+                for r in &runs {
+                    if r.lblk <= b && b < r.end() && !r.uninit {
+                        return vol[usize::try_from(r.pblk * bs + pos - r.lblk * bs).unwrap()];
+                    }
+                }
+                0
+            };
+            let f = MappedFile { src: Arc::new(vol.clone()), block_size: bs, size, runs: runs.clone() };
+            let mut buf = vec![0xEEu8; len];
+            let n = f.read_at(&mut buf, offset).unwrap();
+            let want = usize::try_from(size.saturating_sub(offset)).unwrap().min(len);
+            prop_assert_eq!(n, want);
+            for (i, &b) in buf[..n].iter().enumerate() {
+                prop_assert_eq!(b, model(offset + i as u64));
+            }
+        }
     }
 }

@@ -4,7 +4,7 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 
 use cairn_io::le::{u16_le, u32_be, u32_le};
-use cairn_io::{AllocationMap, Limits, RangeKind, ReadAt};
+use cairn_io::{AllocationMap, Limits, ReadAt};
 use cairn_vfs::{
     escape_name_bytes, DirEntry, FileExtent, FileKind, FileSystem, Metadata, NodeId, UnixMeta,
     VolumeInfo, Xattr,
@@ -34,7 +34,8 @@ const DIR_READ_BLOCKS: u64 = 64;
 #[non_exhaustive]
 pub struct ExtOptions {
     /// Verify metadata_csum checksums and fail with [`Error::Checksum`] on a mismatch
-    /// (default). `false` reads anyway and lists mismatches in `VolumeInfo::warnings`.
+    /// (default). `false` reads anyway and lists mismatches in `VolumeInfo::warnings`; it
+    /// also turns an unreadable journal superblock from an error into a warning.
     pub verify_checksums: bool,
     /// Caps on untrusted numbers (directory entries, table bytes, symlink follows...).
     pub limits: Limits,
@@ -137,7 +138,7 @@ impl Inner {
         let inode = Inode::parse(ino, raw, huge, self.sb.block_size);
         if inode.raw.len() > GOOD_OLD_INODE_SIZE
             && (GOOD_OLD_INODE_SIZE + inode.extra_isize > inode.raw.len()
-                || inode.extra_isize % 4 != 0)
+                || !inode.extra_isize.is_multiple_of(4))
         {
             return Err(Error::BadInode {
                 ino,
@@ -276,7 +277,9 @@ impl Inner {
                     ),
                 });
             }
-            return Ok(Arc::new(inode.i_block()[..inode.size as usize].to_vec()));
+            // Checked above: at most 60 bytes.
+            let n = usize::try_from(inode.size).unwrap_or(I_BLOCK_LEN);
+            return Ok(Arc::new(inode.i_block()[..n].to_vec()));
         }
         let map = build_map(self, inode)?;
         Ok(Arc::new(MappedFile {
@@ -295,7 +298,8 @@ impl Inner {
             });
         }
         let r = self.data_reader(inode)?;
-        let mut buf = vec![0u8; inode.size as usize];
+        // Checked above against MAX_SYMLINK_LEN.
+        let mut buf = vec![0u8; usize::try_from(inode.size).unwrap_or(0)];
         r.read_exact_at(&mut buf, 0)?;
         Ok(buf)
     }
@@ -369,9 +373,10 @@ impl Inner {
         out: &mut Vec<RawEntry>,
         max: u64,
     ) -> Result<()> {
-        // htree interior blocks (dx_root at block 0, dx_node elsewhere) read as linear
-        // blocks hold only `.`/`..` or one empty record: parse them without the leaf tail.
-        let dx = (indexed && lblk == 0) || (indexed && dir::is_dx_node(block, self.sb.block_size));
+        // htree interior blocks read as linear blocks hold only `.`/`..` (dx_root, block 0:
+        // `..`'s rec_len spans the index) or one empty record (dx_node): they have no leaf
+        // checksum tail, and parsing them yields no entries.
+        let dx = indexed && (lblk == 0 || dir::is_dx_node(block, self.sb.block_size));
         let mut body = block;
         if self.sb.metadata_csum() && !dx {
             match dir::leaf_tail(block) {
@@ -385,12 +390,6 @@ impl Inner {
                     self.check_csum("directory block (no checksum tail)", lblk, 1, 0)?;
                 }
             }
-        }
-        if dx && lblk == 0 {
-            // Only `.` and `..` are real entries here; `..`'s rec_len spans the index.
-            let mut tmp = Vec::new();
-            dir::parse_block(body, self.block_ctx(inode.ino, lblk), &mut tmp, max)?;
-            return Ok(());
         }
         dir::parse_block(body, self.block_ctx(inode.ino, lblk), out, max)
     }
@@ -475,8 +474,14 @@ impl ExtFs {
         let mut inner = inner;
         inner.open_warnings = warnings;
         if inner.sb.compat & sb::COMPAT_HAS_JOURNAL != 0 {
-            let w = journal_warnings(&inner)?;
-            inner.open_warnings.extend(w);
+            match journal_warnings(&inner) {
+                Ok(w) => inner.open_warnings.extend(w),
+                // The data is readable without the journal: lenient mode says so and goes on.
+                Err(e) if !inner.opts.verify_checksums => {
+                    inner.open_warnings.push(format!("journal unreadable: {e}"));
+                }
+                Err(e) => return Err(e),
+            }
         }
         Ok(ExtFs {
             inner: Arc::new(inner),
@@ -663,7 +668,8 @@ impl FileSystem for ExtFs {
             | sb::INCOMPAT_FLEX_BG
             | sb::INCOMPAT_INLINE_DATA
             | sb::INCOMPAT_META_BG;
-        let ext4_ro = sb::RO_COMPAT_HUGE_FILE | sb::RO_COMPAT_GDT_CSUM | sb::RO_COMPAT_METADATA_CSUM;
+        let ext4_ro =
+            sb::RO_COMPAT_HUGE_FILE | sb::RO_COMPAT_GDT_CSUM | sb::RO_COMPAT_METADATA_CSUM;
         let fs_type = if sb.incompat & ext4_incompat != 0 || sb.ro_compat & ext4_ro != 0 {
             "ext4"
         } else if sb.compat & sb::COMPAT_HAS_JOURNAL != 0 {

@@ -46,7 +46,11 @@ impl Inode {
         let r = &raw;
         let flags = u32_le(r, 0x20);
         let blocks_lo = u64::from(u32_le(r, 0x1C));
-        let blocks_hi = if huge_file { u64::from(u16_le(r, 0x74)) } else { 0 };
+        let blocks_hi = if huge_file {
+            u64::from(u16_le(r, 0x74))
+        } else {
+            0
+        };
         let mut blocks = blocks_lo | (blocks_hi << 32);
         if huge_file && flags & FL_HUGE_FILE != 0 {
             // i_blocks counts file-system blocks, not sectors.

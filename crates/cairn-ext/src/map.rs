@@ -122,10 +122,9 @@ impl Builder<'_> {
         self.step()?;
         let magic = u16_le(node, 0);
         if magic != EXTENT_MAGIC {
-            return Err(self.bad_extent(
-                block,
-                format!("header magic {magic:#06x}, expected 0xf30a"),
-            ));
+            return Err(
+                self.bad_extent(block, format!("header magic {magic:#06x}, expected 0xf30a"))
+            );
         }
         let entries = usize::from(u16_le(node, 2));
         let max = usize::from(u16_le(node, 4));
@@ -159,7 +158,8 @@ impl Builder<'_> {
             }
             let stored = u32_le(node, tail);
             let computed = crate::csum::crc32c_raw(inode_seed, &node[..tail]);
-            self.fs.check_csum("extent block", block, stored, computed)?;
+            self.fs
+                .check_csum("extent block", block, stored, computed)?;
         }
         let entry = |i: usize| &node[EXTENT_ENTRY * (i + 1)..EXTENT_ENTRY * (i + 2)];
         if depth == 0 {
@@ -239,7 +239,7 @@ impl Builder<'_> {
             if start >= self.nblocks {
                 break;
             }
-            let p = u64::from(u32_le(&buf, (i * 4) as usize));
+            let p = u64::from(u32_le(&buf, usize::try_from(i * 4).unwrap_or(0)));
             if p == 0 {
                 continue;
             }
@@ -277,7 +277,7 @@ pub(crate) fn build_map(fs: &Inner, inode: &Inode) -> Result<FileMap> {
     } else {
         let ib = inode.i_block();
         for i in 0..DIRECT_BLOCKS.min(nblocks) {
-            let p = u64::from(u32_le(ib, (i * 4) as usize));
+            let p = u64::from(u32_le(ib, usize::try_from(i * 4).unwrap_or(0)));
             if p != 0 {
                 b.check_block(p, 1)?;
                 b.push(i, 1, p, false)?;

@@ -94,10 +94,7 @@ pub(crate) struct Superblock {
     pub block_size: u32,
     pub blocks_per_group: u32,
     pub inodes_per_group: u32,
-    pub mtime: u32,
     pub state: u16,
-    pub rev_level: u32,
-    pub first_ino: u32,
     pub inode_size: u32,
     pub compat: u32,
     pub incompat: u32,
@@ -110,7 +107,6 @@ pub(crate) struct Superblock {
     pub desc_size: u32,
     pub first_meta_bg: u32,
     pub backup_bgs: [u32; 2],
-    pub checksum_type: u8,
     pub checksum_seed: u32,
     pub group_count: u32,
     /// Stored superblock checksum and the computed one (metadata_csum only).
@@ -160,7 +156,13 @@ impl Superblock {
         }
         let block_size = 1024u32 << log_bs;
         let is64 = incompat & INCOMPAT_64BIT != 0;
-        let hi = |off: usize| if is64 { u64::from(u32_le(b, off)) << 32 } else { 0 };
+        let hi = |off: usize| {
+            if is64 {
+                u64::from(u32_le(b, off)) << 32
+            } else {
+                0
+            }
+        };
         let blocks_count = u64::from(u32_le(b, 0x4)) | hi(0x150);
         let free_blocks = u64::from(u32_le(b, 0xC)) | hi(0x158);
         let first_data_block = u32_le(b, 0x14);
@@ -251,7 +253,7 @@ impl Superblock {
         }
         let desc_size = if is64 {
             let d = u32::from(u16_le(b, 0xFE));
-            if d < 64 || d > MAX_DESC_SIZE || !d.is_power_of_two() || d > block_size {
+            if !(64..=MAX_DESC_SIZE).contains(&d) || !d.is_power_of_two() || d > block_size {
                 return Err(bad(
                     "s_desc_size",
                     d.into(),
@@ -292,10 +294,7 @@ impl Superblock {
             block_size,
             blocks_per_group,
             inodes_per_group,
-            mtime: u32_le(b, 0x2C),
             state: u16_le(b, 0x3A),
-            rev_level,
-            first_ino,
             inode_size,
             compat,
             incompat,
@@ -308,7 +307,6 @@ impl Superblock {
             desc_size,
             first_meta_bg: u32_le(b, 0x104),
             backup_bgs: [u32_le(b, 0x24C), u32_le(b, 0x250)],
-            checksum_type: b[0x175],
             checksum_seed: u32_le(b, 0x270),
             group_count,
             checksum,
@@ -412,7 +410,7 @@ impl Superblock {
 }
 
 fn is_power_of(mut n: u32, p: u32) -> bool {
-    while n % p == 0 {
+    while n > 1 && n.is_multiple_of(p) {
         n /= p;
     }
     n == 1
@@ -438,8 +436,7 @@ pub(crate) fn read_group_descs(
     let ds = sb.desc_size as usize;
     let per_block = sb.descs_per_block();
     let is64 = sb.has_incompat(INCOMPAT_64BIT);
-    let itable_blocks =
-        (u64::from(sb.inodes_per_group) * u64::from(sb.inode_size)).div_ceil(bs);
+    let itable_blocks = (u64::from(sb.inodes_per_group) * u64::from(sb.inode_size)).div_ceil(bs);
     let seed = sb.csum_seed();
     let mut out = Vec::with_capacity(sb.group_count as usize);
     let mut buf = vec![0u8; sb.block_size as usize];
@@ -459,7 +456,13 @@ pub(crate) fn read_group_descs(
                 break;
             }
             let d = &buf[i as usize * ds..(i as usize + 1) * ds];
-            let hi = |off: usize| if is64 { u64::from(u32_le(d, off)) << 32 } else { 0 };
+            let hi = |off: usize| {
+                if is64 {
+                    u64::from(u32_le(d, off)) << 32
+                } else {
+                    0
+                }
+            };
             let gd = GroupDesc {
                 block_bitmap: u64::from(u32_le(d, 0x0)) | hi(0x20),
                 inode_bitmap: u64::from(u32_le(d, 0x4)) | hi(0x24),
@@ -488,7 +491,9 @@ pub(crate) fn read_group_descs(
             }
             let check = |what: &str, start: u64, len: u64| -> Result<()> {
                 match start.checked_add(len) {
-                    Some(end) if start >= u64::from(sb.first_data_block) && end <= sb.blocks_count => {
+                    Some(end)
+                        if start >= u64::from(sb.first_data_block) && end <= sb.blocks_count =>
+                    {
                         Ok(())
                     }
                     _ => Err(Error::BadGroupDescriptor {

@@ -24,7 +24,10 @@ pub(crate) struct RawXattr {
 pub(crate) enum XattrValue {
     Inline(Vec<u8>),
     /// Value stored as the data of an EA inode (ea_inode feature).
-    InInode { ino: u32, size: u32 },
+    InInode {
+        ino: u32,
+        size: u32,
+    },
 }
 
 fn prefix(index: u8) -> Option<&'static str> {

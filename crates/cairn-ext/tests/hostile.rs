@@ -29,8 +29,17 @@ fn fixture(csum: bool) -> Option<Fixture> {
     fs::write(src.join("loop/sub/x.txt"), b"x\n").unwrap();
     fs::write(src.join("big.bin"), rnd(3, 100_000)).unwrap();
     let img = dir.path().join("t.img");
-    let feat = if csum { "metadata_csum" } else { "^metadata_csum" };
-    mkfs(&img, Some(&src), &["-t", "ext4", "-b", "4096", "-O", feat], "8M");
+    let feat = if csum {
+        "metadata_csum"
+    } else {
+        "^metadata_csum"
+    };
+    mkfs(
+        &img,
+        Some(&src),
+        &["-t", "ext4", "-b", "4096", "-O", feat],
+        "8M",
+    );
     Some(Fixture { _dir: dir, img })
 }
 
@@ -82,33 +91,52 @@ fn superblock_fields() {
     put_u32(&mut b, 1024 + 0x18, 40);
     assert!(matches!(
         open_bytes(b, &o),
-        Err(Error::BadSuperblock { field: "s_log_block_size", value: 40, .. })
+        Err(Error::BadSuperblock {
+            field: "s_log_block_size",
+            value: 40,
+            ..
+        })
     ));
 
     let mut b = base.clone();
     put_u32(&mut b, 1024 + 0x28, 0);
     assert!(matches!(
         open_bytes(b, &o),
-        Err(Error::BadSuperblock { field: "s_inodes_per_group", value: 0, .. })
+        Err(Error::BadSuperblock {
+            field: "s_inodes_per_group",
+            value: 0,
+            ..
+        })
     ));
 
     let mut b = base.clone();
     put_u16(&mut b, 1024 + 0x38, 0x1234);
-    assert!(matches!(open_bytes(b, &o), Err(Error::NotExt { found: 0x1234 })));
+    assert!(matches!(
+        open_bytes(b, &o),
+        Err(Error::NotExt { found: 0x1234 })
+    ));
 
     let mut b = base.clone();
     let inc = u32::from_le_bytes(b[1024 + 0x60..1024 + 0x64].try_into().unwrap());
     put_u32(&mut b, 1024 + 0x60, inc | 0x1);
     assert!(matches!(
         open_bytes(b, &o),
-        Err(Error::UnsupportedFeature { kind: "incompat", bits: 1, .. })
+        Err(Error::UnsupportedFeature {
+            kind: "incompat",
+            bits: 1,
+            ..
+        })
     ));
 
     // needs_recovery is reported, never ignored.
     let mut b = base.clone();
     put_u32(&mut b, 1024 + 0x60, inc | 0x4);
     let fs = open_bytes(b, &o).unwrap();
-    assert!(fs.info().warnings.iter().any(|w| w == "journal needs recovery"));
+    assert!(fs
+        .info()
+        .warnings
+        .iter()
+        .any(|w| w == "journal needs recovery"));
 
     // Truncated volumes.
     assert!(matches!(
@@ -133,19 +161,41 @@ fn extent_tree_corruptions() {
     put_u16(&mut b, iblock + 6, 6);
     let fs = open_bytes(b, &o).unwrap();
     let e = fs.open(ino, None).err().unwrap();
-    assert!(matches!(e, Error::ExtentTreeTooDeep { depth: 6, max: 5, .. }), "{e}");
+    assert!(
+        matches!(
+            e,
+            Error::ExtentTreeTooDeep {
+                depth: 6,
+                max: 5,
+                ..
+            }
+        ),
+        "{e}"
+    );
 
     // The first extent's start moved past the end of the volume.
     let mut b = base.clone();
     put_u32(&mut b, iblock + 12 + 8, 0x7FFF_FFF0);
     let fs = open_bytes(b, &o).unwrap();
     let e = fs.open(ino, None).err().unwrap();
-    assert!(matches!(e, Error::BlockOutOfRange { block: 0x7FFF_FFF0, .. }), "{e}");
+    assert!(
+        matches!(
+            e,
+            Error::BlockOutOfRange {
+                block: 0x7FFF_FFF0,
+                ..
+            }
+        ),
+        "{e}"
+    );
 
     let mut b = base.clone();
     put_u16(&mut b, iblock, 0xBEEF);
     let fs = open_bytes(b, &o).unwrap();
-    assert!(matches!(fs.open(ino, None), Err(Error::BadExtent { block: 0, .. })));
+    assert!(matches!(
+        fs.open(ino, None),
+        Err(Error::BadExtent { block: 0, .. })
+    ));
 }
 
 #[test]
@@ -160,7 +210,17 @@ fn directory_corruptions() {
     put_u16(&mut b, blk + 4, 0);
     let fs = open_bytes(b, &o).unwrap();
     let e = fs.read_dir(loop_ino).unwrap_err();
-    assert!(matches!(e, Error::BadDirEntry { offset: 0, block: 0, .. }), "{e}");
+    assert!(
+        matches!(
+            e,
+            Error::BadDirEntry {
+                offset: 0,
+                block: 0,
+                ..
+            }
+        ),
+        "{e}"
+    );
     assert!(fs.walk(1000).is_err());
 
     // /loop/sub made to name /loop itself: the walk must end with DirectoryLoop.
@@ -171,7 +231,10 @@ fn directory_corruptions() {
     put_u32(&mut b, blk + pos as u64, u32::try_from(loop_ino).unwrap());
     let fs = open_bytes(b, &o).unwrap();
     let e = fs.walk(1000).unwrap_err();
-    assert!(matches!(e, Error::DirectoryLoop { ino, .. } if ino == loop_ino), "{e}");
+    assert!(
+        matches!(e, Error::DirectoryLoop { ino, .. } if ino == loop_ino),
+        "{e}"
+    );
     // Lookup through the loop still terminates (bounded by the path).
     assert_eq!(fs.lookup("/loop/sub/sub/sub").unwrap(), loop_ino);
 }
@@ -191,7 +254,10 @@ fn checksums_and_lenient_mode() {
     b[off + 2] ^= 0x55;
     let fs = open_bytes(b.clone(), &strict).unwrap();
     let e = fs.metadata(ino).unwrap_err();
-    assert!(matches!(e, Error::Checksum { what: "inode", location, .. } if location == ino), "{e}");
+    assert!(
+        matches!(e, Error::Checksum { what: "inode", location, .. } if location == ino),
+        "{e}"
+    );
     let fs = open_bytes(b, &lenient).unwrap();
     fs.metadata(ino).unwrap();
     assert!(fs.info().warnings.iter().any(|w| w.contains("inode")));
@@ -201,17 +267,33 @@ fn checksums_and_lenient_mode() {
     b[1024 + 0x2C] ^= 1;
     assert!(matches!(
         open_bytes(b.clone(), &strict),
-        Err(Error::Checksum { what: "superblock", .. })
+        Err(Error::Checksum {
+            what: "superblock",
+            ..
+        })
     ));
     assert!(!open_bytes(b, &lenient).unwrap().info().warnings.is_empty());
 
     // Directory block: a byte of a name in the root.
     let mut b = base.clone();
     let blk = usize::try_from(block0_offset(&f.img, "/")).unwrap();
-    let pos = b[blk..blk + 4096].windows(9).position(|w| w == b"hello.txt").unwrap();
+    let pos = b[blk..blk + 4096]
+        .windows(9)
+        .position(|w| w == b"hello.txt")
+        .unwrap();
     b[blk + pos] = b'j';
     let fs = open_bytes(b.clone(), &strict).unwrap();
-    assert!(matches!(fs.read_dir(2), Err(Error::Checksum { what: "directory block", .. })));
+    assert!(matches!(
+        fs.read_dir(2),
+        Err(Error::Checksum {
+            what: "directory block",
+            ..
+        })
+    ));
     let fs = open_bytes(b, &lenient).unwrap();
-    assert!(fs.read_dir(2).unwrap().iter().any(|e| e.name == "jello.txt"));
+    assert!(fs
+        .read_dir(2)
+        .unwrap()
+        .iter()
+        .any(|e| e.name == "jello.txt"));
 }

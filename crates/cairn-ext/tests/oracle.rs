@@ -36,7 +36,10 @@ fn source_tree(root: &Path) -> BTreeMap<String, fs::Metadata> {
         for e in fs::read_dir(&d).unwrap() {
             let e = e.unwrap();
             let m = fs::symlink_metadata(e.path()).unwrap();
-            let rel = format!("/{}", e.path().strip_prefix(root).unwrap().to_str().unwrap());
+            let rel = format!(
+                "/{}",
+                e.path().strip_prefix(root).unwrap().to_str().unwrap()
+            );
             if m.is_dir() {
                 todo.push(e.path());
             }
@@ -92,13 +95,15 @@ fn dumpe2fs_map(img: &Path, block_size: u64, volume: u64) -> AllocationMap {
     let mut cur = 0u64;
     for (a, b) in free {
         if a > cur {
-            m.push(cur * block_size, (a - cur) * block_size, RangeKind::Data).unwrap();
+            m.push(cur * block_size, (a - cur) * block_size, RangeKind::Data)
+                .unwrap();
         }
         cur = b + 1;
     }
     let end = volume / block_size;
     if cur < end {
-        m.push(cur * block_size, (end - cur) * block_size, RangeKind::Data).unwrap();
+        m.push(cur * block_size, (end - cur) * block_size, RangeKind::Data)
+            .unwrap();
     }
     m.finish()
 }
@@ -109,7 +114,8 @@ fn check_image(img: &Path, src: &Path, fs_type: &str, xattr: bool) {
     assert_eq!(info.fs_type, fs_type);
     assert_eq!(info.uuid.as_deref(), Some(FS_UUID));
     assert!(info.warnings.is_empty(), "{:?}", info.warnings);
-    let walked: BTreeMap<String, cairn_vfs::DirEntry> = fs.walk(100_000).unwrap().into_iter().collect();
+    let walked: BTreeMap<String, cairn_vfs::DirEntry> =
+        fs.walk(100_000).unwrap().into_iter().collect();
 
     // 1. Against the source tree.
     let tree = source_tree(src);
@@ -145,11 +151,33 @@ fn check_image(img: &Path, src: &Path, fs_type: &str, xattr: bool) {
         .filter(|p| !tree.contains_key(*p) && !p.starts_with("/lost+found"))
         .collect();
     assert!(extra.is_empty(), "not in source: {extra:?}");
-    assert_eq!(fs.lookup("/hello.txt").unwrap(), fs.lookup("hardlink-hello.txt").unwrap());
+    assert_eq!(
+        fs.lookup("/hello.txt").unwrap(),
+        fs.lookup("hardlink-hello.txt").unwrap()
+    );
     if xattr {
         let md = fs.metadata(fs.lookup("/hello.txt").unwrap()).unwrap();
-        let x = md.xattrs.iter().find(|x| x.name == "user.comment").expect("user.comment");
+        let x = md
+            .xattrs
+            .iter()
+            .find(|x| x.name == "user.comment")
+            .expect("user.comment");
         assert_eq!(x.value, b"an xattr value");
+        let md = fs.metadata(fs.lookup("/one.bin").unwrap()).unwrap();
+        let x = md
+            .xattrs
+            .iter()
+            .find(|x| x.name == "user.big")
+            .expect("user.big");
+        assert_eq!(x.value, vec![0xab; 700]);
+        // debugfs agrees on the value.
+        let out = tempfile::tempdir().unwrap();
+        let dump = out.path().join("v");
+        debugfs(
+            img,
+            &format!("ea_get -f {} /one.bin user.big", dump.display()),
+        );
+        assert_eq!(fs::read(dump).unwrap(), x.value);
     }
 
     // 2. Paths and inode numbers against TSK.
@@ -205,7 +233,12 @@ fn check_extents(fs: &ExtFs, vol: &[u8], id: u64, want: &[u8], rel: &str) {
     assert_eq!(cur, want.len() as u64, "{rel}");
 }
 
-fn build(kind: &str, args: &[&str], size: &str, htree: bool) -> Option<(tempfile::TempDir, std::path::PathBuf, bool)> {
+fn build(
+    kind: &str,
+    args: &[&str],
+    size: &str,
+    htree: bool,
+) -> Option<(tempfile::TempDir, std::path::PathBuf, bool)> {
     if !have("mke2fs") || !have("debugfs") || !have("dumpe2fs") || !have("e2fsck") {
         return None;
     }
@@ -244,9 +277,12 @@ fn ext3_htree() {
 
 #[test]
 fn ext4_extents_inline_csum() {
-    let Some((dir, img, xattr)) =
-        build("ext4", &["-t", "ext4", "-b", "4096", "-O", "inline_data"], "64M", true)
-    else {
+    let Some((dir, img, xattr)) = build(
+        "ext4",
+        &["-t", "ext4", "-b", "4096", "-O", "inline_data"],
+        "64M",
+        true,
+    ) else {
         return;
     };
     check_image(&img, &dir.path().join("src"), "ext4", xattr);
@@ -255,18 +291,29 @@ fn ext4_extents_inline_csum() {
     let id = fs.lookup("/frag_sparse.bin").unwrap();
     let ex = debugfs(&img, "ex /frag_sparse.bin");
     assert!(ex.contains(" 1/ 1"), "expected a depth-1 tree: {ex}");
-    let data = fs.extents(id, None).unwrap().iter().filter(|x| x.volume_offset.is_some()).count();
+    let data = fs
+        .extents(id, None)
+        .unwrap()
+        .iter()
+        .filter(|x| x.volume_offset.is_some())
+        .count();
     assert_eq!(data, 40);
     // Nanoseconds and epoch bits of the extra time fields (mke2fs -d drops nanoseconds,
     // so debugfs sets them: 2 epoch bits = 1, nanoseconds 123456789).
     let mut c = tool("debugfs");
-    c.args(["-w", "-R", "sif /one.bin mtime_extra 493827157"]).arg(&img);
+    c.args(["-w", "-R", "sif /one.bin mtime_extra 493827157"])
+        .arg(&img);
     run(c);
     let st = debugfs(&img, "stat /one.bin");
     assert!(st.contains(":1d6f3455"), "{st}");
     let fs = open(&img);
-    let t = fs.metadata(fs.lookup("/one.bin").unwrap()).unwrap().mtime.unwrap();
-    let secs = i64::from_str_radix(st.split(" mtime: 0x").nth(1).unwrap().get(..8).unwrap(), 16).unwrap();
+    let t = fs
+        .metadata(fs.lookup("/one.bin").unwrap())
+        .unwrap()
+        .mtime
+        .unwrap();
+    let secs =
+        i64::from_str_radix(st.split(" mtime: 0x").nth(1).unwrap().get(..8).unwrap(), 16).unwrap();
     assert_eq!((t.secs, t.nanos), (secs + (1 << 32), 123_456_789));
     // Inline data is reported as encoded.
     let tiny = fs.extents(fs.lookup("/tiny.txt").unwrap(), None).unwrap();
@@ -288,6 +335,9 @@ fn ext4_1k_meta_bg_uninit_groups() {
         c.arg(&img);
         c
     });
-    assert!(dump.contains("BLOCK_UNINIT"), "no BLOCK_UNINIT group to test");
+    assert!(
+        dump.contains("BLOCK_UNINIT"),
+        "no BLOCK_UNINIT group to test"
+    );
     check_image(&img, &dir.path().join("src"), "ext4", xattr);
 }

@@ -16,7 +16,9 @@ pub const FS_UUID: &str = "2f0a5b4c-1d2e-4f60-8a9b-0c1d2e3f4a5b";
 pub fn have(tool: &str) -> bool {
     let found = Command::new("sh")
         .arg("-c")
-        .arg(format!("command -v {tool} || test -x /usr/sbin/{tool} || test -x /sbin/{tool}"))
+        .arg(format!(
+            "command -v {tool} || test -x /usr/sbin/{tool} || test -x /sbin/{tool}"
+        ))
         .output()
         .map(|o| o.status.success())
         .unwrap_or(false);
@@ -101,9 +103,17 @@ pub fn gen_tree(root: &Path, with_big: bool) {
     w(root, "rand1m.bin", &rnd(1, 1 << 20));
     w(root, "Long File Name With Spaces.txt", b"long file name\n");
     w(root, "deep/a/b/c/d/e/f/g/h/i/j/leaf.txt", b"deep leaf\n");
-    w(root, "ünïcödé-dir/日本語ファイル.txt", "ユニコード\n".as_bytes());
+    w(
+        root,
+        "ünïcödé-dir/日本語ファイル.txt",
+        "ユニコード\n".as_bytes(),
+    );
     w(root, "ünïcödé-dir/Ελληνικά.txt", b"greek\n");
-    w(root, "ünïcödé-dir/smile-😀.txt", b"emoji (non-BMP, UTF-16 surrogates)\n");
+    w(
+        root,
+        "ünïcödé-dir/smile-😀.txt",
+        b"emoji (non-BMP, UTF-16 surrogates)\n",
+    );
     if with_big {
         w(root, "rand5m.bin", &rnd(5, 5_000_000));
     }
@@ -111,17 +121,26 @@ pub fn gen_tree(root: &Path, with_big: bool) {
         root,
         "sparse.bin",
         8 << 20,
-        &[(0, b"START".to_vec()), (4 << 20, rnd(7, 65536)), ((8 << 20) - 3, b"END".to_vec())],
+        &[
+            (0, b"START".to_vec()),
+            (4 << 20, rnd(7, 65536)),
+            ((8 << 20) - 3, b"END".to_vec()),
+        ],
     );
     let pieces: Vec<(u64, Vec<u8>)> = (0..40u64)
         .map(|i| (i * 69632, vec![u8::try_from(i + 1).unwrap(); 4096]))
         .collect();
     sparse(root, "frag_sparse.bin", 39 * 69632 + 4096, &pieces);
     for i in 1..=300 {
-        w(root, &format!("many/f{i:03}.txt"), format!("file {i}\n").as_bytes());
+        w(
+            root,
+            &format!("many/f{i:03}.txt"),
+            format!("file {i}\n").as_bytes(),
+        );
     }
     symlink("hello.txt", root.join("link-to-hello")).unwrap();
-    let long = "deep/a/b/c/d/e/f/g/h/i/j/../../../../../../../../../../a/b/c/d/e/f/g/h/i/j/leaf.txt";
+    let long =
+        "deep/a/b/c/d/e/f/g/h/i/j/../../../../../../../../../../a/b/c/d/e/f/g/h/i/j/leaf.txt";
     symlink(long, root.join("link-long")).unwrap();
     fs::hard_link(root.join("hello.txt"), root.join("hardlink-hello.txt")).unwrap();
 }
@@ -132,18 +151,31 @@ pub fn set_xattr(root: &Path) -> bool {
     if !have("setfattr") {
         return false;
     }
-    Command::new("setfattr")
-        .args(["-n", "user.comment", "-v", "an xattr value"])
-        .arg(root.join("hello.txt"))
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false)
+    let ok = |args: &[&str], file: &str| {
+        Command::new("setfattr")
+            .args(args)
+            .arg(root.join(file))
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false)
+    };
+    // A 700-byte value does not fit inside the inode: it goes to an xattr block (of 1 KiB or more).
+    let big = format!("0x{}", "ab".repeat(700));
+    ok(&["-n", "user.comment", "-v", "an xattr value"], "hello.txt")
+        && ok(&["-n", "user.big", "-v", &big], "one.bin")
 }
 
 /// Runs mke2fs -d with deterministic ids.
 pub fn mkfs(img: &Path, src: Option<&Path>, args: &[&str], size: &str) {
     let mut c = tool("mke2fs");
-    c.args(["-q", "-F", "-U", FS_UUID, "-E", &format!("hash_seed={FS_UUID}")]);
+    c.args([
+        "-q",
+        "-F",
+        "-U",
+        FS_UUID,
+        "-E",
+        &format!("hash_seed={FS_UUID}"),
+    ]);
     c.args(args);
     if let Some(s) = src {
         c.arg("-d").arg(s);
