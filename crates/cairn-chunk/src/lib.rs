@@ -41,7 +41,9 @@ pub const DEFAULT_FIXED_SIZE: u32 = 1 << 20;
 #[non_exhaustive]
 pub enum Error {
     /// A fixed chunk size outside `[FIXED_MIN, CHUNK_MAX]` or not a power of two.
-    #[error("fixed chunk size {size} invalid: must be a power of two in [{FIXED_MIN}, {CHUNK_MAX}]")]
+    #[error(
+        "fixed chunk size {size} invalid: must be a power of two in [{FIXED_MIN}, {CHUNK_MAX}]"
+    )]
     BadFixedSize {
         /// The size given.
         size: u32,
@@ -335,7 +337,13 @@ mod tests {
         assert_eq!(v, vec![(1000, 3096), (4096, 4096), (8192, 2808)]);
         let f = FixedChunker::new(4096).unwrap();
         assert_eq!(f.count(10_000), 3);
-        assert_eq!(f.span(2, 10_000), Some(Span { offset: 8192, len: 1808 }));
+        assert_eq!(
+            f.span(2, 10_000),
+            Some(Span {
+                offset: 8192,
+                len: 1808
+            })
+        );
         assert_eq!(f.span(3, 10_000), None);
     }
 
@@ -348,11 +356,28 @@ mod tests {
         assert!(ChunkerParams::Fixed { size: 2048 }.validate().is_err());
         assert!(ChunkerParams::Fixed { size: 32 << 20 }.validate().is_err());
         assert!(matches!(
-            ChunkerParams::FastCdc { min: 8192, avg: 4096, max: 65536 }.validate(),
+            ChunkerParams::FastCdc {
+                min: 8192,
+                avg: 4096,
+                max: 65536
+            }
+            .validate(),
             Err(Error::BadCdcSizes { .. })
         ));
-        assert!(ChunkerParams::FastCdc { min: 1, avg: 4096, max: 65536 }.validate().is_err());
-        assert!(ChunkerParams::FastCdc { min: 64, avg: 256, max: 64 << 20 }.validate().is_err());
+        assert!(ChunkerParams::FastCdc {
+            min: 1,
+            avg: 4096,
+            max: 65536
+        }
+        .validate()
+        .is_err());
+        assert!(ChunkerParams::FastCdc {
+            min: 64,
+            avg: 256,
+            max: 64 << 20
+        }
+        .validate()
+        .is_err());
         ChunkerParams::default().validate().unwrap();
     }
 
@@ -362,12 +387,15 @@ mod tests {
         let mut b = a.clone();
         b.splice(1000..1000, [1u8, 2, 3]);
         let c = CdcChunker::new(2048, 8192, 32768).unwrap();
-        let ca: std::collections::HashSet<&[u8]> =
-            c.split(0, &a).iter().map(|s| &a[s.offset as usize..][..s.len]).collect();
+        let ca: std::collections::HashSet<&[u8]> = c
+            .split(0, &a)
+            .iter()
+            .map(|s| &a[usize::try_from(s.offset).unwrap()..][..s.len])
+            .collect();
         let shared = c
             .split(0, &b)
             .iter()
-            .filter(|s| ca.contains(&b[s.offset as usize..][..s.len]))
+            .filter(|s| ca.contains(&b[usize::try_from(s.offset).unwrap()..][..s.len]))
             .count();
         let total = c.split(0, &b).len();
         assert!(shared + 3 >= total, "{shared} of {total} chunks shared");

@@ -181,7 +181,7 @@ fn find_bases(
     if wanted.iter().all(Option::is_none) {
         return Ok((out, None));
     }
-    let (snaps, _) = repo.snapshots()?;
+    let snaps = repo.snapshots()?.readable;
     let mut from = None;
     for (sid, m) in snaps.iter().rev().filter(|(_, m)| m.vm_name == vm_name) {
         for (i, w) in wanted.iter().enumerate() {
@@ -206,7 +206,11 @@ fn find_bases(
                 from.get_or_insert(*sid);
             }
         }
-        if out.iter().zip(&wanted).all(|(o, w)| o.is_some() || w.is_none()) {
+        if out
+            .iter()
+            .zip(&wanted)
+            .all(|(o, w)| o.is_some() || w.is_none())
+        {
             break;
         }
     }
@@ -274,12 +278,19 @@ pub fn backup(
     };
     let chunker = cairn_chunk::FixedChunker::new(chunk_size).map_err(cairn_repo::Error::from)?;
     if disks.len() > cairn_repo::MAX_DISKS {
-        return Err(Error::Invalid(format!("{} disks, at most {}", disks.len(), cairn_repo::MAX_DISKS)));
+        return Err(Error::Invalid(format!(
+            "{} disks, at most {}",
+            disks.len(),
+            cairn_repo::MAX_DISKS
+        )));
     }
     for d in disks {
         let size = d.map.size();
         if size > cairn_repo::MAX_DISK_SIZE {
-            return Err(Error::Invalid(format!("disk {:?}: size {size} too large", d.label)));
+            return Err(Error::Invalid(format!(
+                "disk {:?}: size {size} too large",
+                d.label
+            )));
         }
         if d.reader.size() < size {
             return Err(Error::Invalid(format!(
@@ -288,10 +299,15 @@ pub fn backup(
                 d.reader.size()
             )));
         }
-        d.map.validate().map_err(|e| Error::Invalid(format!("disk {:?} map: {e}", d.label)))?;
+        d.map
+            .validate()
+            .map_err(|e| Error::Invalid(format!("disk {:?} map: {e}", d.label)))?;
         if let Some(c) = &d.changed {
             if c.size() != size {
-                return Err(Error::Invalid(format!("disk {:?}: changed map size differs", d.label)));
+                return Err(Error::Invalid(format!(
+                    "disk {:?}: changed map size differs",
+                    d.label
+                )));
             }
         }
     }
@@ -406,7 +422,9 @@ pub fn backup(
     let stats = writer.finish()?;
     let expected: u64 = chunk_lists.iter().map(|c| c.len() as u64).sum();
     if chunks != expected {
-        return Err(Error::Invalid(format!("internal: {chunks} of {expected} chunks done")));
+        return Err(Error::Invalid(format!(
+            "internal: {chunks} of {expected} chunks done"
+        )));
     }
 
     let manifest = Manifest {
@@ -469,8 +487,12 @@ fn read_all(
             if failure.failed() {
                 return;
             }
-            let Some(span) = chunker.span(ci, size) else { break };
-            let Ok(index) = usize::try_from(ci) else { return };
+            let Some(span) = chunker.span(ci, size) else {
+                break;
+            };
+            let Ok(index) = usize::try_from(ci) else {
+                return;
+            };
             let mut plan = plan_chunk(d, span.offset, span.len as u64, bases[di].as_ref(), index);
             if let Plan::Reuse(Some(id)) = plan {
                 // The earlier blob may have been lost since (unreadable index): read again.
@@ -481,13 +503,25 @@ fn read_all(
             }
             match plan {
                 Plan::Hole => {
-                    let m = Out::Chunk { disk: di, index, id: None, bytes: 0, new: 0 };
+                    let m = Out::Chunk {
+                        disk: di,
+                        index,
+                        id: None,
+                        bytes: 0,
+                        new: 0,
+                    };
                     if out_tx.send(m).is_err() {
                         return;
                     }
                 }
                 Plan::Reuse(id) => {
-                    let m = Out::Chunk { disk: di, index, id, bytes: 0, new: 0 };
+                    let m = Out::Chunk {
+                        disk: di,
+                        index,
+                        id,
+                        bytes: 0,
+                        new: 0,
+                    };
                     if out_tx.send(m).is_err() {
                         return;
                     }
@@ -497,8 +531,12 @@ fn read_all(
                     let mut data = vec![0u8; span.len];
                     let read = ranges.iter().map(|r| r.1).sum();
                     for (off, len) in ranges {
-                        let rel = (off - span.offset) as usize;
-                        let Ok(len) = usize::try_from(len) else { return };
+                        // Both are below the chunk size (at most 16 MiB).
+                        let (Ok(rel), Ok(len)) =
+                            (usize::try_from(off - span.offset), usize::try_from(len))
+                        else {
+                            return;
+                        };
                         if let Err(e) = d.reader.read_exact_at(&mut data[rel..rel + len], off) {
                             failure.set(Error::Read {
                                 disk: d.label.clone(),
@@ -508,7 +546,15 @@ fn read_all(
                             return;
                         }
                     }
-                    if job_tx.send(ReadJob { disk: di, index, data, read }).is_err() {
+                    if job_tx
+                        .send(ReadJob {
+                            disk: di,
+                            index,
+                            data,
+                            read,
+                        })
+                        .is_err()
+                    {
                         return;
                     }
                 }
@@ -536,7 +582,13 @@ fn work(
         }
         let bytes = job.read;
         if job.data.iter().all(|&b| b == 0) {
-            let m = Out::Chunk { disk: job.disk, index: job.index, id: None, bytes, new: 0 };
+            let m = Out::Chunk {
+                disk: job.disk,
+                index: job.index,
+                id: None,
+                bytes,
+                new: 0,
+            };
             if out.send(m).is_err() {
                 return;
             }

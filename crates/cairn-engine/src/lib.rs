@@ -49,8 +49,9 @@ pub use cairn_repo::{RestorePointSummary, VerifyOptions, VerifyReport};
 /// Every readable restore point, oldest first (unreadable manifests are left out; `verify`
 /// reports them).
 pub fn snapshots(repo: &cairn_repo::Repository) -> Result<Vec<RestorePointSummary>> {
-    let (ok, _) = repo.snapshots()?;
-    Ok(ok
+    Ok(repo
+        .snapshots()?
+        .readable
         .iter()
         .map(|(id, m)| RestorePointSummary::of(*id, m))
         .collect())

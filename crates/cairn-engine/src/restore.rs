@@ -110,7 +110,10 @@ impl ReadAt for RestoredDisk {
             let index = usize::try_from(pos / cs).unwrap_or(usize::MAX);
             let within = usize::try_from(pos % cs).unwrap_or(0);
             let (s, e) = self.disk.chunk_range(index);
-            let n = usize::try_from(e - s).unwrap_or(0).saturating_sub(within).min(want - done);
+            let n = usize::try_from(e - s)
+                .unwrap_or(0)
+                .saturating_sub(within)
+                .min(want - done);
             let dst = &mut buf[done..done + n];
             match self.disk.chunks.get(index).copied().flatten() {
                 None => dst.fill(0),
@@ -167,7 +170,8 @@ fn write_all_at(f: &File, buf: &[u8], offset: u64) -> std::io::Result<()> {
     {
         let mut done = 0;
         while done < buf.len() {
-            let n = std::os::windows::fs::FileExt::seek_write(f, &buf[done..], offset + done as u64)?;
+            let n =
+                std::os::windows::fs::FileExt::seek_write(f, &buf[done..], offset + done as u64)?;
             if n == 0 {
                 return Err(std::io::ErrorKind::WriteZero.into());
             }

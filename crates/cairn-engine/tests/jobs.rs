@@ -3,8 +3,8 @@
 use std::sync::Arc;
 
 use cairn_engine::{
-    backup, restore_raw, snapshots, verify, BackupOptions, DiskSource, RestoreOptions, RestoredDisk,
-    VerifyOptions,
+    backup, restore_raw, snapshots, verify, BackupOptions, DiskSource, RestoreOptions,
+    RestoredDisk, VerifyOptions,
 };
 use cairn_io::{AllocationMap, DiskIdentity, RangeKind, ReadAt};
 use cairn_repo::{
@@ -16,7 +16,9 @@ const CHUNK: u32 = 64 << 10;
 const MIB: usize = 1 << 20;
 
 fn sha256(b: &[u8]) -> Vec<u8> {
-    ring::digest::digest(&ring::digest::SHA256, b).as_ref().to_vec()
+    ring::digest::digest(&ring::digest::SHA256, b)
+        .as_ref()
+        .to_vec()
 }
 
 fn pseudo(len: usize, mut seed: u64) -> Vec<u8> {
@@ -45,8 +47,10 @@ fn image() -> (Vec<u8>, AllocationMap) {
     let size = img.len() as u64;
     let mut map = AllocationMap::new(size);
     map.push(0, 2 * MIB as u64, RangeKind::Data).unwrap();
-    map.push(2 * MIB as u64, MIB as u64, RangeKind::Zero).unwrap();
-    map.push(3 * MIB as u64, 2 * MIB as u64 + 100, RangeKind::Data).unwrap();
+    map.push(2 * MIB as u64, MIB as u64, RangeKind::Zero)
+        .unwrap();
+    map.push(3 * MIB as u64, 2 * MIB as u64 + 100, RangeKind::Data)
+        .unwrap();
     // The rest (from 5 MiB + 100) is unallocated.
     (img, map.finish())
 }
@@ -55,7 +59,10 @@ fn expected(img: &[u8], map: &AllocationMap) -> Vec<u8> {
     let mut v = vec![0u8; img.len()];
     for r in map.runs() {
         if matches!(r.kind, RangeKind::Data | RangeKind::FromParent) {
-            let (s, e) = (r.offset as usize, r.end() as usize);
+            let (s, e) = (
+                usize::try_from(r.offset).unwrap(),
+                usize::try_from(r.end()).unwrap(),
+            );
             v[s..e].copy_from_slice(&img[s..e]);
         }
     }
@@ -94,7 +101,13 @@ fn backup_restore_round_trip_and_dedup() {
     let repo = new_repo(dir.path());
     let (img, map) = image();
     let want = expected(&img, &map);
-    let r1 = backup(&repo, "vm", &[source("d0", img.clone(), map.clone())], &BackupOptions::default()).unwrap();
+    let r1 = backup(
+        &repo,
+        "vm",
+        &[source("d0", img.clone(), map.clone())],
+        &BackupOptions::default(),
+    )
+    .unwrap();
     // 2 MiB random + 1 block + 1 text chunk + ~1 MiB random; the zero MiB and the tail are holes.
     assert!(r1.bytes_new < 4 * MIB as u64, "{r1:?}");
     assert!(r1.bytes_read <= (5 * MIB + 100) as u64, "{r1:?}");
@@ -103,7 +116,14 @@ fn backup_restore_round_trip_and_dedup() {
     // Restore from a fresh open (index read back from disk).
     let repo2 = reopen(dir.path());
     let out = dir.path().join("restored.raw");
-    let rep = restore_raw(&repo2, &r1.restore_point, 0, &out, &RestoreOptions::default()).unwrap();
+    let rep = restore_raw(
+        &repo2,
+        &r1.restore_point,
+        0,
+        &out,
+        &RestoreOptions::default(),
+    )
+    .unwrap();
     let got = std::fs::read(&out).unwrap();
     assert_eq!(sha256(&got), sha256(&want));
     assert_eq!(rep.size, img.len() as u64);
@@ -115,7 +135,7 @@ fn backup_restore_round_trip_and_dedup() {
     let mut buf = vec![0u8; 300_001];
     for off in [0u64, 65_535, 2 * MIB as u64 - 7, 5 * MIB as u64] {
         let n = disk.read_at(&mut buf, off).unwrap();
-        let o = off as usize;
+        let o = usize::try_from(off).unwrap();
         assert_eq!(&buf[..n], &want[o..o + n]);
     }
     let amap = disk.allocation_map();
@@ -123,22 +143,51 @@ fn backup_restore_round_trip_and_dedup() {
     assert!(amap.bytes_of(RangeKind::Unallocated) >= MIB as u64);
 
     // Same image again: nothing new.
-    let r2 = backup(&repo2, "vm", &[source("d0", img.clone(), map.clone())], &BackupOptions::default()).unwrap();
+    let r2 = backup(
+        &repo2,
+        "vm",
+        &[source("d0", img.clone(), map.clone())],
+        &BackupOptions::default(),
+    )
+    .unwrap();
     assert_eq!(r2.bytes_new, 0, "{r2:?}");
     // Lightly changed: two 4 KiB writes in place.
     let mut img3 = img.clone();
     img3[100_000..104_096].copy_from_slice(&pseudo(4096, 9));
     img3[4 * MIB..4 * MIB + 4096].copy_from_slice(&pseudo(4096, 10));
-    let r3 = backup(&repo2, "vm", &[source("d0", img3.clone(), map.clone())], &BackupOptions::default()).unwrap();
+    let r3 = backup(
+        &repo2,
+        "vm",
+        &[source("d0", img3.clone(), map.clone())],
+        &BackupOptions::default(),
+    )
+    .unwrap();
     assert_eq!(r3.bytes_new, 2 * CHUNK as u64, "{r3:?}");
     let out3 = dir.path().join("r3.raw");
-    restore_raw(&repo2, &r3.restore_point, 0, &out3, &RestoreOptions::default()).unwrap();
-    assert_eq!(sha256(&std::fs::read(&out3).unwrap()), sha256(&expected(&img3, &map)));
+    restore_raw(
+        &repo2,
+        &r3.restore_point,
+        0,
+        &out3,
+        &RestoreOptions::default(),
+    )
+    .unwrap();
+    assert_eq!(
+        sha256(&std::fs::read(&out3).unwrap()),
+        sha256(&expected(&img3, &map))
+    );
 
     let list = snapshots(&repo2).unwrap();
     assert_eq!(list.len(), 3);
     assert!(list.windows(2).all(|w| w[0].time <= w[1].time));
-    let v = verify(&repo2, &VerifyOptions { read_data: true, ..Default::default() }).unwrap();
+    let v = verify(
+        &repo2,
+        &VerifyOptions {
+            read_data: true,
+            ..Default::default()
+        },
+    )
+    .unwrap();
     assert!(v.is_ok(), "{:?}", v.problems);
     assert!(v.blobs_checked > 0);
 }
@@ -153,15 +202,30 @@ fn incremental_reads_only_changed_ranges() {
         uuid: Some([1; 16]),
         content_id: Some("aaaa0001".into()),
     };
-    let mut s1 = source("disk", base.clone(), AllocationMap::uniform(size, RangeKind::Data));
+    let mut s1 = source(
+        "disk",
+        base.clone(),
+        AllocationMap::uniform(size, RangeKind::Data),
+    );
     s1.identity = parent_id.clone();
-    let r1 = backup(&repo, "vm", &[s1], &BackupOptions { time: Some(1000), ..Default::default() }).unwrap();
+    let r1 = backup(
+        &repo,
+        "vm",
+        &[s1],
+        &BackupOptions {
+            time: Some(1000),
+            ..Default::default()
+        },
+    )
+    .unwrap();
 
     // A delta that rewrote 8 KiB at 1 MiB + 4 KiB, reading through to the parent elsewhere.
     let mut top = base.clone();
     top[MIB + 4096..MIB + 12288].copy_from_slice(&pseudo(8192, 6));
     let mut changed = AllocationMap::new(size);
-    changed.push(MIB as u64 + 4096, 8192, RangeKind::Data).unwrap();
+    changed
+        .push(MIB as u64 + 4096, 8192, RangeKind::Data)
+        .unwrap();
     let s2 = DiskSource {
         label: "disk".into(),
         reader: Arc::new(top.clone()),
@@ -173,12 +237,28 @@ fn incremental_reads_only_changed_ranges() {
         chain_ids: vec![parent_id],
         changed: Some(changed.finish()),
     };
-    let r2 = backup(&repo, "vm", &[s2], &BackupOptions { time: Some(2000), ..Default::default() }).unwrap();
+    let r2 = backup(
+        &repo,
+        "vm",
+        &[s2],
+        &BackupOptions {
+            time: Some(2000),
+            ..Default::default()
+        },
+    )
+    .unwrap();
     assert_eq!(r2.incremental_from, Some(r1.restore_point));
     assert_eq!(r2.bytes_read, CHUNK as u64, "{r2:?}");
     assert_eq!(r2.chunks_reused, r2.chunks - 1);
     let out = dir.path().join("inc.raw");
-    restore_raw(&repo, &r2.restore_point, 0, &out, &RestoreOptions::default()).unwrap();
+    restore_raw(
+        &repo,
+        &r2.restore_point,
+        0,
+        &out,
+        &RestoreOptions::default(),
+    )
+    .unwrap();
     assert_eq!(sha256(&std::fs::read(&out).unwrap()), sha256(&top));
 
     // A delta whose parent is not what was captured: everything is read.
@@ -219,10 +299,22 @@ fn concurrent_backups_both_restore() {
                 let path = dir.path().to_path_buf();
                 s.spawn(move || {
                     let repo = reopen(&path);
-                    let src = source("d", img.clone(), AllocationMap::uniform(img.len() as u64, RangeKind::Data));
-                    backup(&repo, &format!("vm{i}"), &[src], &BackupOptions { threads: 1, ..Default::default() })
-                        .unwrap()
-                        .restore_point
+                    let src = source(
+                        "d",
+                        img.clone(),
+                        AllocationMap::uniform(img.len() as u64, RangeKind::Data),
+                    );
+                    backup(
+                        &repo,
+                        &format!("vm{i}"),
+                        &[src],
+                        &BackupOptions {
+                            threads: 1,
+                            ..Default::default()
+                        },
+                    )
+                    .unwrap()
+                    .restore_point
                 })
             })
             .collect();
@@ -234,7 +326,14 @@ fn concurrent_backups_both_restore() {
         restore_raw(&repo, id, 0, &out, &RestoreOptions::default()).unwrap();
         assert_eq!(sha256(&std::fs::read(&out).unwrap()), sha256(img));
     }
-    let v = verify(&repo, &VerifyOptions { read_data: true, ..Default::default() }).unwrap();
+    let v = verify(
+        &repo,
+        &VerifyOptions {
+            read_data: true,
+            ..Default::default()
+        },
+    )
+    .unwrap();
     assert!(v.is_ok(), "{:?}", v.problems);
 }
 
@@ -250,7 +349,17 @@ fn bit_flips_are_reported_with_what_they_break() {
     let dir = tempfile::tempdir().unwrap();
     let repo = new_repo(dir.path());
     let img = pseudo(2 * MIB, 42);
-    let r = backup(&repo, "vm", &[source("d0", img.clone(), AllocationMap::uniform(img.len() as u64, RangeKind::Data))], &BackupOptions::default()).unwrap();
+    let r = backup(
+        &repo,
+        "vm",
+        &[source(
+            "d0",
+            img.clone(),
+            AllocationMap::uniform(img.len() as u64, RangeKind::Data),
+        )],
+        &BackupOptions::default(),
+    )
+    .unwrap();
     let backend = LocalBackend::new(dir.path()).unwrap();
 
     // Pack: flip one byte inside the third blob of the first pack.
@@ -263,28 +372,67 @@ fn bit_flips_are_reported_with_what_they_break() {
         (cairn_repo::pack_name(&idx.pack(e.pack).unwrap().0), e)
     };
     flip(&dir.path().join(&pack_name), u64::from(entry.offset) + 100);
-    let v = verify(&repo, &VerifyOptions { read_data: true, ..Default::default() }).unwrap();
-    let damaged: Vec<_> = v.problems.iter().filter(|p| p.kind == ProblemKind::DamagedBlob).collect();
+    let v = verify(
+        &repo,
+        &VerifyOptions {
+            read_data: true,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let damaged: Vec<_> = v
+        .problems
+        .iter()
+        .filter(|p| p.kind == ProblemKind::DamagedBlob)
+        .collect();
     assert_eq!(damaged.len(), 1, "{:?}", v.problems);
     assert_eq!(damaged[0].blobs, vec![entry.id]);
     assert_eq!(damaged[0].affected.len(), 1);
     assert_eq!(damaged[0].affected[0].snapshot, r.restore_point);
-    assert_eq!(damaged[0].affected[0].ranges, vec![(2 * u64::from(CHUNK), 3 * u64::from(CHUNK))]);
+    assert_eq!(
+        damaged[0].affected[0].ranges,
+        vec![(2 * u64::from(CHUNK), 3 * u64::from(CHUNK))]
+    );
     assert!(v.problems.iter().any(|p| p.kind == ProblemKind::PackFile));
     // Structure-only verify does not read data, so it passes; restore fails with a typed error.
     assert!(verify(&repo, &VerifyOptions::default()).unwrap().is_ok());
-    let err = restore_raw(&repo, &r.restore_point, 0, &dir.path().join("x.raw"), &RestoreOptions::default()).unwrap_err();
-    assert!(matches!(err, cairn_engine::Error::Repo(cairn_repo::Error::BlobCorrupt { .. })), "{err}");
+    let err = restore_raw(
+        &repo,
+        &r.restore_point,
+        0,
+        &dir.path().join("x.raw"),
+        &RestoreOptions::default(),
+    )
+    .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            cairn_engine::Error::Repo(cairn_repo::Error::BlobCorrupt { .. })
+        ),
+        "{err}"
+    );
     flip(&dir.path().join(&pack_name), u64::from(entry.offset) + 100);
 
     // Index: flip a byte of the payload: the index file is reported, its blobs go missing.
     let idx_name = backend.list(INDEX_DIR).unwrap().remove(0);
     flip(&dir.path().join(&idx_name), 40);
     let v = verify(&repo, &VerifyOptions::default()).unwrap();
-    assert!(v.problems.iter().any(|p| p.kind == ProblemKind::IndexFile && p.object == idx_name), "{:?}", v.problems);
-    let missing: Vec<_> = v.problems.iter().filter(|p| p.kind == ProblemKind::MissingBlob).collect();
+    assert!(
+        v.problems
+            .iter()
+            .any(|p| p.kind == ProblemKind::IndexFile && p.object == idx_name),
+        "{:?}",
+        v.problems
+    );
+    let missing: Vec<_> = v
+        .problems
+        .iter()
+        .filter(|p| p.kind == ProblemKind::MissingBlob)
+        .collect();
     assert!(!missing.is_empty());
-    assert!(missing.iter().all(|p| p.affected.len() == 1 && p.affected[0].snapshot == r.restore_point));
+    assert!(missing
+        .iter()
+        .all(|p| p.affected.len() == 1 && p.affected[0].snapshot == r.restore_point));
     flip(&dir.path().join(&idx_name), 40);
 
     // Manifest.
@@ -294,13 +442,20 @@ fn bit_flips_are_reported_with_what_they_break() {
     assert_eq!(v.problems.len(), 1, "{:?}", v.problems);
     assert_eq!(v.problems[0].kind, ProblemKind::Manifest);
     assert_eq!(v.problems[0].object, snap);
-    assert!(matches!(repo.load_manifest(&r.restore_point), Err(cairn_repo::Error::Checksum { .. })));
+    assert!(matches!(
+        repo.load_manifest(&r.restore_point),
+        Err(cairn_repo::Error::Checksum { .. })
+    ));
     flip(&dir.path().join(&snap), 30);
 
     // A deleted pack.
     std::fs::remove_file(dir.path().join(&pack_name)).unwrap();
     let v = verify(&repo, &VerifyOptions::default()).unwrap();
-    let mp: Vec<_> = v.problems.iter().filter(|p| p.kind == ProblemKind::MissingPack).collect();
+    let mp: Vec<_> = v
+        .problems
+        .iter()
+        .filter(|p| p.kind == ProblemKind::MissingPack)
+        .collect();
     assert_eq!(mp.len(), 1);
     assert!(!mp[0].affected.is_empty());
     assert!(backend.list(PACK_DIR).is_ok());
@@ -314,16 +469,46 @@ fn interrupted_backup_leaves_only_orphans_and_blobs_are_reused() {
     let size = img.len() as u64;
     // Cancel half-way through via the progress callback.
     let opts = BackupOptions {
-        progress: Some(Arc::new(|p: &cairn_engine::Progress| p.bytes_done < p.bytes_total / 2)),
+        progress: Some(Arc::new(|p: &cairn_engine::Progress| {
+            p.bytes_done < p.bytes_total / 2
+        })),
         threads: 1,
         ..Default::default()
     };
-    let err = backup(&repo, "vm", &[source("d", img.clone(), AllocationMap::uniform(size, RangeKind::Data))], &opts).unwrap_err();
+    let err = backup(
+        &repo,
+        "vm",
+        &[source(
+            "d",
+            img.clone(),
+            AllocationMap::uniform(size, RangeKind::Data),
+        )],
+        &opts,
+    )
+    .unwrap_err();
     assert!(matches!(err, cairn_engine::Error::Cancelled));
     let repo = reopen(dir.path());
     assert!(snapshots(&repo).unwrap().is_empty());
-    assert!(verify(&repo, &VerifyOptions { read_data: true, ..Default::default() }).unwrap().is_ok());
-    let r = backup(&repo, "vm", &[source("d", img.clone(), AllocationMap::uniform(size, RangeKind::Data))], &BackupOptions::default()).unwrap();
+    assert!(verify(
+        &repo,
+        &VerifyOptions {
+            read_data: true,
+            ..Default::default()
+        }
+    )
+    .unwrap()
+    .is_ok());
+    let r = backup(
+        &repo,
+        "vm",
+        &[source(
+            "d",
+            img.clone(),
+            AllocationMap::uniform(size, RangeKind::Data),
+        )],
+        &BackupOptions::default(),
+    )
+    .unwrap();
     let out = dir.path().join("o.raw");
     restore_raw(&repo, &r.restore_point, 0, &out, &RestoreOptions::default()).unwrap();
     assert_eq!(std::fs::read(&out).unwrap(), img);
@@ -345,11 +530,20 @@ fn encrypted_repository_round_trip() {
     let repo = Repository::init(backend.clone(), &opts, Some(&pass)).unwrap();
     let (img, map) = image();
     let want = expected(&img, &map);
-    let r = backup(&repo, "vm", &[source("d0", img.clone(), map.clone())], &BackupOptions::default()).unwrap();
+    let r = backup(
+        &repo,
+        "vm",
+        &[source("d0", img.clone(), map.clone())],
+        &BackupOptions::default(),
+    )
+    .unwrap();
     // Nothing of the plaintext is visible in the packs.
     for name in backend.list(PACK_DIR).unwrap() {
         let bytes = backend.get(&name).unwrap();
-        assert!(!bytes.windows(20).any(|w| w == b"the quick brown fox "), "plaintext in {name}");
+        assert!(
+            !bytes.windows(20).any(|w| w == b"the quick brown fox "),
+            "plaintext in {name}"
+        );
     }
     // Wrong passphrase and no passphrase are typed errors.
     let bad = SlotSecret::Passphrase("wrong".into());
@@ -361,13 +555,27 @@ fn encrypted_repository_round_trip() {
         Repository::open(backend.clone(), &OpenOptions::default(), None),
         Err(cairn_repo::Error::KeyNeeded)
     ));
-    let repo = Arc::new(Repository::open(backend.clone(), &OpenOptions::default(), Some(&pass)).unwrap());
+    let repo =
+        Arc::new(Repository::open(backend.clone(), &OpenOptions::default(), Some(&pass)).unwrap());
     let out = dir.path().join("enc.raw");
     restore_raw(&repo, &r.restore_point, 0, &out, &RestoreOptions::default()).unwrap();
     assert_eq!(sha256(&std::fs::read(&out).unwrap()), sha256(&want));
-    let r2 = backup(&repo, "vm", &[source("d0", img.clone(), map.clone())], &BackupOptions::default()).unwrap();
+    let r2 = backup(
+        &repo,
+        "vm",
+        &[source("d0", img.clone(), map.clone())],
+        &BackupOptions::default(),
+    )
+    .unwrap();
     assert_eq!(r2.bytes_new, 0);
-    let v = verify(&repo, &VerifyOptions { read_data: true, ..Default::default() }).unwrap();
+    let v = verify(
+        &repo,
+        &VerifyOptions {
+            read_data: true,
+            ..Default::default()
+        },
+    )
+    .unwrap();
     assert!(v.is_ok(), "{:?}", v.problems);
 
     // A flipped byte in a sealed blob fails authentication and is reported.
@@ -379,8 +587,19 @@ fn encrypted_repository_round_trip() {
         (cairn_repo::pack_name(&idx.pack(e.pack).unwrap().0), e)
     };
     flip(&dir.path().join(&pack), u64::from(entry.offset) + 40);
-    let v = verify(&repo, &VerifyOptions { read_data: true, ..Default::default() }).unwrap();
-    let d: Vec<_> = v.problems.iter().filter(|p| p.kind == ProblemKind::DamagedBlob).collect();
+    let v = verify(
+        &repo,
+        &VerifyOptions {
+            read_data: true,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let d: Vec<_> = v
+        .problems
+        .iter()
+        .filter(|p| p.kind == ProblemKind::DamagedBlob)
+        .collect();
     assert_eq!(d.len(), 1);
     assert_eq!(d[0].affected[0].ranges, vec![(0, u64::from(CHUNK))]);
 }
@@ -404,12 +623,30 @@ fn keys_outside_the_repository() {
         Repository::open(backend.clone(), &OpenOptions::default(), Some(&key)),
         Err(cairn_repo::Error::NotFound { .. })
     ));
-    Repository::open(backend.clone(), &OpenOptions { key_ring: Some(ring) }, Some(&key)).unwrap();
+    Repository::open(
+        backend.clone(),
+        &OpenOptions {
+            key_ring: Some(ring),
+        },
+        Some(&key),
+    )
+    .unwrap();
     // Another repository's ring is refused even with the right secret.
-    let other = Repository::init(Arc::new(cairn_repo::MemoryBackend::new()), &opts, Some(&key)).unwrap();
+    let other = Repository::init(
+        Arc::new(cairn_repo::MemoryBackend::new()),
+        &opts,
+        Some(&key),
+    )
+    .unwrap();
     let foreign = other.key_ring().unwrap().clone();
     assert!(matches!(
-        Repository::open(backend, &OpenOptions { key_ring: Some(foreign) }, Some(&key)),
+        Repository::open(
+            backend,
+            &OpenOptions {
+                key_ring: Some(foreign)
+            },
+            Some(&key)
+        ),
         Err(cairn_repo::Error::ForeignKeyRing)
     ));
 }

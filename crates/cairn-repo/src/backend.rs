@@ -69,7 +69,8 @@ impl LocalBackend {
     /// A backend rooted at `root`, creating the folder when missing.
     pub fn new(root: impl AsRef<Path>) -> Result<Self> {
         let root = root.as_ref().to_path_buf();
-        fs::create_dir_all(&root).map_err(|e| Error::backend("mkdir", &root.to_string_lossy(), e))?;
+        fs::create_dir_all(&root)
+            .map_err(|e| Error::backend("mkdir", &root.to_string_lossy(), e))?;
         Ok(LocalBackend {
             root,
             temp_counter: AtomicU64::new(0),
@@ -206,7 +207,8 @@ impl Backend for LocalBackend {
                 expected: format!("inside the object's {size} bytes"),
             });
         }
-        let n = usize::try_from(len).map_err(|_| Error::Invalid(format!("range of {len} bytes")))?;
+        let n =
+            usize::try_from(len).map_err(|_| Error::Invalid(format!("range of {len} bytes")))?;
         let mut buf = vec![0u8; n];
         f.seek(SeekFrom::Start(offset))
             .and_then(|_| f.read_exact(&mut buf))
@@ -279,9 +281,12 @@ impl MemoryBackend {
 
     fn obj(&self, name: &str) -> Result<Arc<Vec<u8>>> {
         check_name(name)?;
-        self.lock().get(name).cloned().ok_or_else(|| Error::NotFound {
-            name: name.to_string(),
-        })
+        self.lock()
+            .get(name)
+            .cloned()
+            .ok_or_else(|| Error::NotFound {
+                name: name.to_string(),
+            })
     }
 }
 
@@ -293,13 +298,16 @@ impl Backend for MemoryBackend {
     fn get_range(&self, name: &str, offset: u64, len: u64) -> Result<Vec<u8>> {
         let o = self.obj(name)?;
         let size = o.len() as u64;
-        let end = offset.checked_add(len).filter(|&e| e <= size).ok_or_else(|| Error::BadLength {
-            name: name.to_string(),
-            offset,
-            field: "range length",
-            found: len,
-            expected: format!("inside the object's {size} bytes"),
-        })?;
+        let end = offset
+            .checked_add(len)
+            .filter(|&e| e <= size)
+            .ok_or_else(|| Error::BadLength {
+                name: name.to_string(),
+                offset,
+                field: "range length",
+                found: len,
+                expected: format!("inside the object's {size} bytes"),
+            })?;
         let (s, e) = (
             usize::try_from(offset).map_err(|_| Error::Invalid("offset".into()))?,
             usize::try_from(end).map_err(|_| Error::Invalid("end".into()))?,
@@ -309,7 +317,8 @@ impl Backend for MemoryBackend {
 
     fn put(&self, name: &str, data: &[u8]) -> Result<()> {
         check_name(name)?;
-        self.lock().insert(name.to_string(), Arc::new(data.to_vec()));
+        self.lock()
+            .insert(name.to_string(), Arc::new(data.to_vec()));
         Ok(())
     }
 

@@ -36,11 +36,21 @@ pub(crate) fn aad(kind: BlobKind, id: &BlobId) -> [u8; 33] {
     a
 }
 
-pub(crate) fn encode(sealer: &Sealer, kind: BlobKind, id: BlobId, data: &[u8]) -> Result<EncodedBlob> {
+pub(crate) fn encode(
+    sealer: &Sealer,
+    kind: BlobKind,
+    id: BlobId,
+    data: &[u8],
+) -> Result<EncodedBlob> {
     let raw_len = u32::try_from(data.len())
         .ok()
         .filter(|&n| n <= MAX_BLOB_RAW)
-        .ok_or_else(|| Error::Invalid(format!("blob of {} bytes exceeds {MAX_BLOB_RAW}", data.len())))?;
+        .ok_or_else(|| {
+            Error::Invalid(format!(
+                "blob of {} bytes exceeds {MAX_BLOB_RAW}",
+                data.len()
+            ))
+        })?;
     let compressed = lz4_flex::block::compress(data);
     let mut plain = Vec::with_capacity(1 + compressed.len().min(data.len()));
     if compressed.len() < data.len() {
@@ -83,7 +93,9 @@ pub(crate) fn decode(
         why,
     };
     if raw_len > MAX_BLOB_RAW {
-        return Err(corrupt(format!("raw length {raw_len} exceeds {MAX_BLOB_RAW}")));
+        return Err(corrupt(format!(
+            "raw length {raw_len} exceeds {MAX_BLOB_RAW}"
+        )));
     }
     let computed = crc32fast::hash(stored);
     if computed != crc32 {
@@ -101,7 +113,10 @@ pub(crate) fn decode(
     let data = match codec {
         CODEC_RAW => {
             if body.len() != raw {
-                return Err(corrupt(format!("stored raw {} bytes, index says {raw}", body.len())));
+                return Err(corrupt(format!(
+                    "stored raw {} bytes, index says {raw}",
+                    body.len()
+                )));
             }
             body.to_vec()
         }
@@ -155,7 +170,9 @@ mod tests {
     fn incompressible_is_stored_raw_and_flip_is_caught() {
         let c = Crypto::none();
         let s = c.sealer().unwrap();
-        let data: Vec<u8> = (0..5000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+        let data: Vec<u8> = (0..5000u32)
+            .map(|i| i.wrapping_mul(2_654_435_761).to_le_bytes()[2])
+            .collect();
         let id = BlobId(c.chunk_id(&data));
         let e = encode(&s, BlobKind::Data, id, &data).unwrap();
         let mut bad = e.stored.clone();
@@ -165,6 +182,15 @@ mod tests {
         // Even with a matching CRC the content hash catches it.
         let crc = crc32fast::hash(&bad);
         assert!(decode(&c, "p", BlobKind::Data, &id, e.raw_len, crc, &bad).is_err());
-        assert!(decode(&c, "p", BlobKind::Data, &id, MAX_BLOB_RAW + 1, e.crc32, &e.stored).is_err());
+        assert!(decode(
+            &c,
+            "p",
+            BlobKind::Data,
+            &id,
+            MAX_BLOB_RAW + 1,
+            e.crc32,
+            &e.stored
+        )
+        .is_err());
     }
 }

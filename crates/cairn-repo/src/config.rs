@@ -50,7 +50,10 @@ impl RepoConfig {
         if !(PACK_TARGET_RANGE.0..=PACK_TARGET_RANGE.1).contains(&self.pack_target) {
             return Err(Error::malformed(
                 "config",
-                format!("pack target {} outside {PACK_TARGET_RANGE:?}", self.pack_target),
+                format!(
+                    "pack target {} outside {PACK_TARGET_RANGE:?}",
+                    self.pack_target
+                ),
             ));
         }
         if (self.encryption == Encryption::None) != self.key_fingerprint.is_none() {

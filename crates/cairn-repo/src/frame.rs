@@ -196,22 +196,46 @@ mod tests {
     #[test]
     fn each_field_is_checked() {
         let good = encode(FileKind::Index, false, b"payload");
-        assert_eq!(decode("i", FileKind::Index, &good, 100).unwrap(), (false, &b"payload"[..]));
-        assert!(matches!(decode("i", FileKind::Manifest, &good, 100), Err(Error::BadMagic { offset: 0, .. })));
+        assert_eq!(
+            decode("i", FileKind::Index, &good, 100).unwrap(),
+            (false, &b"payload"[..])
+        );
+        assert!(matches!(
+            decode("i", FileKind::Manifest, &good, 100),
+            Err(Error::BadMagic { offset: 0, .. })
+        ));
         let mut v = good.clone();
         v[8] = 2;
-        assert!(matches!(decode("i", FileKind::Index, &v, 100), Err(Error::Unsupported { offset: 8, .. })));
+        assert!(matches!(
+            decode("i", FileKind::Index, &v, 100),
+            Err(Error::Unsupported { offset: 8, .. })
+        ));
         let mut v = good.clone();
         v[10] = 4;
-        assert!(matches!(decode("i", FileKind::Index, &v, 100), Err(Error::Unsupported { offset: 10, .. })));
+        assert!(matches!(
+            decode("i", FileKind::Index, &v, 100),
+            Err(Error::Unsupported { offset: 10, .. })
+        ));
         let mut v = good.clone();
         v[12] = 99;
-        assert!(matches!(decode("i", FileKind::Index, &v, 100), Err(Error::BadLength { offset: 12, .. })));
-        assert!(matches!(decode("i", FileKind::Index, &good, 3), Err(Error::BadLength { offset: 12, .. })));
+        assert!(matches!(
+            decode("i", FileKind::Index, &v, 100),
+            Err(Error::BadLength { offset: 12, .. })
+        ));
+        assert!(matches!(
+            decode("i", FileKind::Index, &good, 3),
+            Err(Error::BadLength { offset: 12, .. })
+        ));
         let mut v = good.clone();
         *v.last_mut().unwrap() ^= 1;
-        assert!(matches!(decode("i", FileKind::Index, &v, 100), Err(Error::Checksum { .. })));
-        assert!(matches!(decode("i", FileKind::Index, &good[..10], 100), Err(Error::Truncated { .. })));
+        assert!(matches!(
+            decode("i", FileKind::Index, &v, 100),
+            Err(Error::Checksum { .. })
+        ));
+        assert!(matches!(
+            decode("i", FileKind::Index, &good[..10], 100),
+            Err(Error::Truncated { .. })
+        ));
         // Truncating the payload breaks the length check.
         assert!(decode("i", FileKind::Index, &good[..good.len() - 1], 100).is_err());
     }

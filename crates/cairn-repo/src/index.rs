@@ -40,7 +40,10 @@ impl IndexFile {
             if p.size > MAX_PACK_BYTES || p.size < (crate::frame::HEADER_LEN + TRAILER_LEN) as u64 {
                 return Err(Error::malformed(
                     name,
-                    format!("pack {} size {} outside [40, {MAX_PACK_BYTES}]", p.id, p.size),
+                    format!(
+                        "pack {} size {} outside [40, {MAX_PACK_BYTES}]",
+                        p.id, p.size
+                    ),
                 ));
             }
             let data_end = p.size - TRAILER_LEN as u64;
@@ -125,7 +128,7 @@ impl BlobIndex {
     /// first one wins, both copies are valid).
     pub fn finish(&mut self) {
         if !self.sorted {
-            self.entries.sort_by(|a, b| a.id.cmp(&b.id));
+            self.entries.sort_by_key(|e| e.id);
             self.entries.dedup_by(|a, b| a.id == b.id);
             self.entries.shrink_to_fit();
             self.sorted = true;

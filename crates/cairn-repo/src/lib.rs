@@ -45,15 +45,17 @@ pub mod frame;
 mod ids;
 mod index;
 mod manifest;
-pub mod pack;
+mod pack;
 mod repo;
 mod verify;
 
 pub use backend::{Backend, LocalBackend, MemoryBackend, TEMP_PREFIX};
 pub use blob::{EncodedBlob, MAX_BLOB_RAW};
-pub use config::{RepoConfig, DEFAULT_PACK_TARGET, MAX_CONFIG_BYTES, PACK_TARGET_RANGE, REPO_VERSION};
-pub use crypto::Encryption;
 pub use cairn_crypto::{KdfParams, KeyRing, SlotSecret};
+pub use config::{
+    RepoConfig, DEFAULT_PACK_TARGET, MAX_CONFIG_BYTES, PACK_TARGET_RANGE, REPO_VERSION,
+};
+pub use crypto::Encryption;
 pub use error::{Error, Result};
 pub use ids::{BlobId, BlobKind, ObjectId, SnapshotId};
 pub use index::{pack_name, BlobIndex, IndexEntry, IndexFile, IndexPack, MAX_INDEX_FILE_BYTES};
@@ -61,10 +63,11 @@ pub use manifest::{
     BackupStats, DiskManifest, Manifest, RestorePointSummary, StoredIdentity, MAX_CHAIN, MAX_DISKS,
     MAX_DISK_SIZE, MAX_MANIFEST_BYTES, MAX_TAGS, MAX_TEXT,
 };
-pub use pack::{BlobEntry, MAX_PACK_BYTES};
+pub use pack::{BlobEntry, MAX_PACK_BLOBS, MAX_PACK_BYTES, TRAILER_LEN, TRAILER_MAGIC};
 pub use repo::{
-    read_config, BlobEncoder, IndexProblem, InitOptions, OpenOptions, Orphans, RepoWriter, Repository,
-    WriterStats, CONFIG_NAME, INDEX_DIR, INDEX_EVERY_PACKS, KEYS_NAME, PACK_DIR, SNAPSHOT_DIR,
+    read_config, BlobEncoder, IndexProblem, InitOptions, OpenOptions, Orphans, RepoWriter,
+    Repository, SnapshotListing, WriterStats, CONFIG_NAME, INDEX_DIR, INDEX_EVERY_PACKS, KEYS_NAME,
+    PACK_DIR, SNAPSHOT_DIR,
 };
 pub use verify::{Affected, Problem, ProblemKind, VerifyOptions, VerifyReport};
 
@@ -77,7 +80,14 @@ pub mod decode {
     /// Decodes and validates an unencrypted index file.
     pub fn index_file(bytes: &[u8]) -> Result<IndexFile> {
         let c = Crypto::none();
-        let f: IndexFile = crate::repo::decode_sealed_file(&c, FileKind::Index, "index", &ObjectId::default(), bytes, crate::MAX_INDEX_FILE_BYTES)?;
+        let f: IndexFile = crate::repo::decode_sealed_file(
+            &c,
+            FileKind::Index,
+            "index",
+            &ObjectId::default(),
+            bytes,
+            crate::MAX_INDEX_FILE_BYTES,
+        )?;
         f.validate("index", 0)?;
         Ok(f)
     }
@@ -85,7 +95,14 @@ pub mod decode {
     /// Decodes and validates an unencrypted manifest.
     pub fn manifest(bytes: &[u8]) -> Result<Manifest> {
         let c = Crypto::none();
-        let m: Manifest = crate::repo::decode_sealed_file(&c, FileKind::Manifest, "manifest", &ObjectId::default(), bytes, crate::MAX_MANIFEST_BYTES)?;
+        let m: Manifest = crate::repo::decode_sealed_file(
+            &c,
+            FileKind::Manifest,
+            "manifest",
+            &ObjectId::default(),
+            bytes,
+            crate::MAX_MANIFEST_BYTES,
+        )?;
         m.validate("manifest")?;
         Ok(m)
     }
@@ -94,12 +111,21 @@ pub mod decode {
     pub fn pack(bytes: &[u8]) -> Result<Vec<Vec<u8>>> {
         let c = Crypto::none();
         let id = ObjectId::default();
-        let entries = crate::pack::parse_pack("pack", &id, bytes, 0, &crate::pack::opener(&c, "pack"))?;
+        let entries = crate::pack::parse_pack("pack", &id, bytes, &c)?;
         let mut out = Vec::new();
         for e in entries {
-            let kind = crate::BlobKind::from_byte(e.kind).ok_or_else(|| crate::Error::malformed("pack", "kind"))?;
+            let kind = crate::BlobKind::from_byte(e.kind)
+                .ok_or_else(|| crate::Error::malformed("pack", "kind"))?;
             let stored = &bytes[e.offset as usize..][..e.length as usize];
-            out.push(crate::blob::decode(&c, "pack", kind, &e.id, e.raw_length, e.crc32, stored)?);
+            out.push(crate::blob::decode(
+                &c,
+                "pack",
+                kind,
+                &e.id,
+                e.raw_length,
+                e.crc32,
+                stored,
+            )?);
         }
         Ok(out)
     }

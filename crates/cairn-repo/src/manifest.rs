@@ -58,7 +58,9 @@ impl DiskManifest {
     /// Byte range of chunk `i`.
     pub fn chunk_range(&self, i: usize) -> (u64, u64) {
         let start = (i as u64).saturating_mul(u64::from(self.chunk_size));
-        let end = start.saturating_add(u64::from(self.chunk_size)).min(self.size);
+        let end = start
+            .saturating_add(u64::from(self.chunk_size))
+            .min(self.size);
         (start, end)
     }
 }
@@ -101,7 +103,10 @@ impl Manifest {
             return bad("vm name too long".into());
         }
         if self.tags.len() > MAX_TAGS || self.tags.iter().any(|t| t.len() > MAX_TEXT) {
-            return bad(format!("{} tags (at most {MAX_TAGS}, each at most {MAX_TEXT} bytes)", self.tags.len()));
+            return bad(format!(
+                "{} tags (at most {MAX_TAGS}, each at most {MAX_TEXT} bytes)",
+                self.tags.len()
+            ));
         }
         if self.disks.len() > MAX_DISKS {
             return bad(format!("{} disks, at most {MAX_DISKS}", self.disks.len()));

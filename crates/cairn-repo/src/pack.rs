@@ -47,9 +47,13 @@ impl BlobEntry {
     /// region of the pack ends) and the seal overhead of the repository.
     pub(crate) fn validate(&self, name: &str, data_end: u64, overhead: usize) -> Result<BlobKind> {
         let bad = |why: String| Error::malformed(name, format!("blob {}: {why}", self.id));
-        let kind = BlobKind::from_byte(self.kind).ok_or_else(|| bad(format!("unknown kind {}", self.kind)))?;
+        let kind = BlobKind::from_byte(self.kind)
+            .ok_or_else(|| bad(format!("unknown kind {}", self.kind)))?;
         if self.raw_length > MAX_BLOB_RAW {
-            return Err(bad(format!("raw length {} exceeds {MAX_BLOB_RAW}", self.raw_length)));
+            return Err(bad(format!(
+                "raw length {} exceeds {MAX_BLOB_RAW}",
+                self.raw_length
+            )));
         }
         if self.length == 0 || u64::from(self.length) > max_stored(self.raw_length, overhead) {
             return Err(bad(format!(
@@ -111,8 +115,10 @@ impl PackBuilder {
 
     /// Appends a blob; the caller keeps the pack under [`MAX_PACK_BYTES`].
     pub(crate) fn add(&mut self, b: &EncodedBlob) -> Result<()> {
-        let offset = u32::try_from(self.buf.len()).map_err(|_| Error::Invalid("pack too large".into()))?;
-        let length = u32::try_from(b.stored.len()).map_err(|_| Error::Invalid("blob too large".into()))?;
+        let offset =
+            u32::try_from(self.buf.len()).map_err(|_| Error::Invalid("pack too large".into()))?;
+        let length =
+            u32::try_from(b.stored.len()).map_err(|_| Error::Invalid("blob too large".into()))?;
         self.buf.extend_from_slice(&b.stored);
         self.entries.push(BlobEntry {
             id: b.id,
@@ -126,16 +132,27 @@ impl PackBuilder {
     }
 
     /// Appends directory and trailer, fills the header; returns the file and its entries.
-    pub(crate) fn finish(mut self, sealer: &Sealer, sealed: bool, id: &ObjectId) -> Result<(Vec<u8>, Vec<BlobEntry>)> {
+    pub(crate) fn finish(
+        mut self,
+        sealer: &Sealer,
+        sealed: bool,
+        id: &ObjectId,
+    ) -> Result<(Vec<u8>, Vec<BlobEntry>)> {
         let dir = postcard::to_stdvec(&PackDirectory {
             entries: self.entries.clone(),
         })
         .map_err(|e| Error::Invalid(format!("postcard: {e}")))?;
-        let dir = if sealed { crate::crypto::seal(sealer, &dir_aad(id), &dir)? } else { dir };
-        let dir_len = u32::try_from(dir.len()).map_err(|_| Error::Invalid("pack directory too large".into()))?;
+        let dir = if sealed {
+            crate::crypto::seal(sealer, &dir_aad(id), &dir)?
+        } else {
+            dir
+        };
+        let dir_len = u32::try_from(dir.len())
+            .map_err(|_| Error::Invalid("pack directory too large".into()))?;
         self.buf.extend_from_slice(&dir);
         self.buf.extend_from_slice(&dir_len.to_le_bytes());
-        self.buf.extend_from_slice(&crc32fast::hash(&dir).to_le_bytes());
+        self.buf
+            .extend_from_slice(&crc32fast::hash(&dir).to_le_bytes());
         self.buf.extend_from_slice(TRAILER_MAGIC);
         let payload_len = (self.buf.len() - HEADER_LEN) as u64;
         let mut head = [0u8; 20];
@@ -152,7 +169,12 @@ impl PackBuilder {
 
 /// Parses and checks a whole pack file: header, CRC, trailer, directory, every entry's
 /// bounds. Returns the directory entries.
-pub fn parse_pack(name: &str, id: &ObjectId, file: &[u8], crypto_overhead: usize, open: &dyn Fn(&[u8], &[u8]) -> Result<Vec<u8>>) -> Result<Vec<BlobEntry>> {
+pub(crate) fn parse_pack(
+    name: &str,
+    id: &ObjectId,
+    file: &[u8],
+    crypto: &Crypto,
+) -> Result<Vec<BlobEntry>> {
     if file.len() as u64 > MAX_PACK_BYTES {
         return Err(Error::BadLength {
             name: name.to_string(),
@@ -163,7 +185,7 @@ pub fn parse_pack(name: &str, id: &ObjectId, file: &[u8], crypto_overhead: usize
         });
     }
     let (sealed, _) = frame::decode(name, FileKind::Pack, file, MAX_PACK_BYTES)?;
-    parse_trailer(name, id, file, sealed, crypto_overhead, open)
+    parse_trailer(name, id, file, sealed, crypto)
 }
 
 /// Reads the directory through the trailer (header CRC is the caller's business).
@@ -172,8 +194,7 @@ pub(crate) fn parse_trailer(
     id: &ObjectId,
     file: &[u8],
     sealed: bool,
-    overhead: usize,
-    open: &dyn Fn(&[u8], &[u8]) -> Result<Vec<u8>>,
+    crypto: &Crypto,
 ) -> Result<Vec<BlobEntry>> {
     let min = HEADER_LEN + TRAILER_LEN;
     if file.len() < min {
@@ -217,24 +238,23 @@ pub(crate) fn parse_trailer(
     }
     let plain;
     let dir = if sealed {
-        plain = open(&dir_aad(id), dir)?;
+        plain = crypto.open(name, &dir_aad(id), dir)?;
         &plain[..]
     } else {
         dir
     };
-    let d: PackDirectory = postcard::from_bytes(dir).map_err(|e| Error::malformed(name, format!("directory: {e}")))?;
+    let d: PackDirectory =
+        postcard::from_bytes(dir).map_err(|e| Error::malformed(name, format!("directory: {e}")))?;
     if d.entries.len() > MAX_PACK_BLOBS {
-        return Err(Error::malformed(name, format!("{} blobs, at most {MAX_PACK_BLOBS}", d.entries.len())));
+        return Err(Error::malformed(
+            name,
+            format!("{} blobs, at most {MAX_PACK_BLOBS}", d.entries.len()),
+        ));
     }
     for e in &d.entries {
-        e.validate(name, dir_start as u64, overhead)?;
+        e.validate(name, dir_start as u64, crypto.overhead())?;
     }
     Ok(d.entries)
-}
-
-/// Opens a pack directory for [`parse_pack`] with the repository's keys.
-pub(crate) fn opener<'a>(crypto: &'a Crypto, name: &'a str) -> impl Fn(&[u8], &[u8]) -> Result<Vec<u8>> + 'a {
-    move |aad, sealed| crypto.open(name, aad, sealed)
 }
 
 #[cfg(test)]
@@ -261,7 +281,7 @@ mod tests {
         fn round_trip(blobs in proptest::collection::vec(proptest::collection::vec(0u8..3, 1..3000), 0..8)) {
             let (id, file, entries) = build(&blobs);
             let c = Crypto::none();
-            let parsed = parse_pack("p", &id, &file, 0, &opener(&c, "p")).unwrap();
+            let parsed = parse_pack("p", &id, &file, &c).unwrap();
             prop_assert_eq!(&parsed, &entries);
             for (e, b) in entries.iter().zip(&blobs) {
                 let stored = &file[e.offset as usize..][..e.length as usize];
@@ -275,7 +295,7 @@ mod tests {
             let (id, file, _) = build(&[vec![1u8; 100], vec![2u8; 50]]);
             let c = Crypto::none();
             let cut = cut.min(file.len() - 1);
-            prop_assert!(parse_pack("p", &id, &file[..cut], 0, &opener(&c, "p")).is_err());
+            prop_assert!(parse_pack("p", &id, &file[..cut], &c).is_err());
         }
     }
 
@@ -286,7 +306,10 @@ mod tests {
         for i in 0..file.len() {
             let mut v = file.clone();
             v[i] ^= 0x10;
-            assert!(parse_pack("p", &id, &v, 0, &opener(&c, "p")).is_err(), "flip at {i} unnoticed");
+            assert!(
+                parse_pack("p", &id, &v, &c).is_err(),
+                "flip at {i} unnoticed"
+            );
         }
     }
 }

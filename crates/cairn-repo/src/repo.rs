@@ -82,6 +82,15 @@ pub struct IndexProblem {
     pub error: String,
 }
 
+/// Result of [`Repository::snapshots`].
+#[derive(Debug)]
+pub struct SnapshotListing {
+    /// Readable restore points, oldest first.
+    pub readable: Vec<(SnapshotId, Manifest)>,
+    /// Object names of unreadable manifests and why.
+    pub unreadable: Vec<(String, Error)>,
+}
+
 /// Read-only result of [`Repository::orphans`]: what prune may delete.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Orphans {
@@ -117,7 +126,11 @@ fn file_aad(kind: FileKind, id: &ObjectId) -> Vec<u8> {
 impl Repository {
     /// Creates a repository in an empty backend. An encrypted repository needs `secret`,
     /// which becomes the first slot of a new key ring around a fresh master key.
-    pub fn init(backend: Arc<dyn Backend>, opts: &InitOptions, secret: Option<&SlotSecret>) -> Result<Self> {
+    pub fn init(
+        backend: Arc<dyn Backend>,
+        opts: &InitOptions,
+        secret: Option<&SlotSecret>,
+    ) -> Result<Self> {
         if backend.exists(CONFIG_NAME)? {
             return Err(Error::AlreadyExists {
                 name: CONFIG_NAME.into(),
@@ -149,9 +162,13 @@ impl Repository {
         if let (Some(ring), true) = (&key_ring, opts.keys_in_repository) {
             backend.put(KEYS_NAME, &ring.encode())?;
         }
-        let payload = postcard::to_stdvec(&config).map_err(|e| Error::Invalid(format!("postcard: {e}")))?;
+        let payload =
+            postcard::to_stdvec(&config).map_err(|e| Error::Invalid(format!("postcard: {e}")))?;
         // The config goes last: a repository exists once it is there.
-        backend.put(CONFIG_NAME, &frame::encode(FileKind::Config, false, &payload))?;
+        backend.put(
+            CONFIG_NAME,
+            &frame::encode(FileKind::Config, false, &payload),
+        )?;
         Ok(Repository {
             backend,
             config,
@@ -166,7 +183,11 @@ impl Repository {
     /// its key ring ([`OpenOptions::key_ring`] or the `keys` object). Unreadable index files
     /// do not stop the open: they are listed in [`index_problems`](Self::index_problems)
     /// (their blobs look absent, so a backup stores them again; `verify` reports them).
-    pub fn open(backend: Arc<dyn Backend>, opts: &OpenOptions, secret: Option<&SlotSecret>) -> Result<Self> {
+    pub fn open(
+        backend: Arc<dyn Backend>,
+        opts: &OpenOptions,
+        secret: Option<&SlotSecret>,
+    ) -> Result<Self> {
         let config = read_config(backend.as_ref())?;
         let (crypto, key_ring) = match config.encryption {
             Encryption::None => (Crypto::none(), None),
@@ -176,7 +197,9 @@ impl Repository {
                     Some(r) => r.clone(),
                     None => {
                         let size = backend.size(KEYS_NAME)?;
-                        let cap = (cairn_crypto::KEYRING_HEADER_LEN + cairn_crypto::MAX_KEYRING_PAYLOAD) as u64;
+                        let cap = (cairn_crypto::KEYRING_HEADER_LEN
+                            + cairn_crypto::MAX_KEYRING_PAYLOAD)
+                            as u64;
                         if size > cap {
                             return Err(Error::BadLength {
                                 name: KEYS_NAME.into(),
@@ -255,13 +278,19 @@ impl Repository {
         }
         idx.finish();
         *self.index.write().unwrap_or_else(|p| p.into_inner()) = idx;
-        *self.index_problems.lock().unwrap_or_else(|p| p.into_inner()) = problems;
+        *self
+            .index_problems
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = problems;
         Ok(())
     }
 
     /// Index files that could not be read at the last load.
     pub fn index_problems(&self) -> Vec<IndexProblem> {
-        self.index_problems.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        self.index_problems
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// The in-memory index (read lock; do not hold it across a writer's `finish`).
@@ -288,17 +317,31 @@ impl Repository {
             (e, pack)
         };
         let name = pack_name(&pack);
-        let stored = self
-            .backend
-            .get_range(&name, u64::from(entry.offset), u64::from(entry.length))?;
-        blob::decode(&self.crypto, &name, entry.kind, id, entry.raw_length, entry.crc32, &stored)
+        let stored =
+            self.backend
+                .get_range(&name, u64::from(entry.offset), u64::from(entry.length))?;
+        blob::decode(
+            &self.crypto,
+            &name,
+            entry.kind,
+            id,
+            entry.raw_length,
+            entry.crc32,
+            &stored,
+        )
     }
 
     pub(crate) fn crypto(&self) -> &Crypto {
         &self.crypto
     }
 
-    fn read_sealed_file<T: DeserializeOwned>(&self, kind: FileKind, name: &str, id: &ObjectId, max: u64) -> Result<T> {
+    fn read_sealed_file<T: DeserializeOwned>(
+        &self,
+        kind: FileKind,
+        name: &str,
+        id: &ObjectId,
+        max: u64,
+    ) -> Result<T> {
         let size = self.backend.size(name)?;
         // Check the length before reading the object into memory.
         if size > max + frame::HEADER_LEN as u64 {
@@ -314,16 +357,30 @@ impl Repository {
         decode_sealed_file(&self.crypto, kind, name, id, &bytes, max)
     }
 
-    fn write_sealed_file<T: Serialize>(&self, sealer: &Sealer, kind: FileKind, name: &str, id: &ObjectId, value: &T) -> Result<()> {
-        let plain = postcard::to_stdvec(value).map_err(|e| Error::Invalid(format!("postcard: {e}")))?;
+    fn write_sealed_file<T: Serialize>(
+        &self,
+        sealer: &Sealer,
+        kind: FileKind,
+        name: &str,
+        id: &ObjectId,
+        value: &T,
+    ) -> Result<()> {
+        let plain =
+            postcard::to_stdvec(value).map_err(|e| Error::Invalid(format!("postcard: {e}")))?;
         let sealed = self.crypto.encryption() != Encryption::None;
-        let payload = if sealed { crate::crypto::seal(sealer, &file_aad(kind, id), &plain)? } else { plain };
-        self.backend.put(name, &frame::encode(kind, sealed, &payload))
+        let payload = if sealed {
+            crate::crypto::seal(sealer, &file_aad(kind, id), &plain)?
+        } else {
+            plain
+        };
+        self.backend
+            .put(name, &frame::encode(kind, sealed, &payload))
     }
 
     pub(crate) fn read_index_file(&self, name: &str) -> Result<IndexFile> {
         let id = id_from_name(name)?;
-        let f: IndexFile = self.read_sealed_file(FileKind::Index, name, &id, MAX_INDEX_FILE_BYTES)?;
+        let f: IndexFile =
+            self.read_sealed_file(FileKind::Index, name, &id, MAX_INDEX_FILE_BYTES)?;
         f.validate(name, self.crypto.overhead())?;
         Ok(f)
     }
@@ -345,13 +402,14 @@ impl Repository {
     /// Reads and checks a restore point's manifest.
     pub fn load_manifest(&self, id: &SnapshotId) -> Result<Manifest> {
         let name = format!("{SNAPSHOT_DIR}{id}");
-        let m: Manifest = self.read_sealed_file(FileKind::Manifest, &name, id, MAX_MANIFEST_BYTES)?;
+        let m: Manifest =
+            self.read_sealed_file(FileKind::Manifest, &name, id, MAX_MANIFEST_BYTES)?;
         m.validate(&name)?;
         Ok(m)
     }
 
     /// Every readable restore point, oldest first, and the problems of unreadable ones.
-    pub fn snapshots(&self) -> Result<(Vec<(SnapshotId, Manifest)>, Vec<(String, Error)>)> {
+    pub fn snapshots(&self) -> Result<SnapshotListing> {
         let mut ok = Vec::new();
         let mut bad = Vec::new();
         for id in self.list_snapshots()? {
@@ -360,8 +418,11 @@ impl Repository {
                 Err(e) => bad.push((format!("{SNAPSHOT_DIR}{id}"), e)),
             }
         }
-        ok.sort_by(|a, b| (a.1.time, a.0).cmp(&(b.1.time, b.0)));
-        Ok((ok, bad))
+        ok.sort_by_key(|(id, m)| (m.time, *id));
+        Ok(SnapshotListing {
+            readable: ok,
+            unreadable: bad,
+        })
     }
 
     /// Writes a manifest under a fresh random id (the commit point of a backup: write it
@@ -379,7 +440,13 @@ impl Repository {
         drop(idx);
         let id = ObjectId::random()?;
         let sealer = self.crypto.sealer()?;
-        self.write_sealed_file(&sealer, FileKind::Manifest, &format!("{SNAPSHOT_DIR}{id}"), &id, m)?;
+        self.write_sealed_file(
+            &sealer,
+            FileKind::Manifest,
+            &format!("{SNAPSHOT_DIR}{id}"),
+            &id,
+            m,
+        )?;
         Ok(id)
     }
 
@@ -415,7 +482,14 @@ impl Repository {
 }
 
 /// Decodes a framed, possibly sealed file (config excepted) into `T`.
-pub(crate) fn decode_sealed_file<T: DeserializeOwned>(crypto: &Crypto, kind: FileKind, name: &str, id: &ObjectId, bytes: &[u8], max: u64) -> Result<T> {
+pub(crate) fn decode_sealed_file<T: DeserializeOwned>(
+    crypto: &Crypto,
+    kind: FileKind,
+    name: &str,
+    id: &ObjectId,
+    bytes: &[u8],
+    max: u64,
+) -> Result<T> {
     let (sealed, payload) = frame::decode(name, kind, bytes, max)?;
     let want_sealed = crypto.encryption() != Encryption::None;
     if sealed != want_sealed {
@@ -460,7 +534,8 @@ pub fn read_config(backend: &dyn Backend) -> Result<RepoConfig> {
             found: 1,
         });
     }
-    let c: RepoConfig = postcard::from_bytes(payload).map_err(|e| Error::malformed(CONFIG_NAME, format!("postcard: {e}")))?;
+    let c: RepoConfig = postcard::from_bytes(payload)
+        .map_err(|e| Error::malformed(CONFIG_NAME, format!("postcard: {e}")))?;
     c.validate()?;
     Ok(c)
 }
@@ -533,11 +608,15 @@ impl RepoWriter<'_> {
             return Ok(false);
         }
         let target = usize::try_from(self.repo.config.pack_target).unwrap_or(usize::MAX);
-        let pack = self.pack.get_or_insert_with(|| PackBuilder::new(target.saturating_add(1 << 20)));
+        let pack = self
+            .pack
+            .get_or_insert_with(|| PackBuilder::new(target.saturating_add(1 << 20)));
         if (pack.len() + blob.stored.len()) as u64 + (1 << 20) > MAX_PACK_BYTES {
             self.flush_pack()?;
         }
-        let pack = self.pack.get_or_insert_with(|| PackBuilder::new(target.saturating_add(1 << 20)));
+        let pack = self
+            .pack
+            .get_or_insert_with(|| PackBuilder::new(target.saturating_add(1 << 20)));
         debug_assert!(!pack.contains(&blob.id));
         pack.add(blob)?;
         self.session.insert(blob.id);
@@ -578,8 +657,13 @@ impl RepoWriter<'_> {
             packs: std::mem::take(&mut self.unindexed),
         };
         let id = ObjectId::random()?;
-        self.repo
-            .write_sealed_file(&self.sealer, FileKind::Index, &format!("{INDEX_DIR}{id}"), &id, &f)?;
+        self.repo.write_sealed_file(
+            &self.sealer,
+            FileKind::Index,
+            &format!("{INDEX_DIR}{id}"),
+            &id,
+            &f,
+        )?;
         self.written.extend(f.packs);
         Ok(())
     }

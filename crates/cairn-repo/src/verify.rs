@@ -142,7 +142,8 @@ impl Repository {
                 affected: Vec::new(),
             });
         }
-        let (snaps, bad) = self.snapshots()?;
+        let listing = self.snapshots()?;
+        let (snaps, bad) = (listing.readable, listing.unreadable);
         report.snapshots = snaps.len();
         for (name, e) in bad {
             report.problems.push(Problem {
@@ -223,7 +224,11 @@ impl Repository {
         }
 
         if opts.read_data {
-            let seed = opts.seed.unwrap_or_else(|| ObjectId::random().map_or(0, |r| u64::from_le_bytes(r.0[..8].try_into().unwrap_or([0; 8]))));
+            let seed = opts.seed.unwrap_or_else(|| {
+                ObjectId::random().map_or(0, |r| {
+                    u64::from_le_bytes(r.0[..8].try_into().unwrap_or([0; 8]))
+                })
+            });
             let percent = opts.read_data_percent.clamp(1, 100);
             let selected: Vec<usize> = readable
                 .into_iter()
@@ -236,13 +241,19 @@ impl Repository {
             }
             let next = AtomicUsize::new(0);
             let out = Mutex::new((Vec::new(), 0u64, 0u64, 0usize));
-            let threads = if opts.threads == 0 { 2 } else { opts.threads.min(64) };
+            let threads = if opts.threads == 0 {
+                2
+            } else {
+                opts.threads.min(64)
+            };
             std::thread::scope(|s| {
                 for _ in 0..threads {
                     s.spawn(|| loop {
                         let i = next.fetch_add(1, Ordering::Relaxed);
                         let Some(&pos) = selected.get(i) else { break };
-                        let entries = by_pack.get(&u32::try_from(pos).unwrap_or(u32::MAX)).map_or(&[][..], |v| &v[..]);
+                        let entries = by_pack
+                            .get(&u32::try_from(pos).unwrap_or(u32::MAX))
+                            .map_or(&[][..], |v| &v[..]);
                         let (probs, blobs, bytes) = self.check_pack(&packs[pos].0, entries);
                         let mut o = out.lock().unwrap_or_else(|p| p.into_inner());
                         o.0.extend(probs);
@@ -306,7 +317,16 @@ impl Repository {
             let start = e.offset as usize;
             let end = start + e.length as usize;
             let res = match file.get(start..end) {
-                Some(stored) => blob::decode(self.crypto(), &name, e.kind, &e.id, e.raw_length, e.crc32, stored).map(|_| ()),
+                Some(stored) => blob::decode(
+                    self.crypto(),
+                    &name,
+                    e.kind,
+                    &e.id,
+                    e.raw_length,
+                    e.crc32,
+                    stored,
+                )
+                .map(|_| ()),
                 None => Err(crate::Error::BlobCorrupt {
                     id: e.id,
                     pack: name.clone(),

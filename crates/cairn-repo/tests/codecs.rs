@@ -4,30 +4,36 @@ use std::sync::Arc;
 
 use cairn_repo::frame::{self, FileKind};
 use cairn_repo::{
-    decode, Backend, BackupStats, BlobEntry, BlobId, BlobKind, DiskManifest, Encryption, Error, IndexFile,
-    IndexPack, InitOptions, KdfParams, Manifest, MemoryBackend, ObjectId, OpenOptions, Repository,
-    SlotSecret, StoredIdentity, CONFIG_NAME, INDEX_DIR, SNAPSHOT_DIR,
+    decode, Backend, BackupStats, BlobEntry, BlobId, BlobKind, DiskManifest, Encryption, Error,
+    IndexFile, IndexPack, InitOptions, KdfParams, Manifest, MemoryBackend, ObjectId, OpenOptions,
+    Repository, SlotSecret, StoredIdentity, CONFIG_NAME, INDEX_DIR, SNAPSHOT_DIR,
 };
 use proptest::prelude::*;
 
 fn arb_entry() -> impl Strategy<Value = BlobEntry> {
-    (any::<[u8; 32]>(), 24u32..1000, 1u32..1000, any::<u32>()).prop_map(|(id, offset, len, crc32)| BlobEntry {
-        id: BlobId(id),
-        kind: 0,
-        offset,
-        length: len,
-        raw_length: len + 5,
-        crc32,
-    })
+    (any::<[u8; 32]>(), 24u32..1000, 1u32..1000, any::<u32>()).prop_map(
+        |(id, offset, len, crc32)| BlobEntry {
+            id: BlobId(id),
+            kind: 0,
+            offset,
+            length: len,
+            raw_length: len + 5,
+            crc32,
+        },
+    )
 }
 
 fn arb_index() -> impl Strategy<Value = IndexFile> {
     proptest::collection::vec(
-        (any::<[u8; 32]>(), proptest::collection::vec(arb_entry(), 0..20)).prop_map(|(id, blobs)| IndexPack {
-            id: ObjectId(id),
-            size: 4096,
-            blobs,
-        }),
+        (
+            any::<[u8; 32]>(),
+            proptest::collection::vec(arb_entry(), 0..20),
+        )
+            .prop_map(|(id, blobs)| IndexPack {
+                id: ObjectId(id),
+                size: 4096,
+                blobs,
+            }),
         0..5,
     )
     .prop_map(|packs| IndexFile { packs })
@@ -42,15 +48,27 @@ fn arb_manifest() -> impl Strategy<Value = Manifest> {
         any::<u64>(),
     )
         .prop_map(|(label, size, uuid, cid, seed)| {
-            let n = size.div_ceil(65536) as usize;
+            let n = usize::try_from(size.div_ceil(65536)).unwrap();
             DiskManifest {
                 label,
                 size,
                 chunk_size: 65536,
-                identity: StoredIdentity { uuid, content_id: cid.clone() },
-                chain: vec![StoredIdentity { uuid: None, content_id: cid }],
+                identity: StoredIdentity {
+                    uuid,
+                    content_id: cid.clone(),
+                },
+                chain: vec![StoredIdentity {
+                    uuid: None,
+                    content_id: cid,
+                }],
                 chunks: (0..n)
-                    .map(|i| if (seed >> (i % 64)) & 1 == 1 { Some(BlobId([i as u8; 32])) } else { None })
+                    .map(|i| {
+                        if (seed >> (i % 64)) & 1 == 1 {
+                            Some(BlobId([i.to_le_bytes()[0]; 32]))
+                        } else {
+                            None
+                        }
+                    })
                     .collect(),
             }
         });
@@ -68,7 +86,12 @@ fn arb_manifest() -> impl Strategy<Value = Manifest> {
             tags,
             parent: parent.map(ObjectId),
             disks,
-            stats: BackupStats { bytes_read: s.0, bytes_new: s.1, bytes_stored: s.2, millis: s.3 },
+            stats: BackupStats {
+                bytes_read: s.0,
+                bytes_new: s.1,
+                bytes_stored: s.2,
+                millis: s.3,
+            },
         })
 }
 
@@ -125,28 +148,71 @@ fn hostile_structures_get_typed_errors() {
         }],
         stats: BackupStats::default(),
     };
-    assert!(matches!(decode::manifest(&frame_of(FileKind::Manifest, &m)), Err(Error::Malformed { .. })));
+    assert!(matches!(
+        decode::manifest(&frame_of(FileKind::Manifest, &m)),
+        Err(Error::Malformed { .. })
+    ));
     m.disks[0].chunks.push(None);
     decode::manifest(&frame_of(FileKind::Manifest, &m)).unwrap();
     m.disks[0].chunk_size = 1000;
-    assert!(matches!(decode::manifest(&frame_of(FileKind::Manifest, &m)), Err(Error::Malformed { .. })));
+    assert!(matches!(
+        decode::manifest(&frame_of(FileKind::Manifest, &m)),
+        Err(Error::Malformed { .. })
+    ));
     m.disks[0].chunk_size = 65536;
     m.disks[0].size = u64::MAX;
-    assert!(matches!(decode::manifest(&frame_of(FileKind::Manifest, &m)), Err(Error::Malformed { .. })));
+    assert!(matches!(
+        decode::manifest(&frame_of(FileKind::Manifest, &m)),
+        Err(Error::Malformed { .. })
+    ));
 
     // An index entry pointing past its pack, with a raw length over the cap, of unknown kind.
-    let entry = BlobEntry { id: BlobId([1; 32]), kind: 0, offset: 24, length: 10, raw_length: 10, crc32: 0 };
-    let mk = |e: BlobEntry, size: u64| IndexFile { packs: vec![IndexPack { id: ObjectId([2; 32]), size, blobs: vec![e] }] };
+    let entry = BlobEntry {
+        id: BlobId([1; 32]),
+        kind: 0,
+        offset: 24,
+        length: 10,
+        raw_length: 10,
+        crc32: 0,
+    };
+    let mk = |e: BlobEntry, size: u64| IndexFile {
+        packs: vec![IndexPack {
+            id: ObjectId([2; 32]),
+            size,
+            blobs: vec![e],
+        }],
+    };
     decode::index_file(&frame_of(FileKind::Index, &mk(entry, 100))).unwrap();
     for (e, size) in [
-        (BlobEntry { offset: 90, ..entry }, 100),
-        (BlobEntry { raw_length: 64 << 20, ..entry }, 100),
+        (
+            BlobEntry {
+                offset: 90,
+                ..entry
+            },
+            100,
+        ),
+        (
+            BlobEntry {
+                raw_length: 64 << 20,
+                ..entry
+            },
+            100,
+        ),
         (BlobEntry { kind: 9, ..entry }, 100),
-        (BlobEntry { length: 100, ..entry }, 1000),
+        (
+            BlobEntry {
+                length: 100,
+                ..entry
+            },
+            1000,
+        ),
         (entry, 2 << 30),
     ] {
         let r = decode::index_file(&frame_of(FileKind::Index, &mk(e, size)));
-        assert!(matches!(r, Err(Error::Malformed { .. })), "{e:?} {size}: {r:?}");
+        assert!(
+            matches!(r, Err(Error::Malformed { .. })),
+            "{e:?} {size}: {r:?}"
+        );
     }
     // A manifest file presented as an index: wrong magic.
     assert!(matches!(
@@ -167,13 +233,25 @@ fn config_damage_is_typed() {
     let mut bad = good.clone();
     *bad.last_mut().unwrap() ^= 0x40;
     b.put(CONFIG_NAME, &bad).unwrap();
-    assert!(matches!(Repository::open(b.clone(), &OpenOptions::default(), None), Err(Error::Checksum { .. })));
+    assert!(matches!(
+        Repository::open(b.clone(), &OpenOptions::default(), None),
+        Err(Error::Checksum { .. })
+    ));
     b.put(CONFIG_NAME, &good[..30]).unwrap();
-    assert!(matches!(Repository::open(b.clone(), &OpenOptions::default(), None), Err(Error::BadLength { offset: 12, .. })));
+    assert!(matches!(
+        Repository::open(b.clone(), &OpenOptions::default(), None),
+        Err(Error::BadLength { offset: 12, .. })
+    ));
     b.put(CONFIG_NAME, &vec![0u8; 1 << 20]).unwrap();
-    assert!(matches!(Repository::open(b.clone(), &OpenOptions::default(), None), Err(Error::BadLength { offset: 0, .. })));
+    assert!(matches!(
+        Repository::open(b.clone(), &OpenOptions::default(), None),
+        Err(Error::BadLength { offset: 0, .. })
+    ));
     b.delete(CONFIG_NAME).unwrap();
-    assert!(matches!(Repository::open(b, &OpenOptions::default(), None), Err(Error::NotFound { .. })));
+    assert!(matches!(
+        Repository::open(b, &OpenOptions::default(), None),
+        Err(Error::NotFound { .. })
+    ));
 }
 
 #[test]
@@ -190,8 +268,13 @@ fn encrypted_files_cannot_be_swapped_or_downgraded() {
     let enc = w.encoder();
     let data = b"some chunk".repeat(1000);
     let id = enc.id(&data);
-    assert_ne!(id.0, *ring::digest::digest(&ring::digest::SHA256, &data).as_ref(), "ids must be keyed");
-    w.add(&enc.encode(BlobKind::Data, id, &data).unwrap()).unwrap();
+    assert_ne!(
+        id.0,
+        *ring::digest::digest(&ring::digest::SHA256, &data).as_ref(),
+        "ids must be keyed"
+    );
+    w.add(&enc.encode(BlobKind::Data, id, &data).unwrap())
+        .unwrap();
     w.finish().unwrap();
     let m = Manifest {
         vm_name: "vm".into(),
@@ -202,7 +285,12 @@ fn encrypted_files_cannot_be_swapped_or_downgraded() {
         stats: BackupStats::default(),
     };
     let s1 = repo.save_manifest(&m).unwrap();
-    let s2 = repo.save_manifest(&Manifest { time: 2, ..m.clone() }).unwrap();
+    let s2 = repo
+        .save_manifest(&Manifest {
+            time: 2,
+            ..m.clone()
+        })
+        .unwrap();
     let repo = Repository::open(b.clone(), &OpenOptions::default(), Some(&pass)).unwrap();
     assert_eq!(repo.read_blob(&id).unwrap(), data);
     // Copy manifest 2's bytes over manifest 1: the AAD (file id) no longer matches.
@@ -215,7 +303,8 @@ fn encrypted_files_cannot_be_swapped_or_downgraded() {
     assert!(matches!(repo.load_manifest(&s2), Err(Error::Crypto { .. })));
     // Same for index files.
     let idx = b.list(INDEX_DIR).unwrap().remove(0);
-    b.put(&idx, &frame_of(FileKind::Index, &IndexFile::default())).unwrap();
+    b.put(&idx, &frame_of(FileKind::Index, &IndexFile::default()))
+        .unwrap();
     repo.reload_index().unwrap();
     assert_eq!(repo.index_problems().len(), 1);
     assert!(matches!(repo.read_blob(&id), Err(Error::BlobMissing(_))));
