@@ -133,6 +133,7 @@ pub struct NtfsFs {
     upcase: Vec<u16>,
     root_id: NodeId,
     label: Option<String>,
+    version: Option<(u8, u8)>,
     warnings: Vec<String>,
     sii: OnceLock<SiiMap>,
     usage: OnceLock<std::result::Result<Usage, String>>,
@@ -201,6 +202,7 @@ impl NtfsFs {
             upcase: Vec::new(),
             root_id: ROOT_RECORD,
             label: None,
+            version: None,
             warnings: Vec::new(),
             sii: OnceLock::new(),
             usage: OnceLock::new(),
@@ -327,6 +329,7 @@ impl NtfsFs {
         {
             if value.len() >= 12 {
                 let (major, minor, flags) = (value[8], value[9], u16_le(value, 10));
+                self.version = Some((major, minor));
                 if flags & 0x0001 != 0 {
                     self.warnings
                         .push("volume is marked dirty (chkdsk pending)".into());
@@ -763,6 +766,11 @@ impl NtfsFs {
         }
         parts.reverse();
         Ok(format!("/{}", parts.join("/")))
+    }
+
+    /// NTFS version (major, minor) from $Volume, e.g. (3, 1).
+    pub fn version(&self) -> Option<(u8, u8)> {
+        self.version
     }
 
     /// The reparse point of a node, if it has one (tag, decoded link target, raw buffer).

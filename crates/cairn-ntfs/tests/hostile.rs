@@ -425,3 +425,20 @@ fn every_single_byte_flip_of_the_metadata_is_handled() {
         }
     }
 }
+
+#[test]
+fn dirty_volume_is_a_warning() {
+    let Some(mut img) = base_image() else { return };
+    assert_eq!(open(&img).unwrap().version(), Some((3, 1)));
+    edit_record(&mut img, 3, |rec| {
+        let a = find_attr(rec, 0x70);
+        let v = a + usize::from(u16_at(rec, a + 0x14));
+        rec[v + 10] |= 1;
+    });
+    let fs = open(&img).unwrap();
+    assert!(
+        fs.info().warnings.iter().any(|w| w.contains("dirty")),
+        "{:?}",
+        fs.info().warnings
+    );
+}
