@@ -112,6 +112,13 @@ pub(crate) fn used_map(fs: &Inner) -> Result<AllocationMap> {
         } else {
             let gd = &fs.groups[g as usize];
             fs.src.read_exact_at(&mut buf, gd.block_bitmap * bs)?;
+            if sb.metadata_csum() {
+                // The checksum covers the bits of one group (no bigalloc: blocks).
+                let n = (sb.blocks_per_group / 8) as usize;
+                let c = crate::csum::crc32c_raw(fs.csum_seed, &buf[..n]);
+                let c = if sb.desc_size >= 0x3C { c } else { c & 0xFFFF };
+                fs.check_csum("block bitmap", g.into(), gd.block_bitmap_csum, c)?;
+            }
             buf.clone()
         };
         let first = sb.group_first_block(g);

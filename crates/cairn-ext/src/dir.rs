@@ -136,6 +136,33 @@ pub(crate) fn is_dx_node(buf: &[u8], block_size: u32) -> bool {
         && rec_len(u16_le(buf, 4), block_size) == buf.len()
 }
 
+/// The dx_tail checksum of an htree block (`root`: dx_root at block 0, else dx_node):
+/// `(stored, computed)`, or `None` when the block has no room for a tail.
+pub(crate) fn dx_checksum(buf: &[u8], root: bool, seed: u32) -> Option<(u32, u32)> {
+    /// dx_entry: hash and block, 4 bytes each.
+    const DX_ENTRY: usize = 8;
+    let count_offset = if root {
+        // `.` (12 bytes), `..` (12 bytes), then dx_root_info whose length is at byte 29.
+        24 + usize::from(*buf.get(29)?)
+    } else {
+        // One empty record header.
+        DIRENT_HEADER
+    };
+    if count_offset + 4 > buf.len() {
+        return None;
+    }
+    let limit = usize::from(u16_le(buf, count_offset));
+    let count = usize::from(u16_le(buf, count_offset + 2));
+    let tail = count_offset + limit * DX_ENTRY;
+    if count > limit || tail + 8 > buf.len() {
+        return None;
+    }
+    let c = crate::csum::crc32c_raw(seed, &buf[..count_offset + count * DX_ENTRY]);
+    let c = crate::csum::crc32c_raw(c, &buf[tail..tail + 4]);
+    let c = crate::csum::crc32c_raw(c, &[0; 4]);
+    Some((u32_le(buf, tail + 4), c))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -378,7 +378,14 @@ impl Inner {
         // checksum tail, and parsing them yields no entries.
         let dx = indexed && (lblk == 0 || dir::is_dx_node(block, self.sb.block_size));
         let mut body = block;
-        if self.sb.metadata_csum() && !dx {
+        if self.sb.metadata_csum() && dx {
+            match dir::dx_checksum(block, lblk == 0, seed) {
+                Some((stored, computed)) => {
+                    self.check_csum("htree block", lblk, stored, computed)?;
+                }
+                None => self.check_csum("htree block (no checksum tail)", lblk, 1, 0)?,
+            }
+        } else if self.sb.metadata_csum() {
             match dir::leaf_tail(block) {
                 Some(stored) => {
                     let end = block.len() - dir::DIRENT_TAIL;

@@ -423,6 +423,8 @@ pub(crate) struct GroupDesc {
     pub inode_bitmap: u64,
     pub inode_table: u64,
     pub flags: u16,
+    /// metadata_csum checksum of the block bitmap (16 bits with 32-byte descriptors).
+    pub block_bitmap_csum: u32,
 }
 
 /// Reads, checks and decodes every group descriptor.
@@ -468,6 +470,12 @@ pub(crate) fn read_group_descs(
                 inode_bitmap: u64::from(u32_le(d, 0x4)) | hi(0x24),
                 inode_table: u64::from(u32_le(d, 0x8)) | hi(0x28),
                 flags: u16_le(d, 0x12),
+                block_bitmap_csum: u32::from(u16_le(d, 0x18))
+                    | if ds >= 0x3C {
+                        u32::from(u16_le(d, 0x38)) << 16
+                    } else {
+                        0
+                    },
             };
             if sb.metadata_csum() {
                 let stored = u32::from(u16_le(d, 0x1E));

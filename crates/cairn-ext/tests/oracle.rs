@@ -285,8 +285,38 @@ fn ext4_extents_inline_csum() {
     ) else {
         return;
     };
+    let st = debugfs(&img, "stat /many");
+    assert!(
+        st.contains("Flags: 0x81000"),
+        "many/ is not an indexed extent dir: {st}"
+    );
+    let feats = debugfs(&img, "features");
+    assert!(
+        feats.contains("metadata_csum") && feats.contains("64bit"),
+        "{feats}"
+    );
     check_image(&img, &dir.path().join("src"), "ext4", xattr);
     let fs = open(&img);
+    // A corrupt htree block is a checksum error (strict) and readable (lenient).
+    let mut vol = fs::read(&img).unwrap();
+    let blk = debugfs(&img, "bmap /many 0")
+        .trim()
+        .parse::<usize>()
+        .unwrap()
+        * 4096;
+    vol[blk + 0x22] ^= 0xFF; // inside the dx entries of dx_root
+    let id = fs.lookup("/many").unwrap();
+    let bad = ExtFs::open(Arc::new(vol.clone()), &ExtOptions::default()).unwrap();
+    assert!(matches!(
+        bad.read_dir(id),
+        Err(cairn_ext::Error::Checksum {
+            what: "htree block",
+            location: 0,
+            ..
+        })
+    ));
+    let lenient = ExtFs::open(Arc::new(vol), &ExtOptions::lenient()).unwrap();
+    assert_eq!(lenient.read_dir(id).unwrap().len(), 300);
     // The fragmented sparse file has a depth-1 extent tree with 40 data extents.
     let id = fs.lookup("/frag_sparse.bin").unwrap();
     let ex = debugfs(&img, "ex /frag_sparse.bin");
