@@ -381,3 +381,72 @@ fn tiny_image_reads() {
         ]
     );
 }
+
+/// A qemu-made image with one persistent bitmap `b0` and one write; returns the bytes and
+/// the offsets of the bitmaps extension data and of the bitmap directory.
+fn bitmap_fixture() -> Option<(Vec<u8>, usize, usize)> {
+    if !have("qemu-img") || !have("qemu-io") {
+        return None;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let q = dir.path().join("b.qcow2");
+    let p = q.to_str().unwrap();
+    run("qemu-img", &["create", "-f", "qcow2", p, "8M"]);
+    run("qemu-img", &["bitmap", "--add", p, "b0"]);
+    run("qemu-io", &["-c", "write -P 1 1M 64k", p]);
+    let f = std::fs::read(&q).unwrap();
+    let mut pos = be32(&f, 100) as usize;
+    loop {
+        let (ty, len) = (be32(&f, pos), be32(&f, pos + 4) as usize);
+        assert_ne!(ty, 0, "no bitmaps extension");
+        if ty == 0x2385_2875 {
+            let dir_off = usize::try_from(be64(&f, pos + 8 + 16)).unwrap();
+            return Some((f, pos + 8, dir_off));
+        }
+        pos += 8 + len.div_ceil(8) * 8;
+    }
+}
+
+#[test]
+fn bitmap_hostile() {
+    let Some((f, ext, dir)) = bitmap_fixture() else {
+        return;
+    };
+    let ok = from(f.clone()).unwrap().dirty_bitmaps().unwrap();
+    assert_eq!(ok.len(), 1);
+    assert_eq!(ok[0].map.bytes_of(cairn_io::RangeKind::Data), 64 * 1024);
+    let bitmaps = |g: Vec<u8>| from(g).unwrap().dirty_bitmaps();
+
+    let mut g = f.clone();
+    put64(&mut g, dir, 1 << 40); // bitmap table past EOF
+    assert!(matches!(bitmaps(g), Err(Error::BadBitmap { .. })));
+    let mut g = f.clone();
+    g[dir + 17] = 40; // granularity_bits
+    assert!(matches!(bitmaps(g), Err(Error::BadBitmap { .. })));
+    let mut g = f.clone();
+    g[dir + 16] = 2; // type
+    assert!(matches!(bitmaps(g), Err(Error::BadBitmap { .. })));
+    let mut g = f.clone();
+    put32(&mut g, dir + 8, 7); // bitmap_table_size
+    assert!(matches!(bitmaps(g), Err(Error::BadBitmap { .. })));
+    let mut g = f.clone();
+    g[dir + 18..dir + 20].copy_from_slice(&60000u16.to_be_bytes()); // name past the directory
+    assert!(matches!(bitmaps(g), Err(Error::BadBitmap { .. })));
+    let mut g = f.clone();
+    put32(&mut g, ext, 0); // nb_bitmaps
+    assert!(matches!(bitmaps(g), Err(Error::BadBitmap { .. })));
+    let mut g = f.clone();
+    put64(&mut g, ext + 8, 1 << 40); // directory size
+    assert!(matches!(bitmaps(g), Err(Error::BadBitmap { .. })));
+
+    // In use (qemu crashed with the bitmap loaded): everything is dirty.
+    let mut g = f.clone();
+    put32(&mut g, dir + 12, 3);
+    let b = bitmaps(g).unwrap();
+    assert!(b[0].in_use);
+    assert_eq!(b[0].map.bytes_of(cairn_io::RangeKind::Data), 8 << 20);
+    // Autoclear bit clear: the extension is stale and ignored.
+    let mut g = f;
+    put64(&mut g, 88, 0);
+    assert!(bitmaps(g).unwrap().is_empty());
+}
