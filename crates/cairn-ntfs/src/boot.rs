@@ -167,3 +167,54 @@ impl BootParams {
         self.total_sectors * u64::from(self.bytes_per_sector)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sector(bps: u16, spc: u8, rec: u8, idx: u8) -> [u8; BOOT_SECTOR_SIZE] {
+        let mut b = [0u8; BOOT_SECTOR_SIZE];
+        b[3..11].copy_from_slice(b"NTFS    ");
+        b[0x0B..0x0D].copy_from_slice(&bps.to_le_bytes());
+        b[0x0D] = spc;
+        b[0x28..0x30].copy_from_slice(&(1u64 << 20).to_le_bytes());
+        b[0x30..0x38].copy_from_slice(&4u64.to_le_bytes());
+        b[0x38..0x40].copy_from_slice(&8u64.to_le_bytes());
+        b[0x40] = rec;
+        b[0x44] = idx;
+        b[0x1FE] = 0x55;
+        b[0x1FF] = 0xAA;
+        b
+    }
+
+    #[test]
+    fn negative_exponent_cluster_and_record_sizes() {
+        // 0xF5: 2^11 sectors of 512 bytes = 1 MiB clusters; records 2^10, indexes 2^12.
+        let p = BootParams::parse(&sector(512, 0xF5, 0xF6, 0xF4), 1 << 40).unwrap();
+        assert_eq!(p.cluster_size, 1 << 20);
+        assert_eq!(p.file_record_size, 1024);
+        assert_eq!(p.index_record_size, 4096);
+        assert_eq!(p.total_clusters, (1 << 20) / 2048);
+        // Positive encodings: 8 sectors of 512 = 4 KiB clusters, 1 cluster per index record.
+        let p = BootParams::parse(&sector(512, 8, 0xF6, 1), 1 << 30).unwrap();
+        assert_eq!((p.cluster_size, p.index_record_size), (4096, 4096));
+        // 4 KiB sectors.
+        let p = BootParams::parse(&sector(4096, 1, 0xF4, 1), 1 << 33).unwrap();
+        assert_eq!((p.cluster_size, p.file_record_size), (4096, 4096));
+    }
+
+    #[test]
+    fn invalid_geometry() {
+        let field = |b: [u8; BOOT_SECTOR_SIZE], size: u64| match BootParams::parse(&b, size) {
+            Err(Error::BadBootSector { field, .. }) => field,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(field(sector(512, 0xF3, 0xF6, 1), 1 << 40), "cluster_size"); // 4 MiB
+        assert_eq!(field(sector(512, 8, 0xF6, 1), 1 << 20), "total_sectors"); // reader too small
+        assert_eq!(field(sector(512, 8, 0x20, 1), 1 << 30), "clusters_per_file_record"); // 128 KiB
+        assert_eq!(field(sector(512, 8, 0xF6, 0xEF), 1 << 30), "clusters_per_index_record"); // 2^17 B
+        let mut b = sector(512, 8, 0xF6, 1);
+        b[0x1FF] = 0;
+        assert_eq!(field(b, 1 << 30), "signature");
+    }
+}
