@@ -255,9 +255,10 @@ fn build(
     Some((dir, img, xattr))
 }
 
+/// 1 KiB blocks and 128-byte inodes (no extra fields; xattrs only in blocks).
 #[test]
 fn ext2_1k_blocks_indirect() {
-    let Some((dir, img, xattr)) = build("ext2", &["-t", "ext2", "-b", "1024"], "32M", false) else {
+    let Some((dir, img, xattr)) = build("ext2", &["-t", "ext2", "-b", "1024", "-I", "128"], "32M", false) else {
         return;
     };
     check_image(&img, &dir.path().join("src"), "ext2", xattr);
@@ -369,5 +370,19 @@ fn ext4_1k_meta_bg_uninit_groups() {
         dump.contains("BLOCK_UNINIT"),
         "no BLOCK_UNINIT group to test"
     );
+    check_image(&img, &dir.path().join("src"), "ext4", xattr);
+}
+
+/// 64 KiB blocks: the largest block size, whose rec_len 65536 needs the special encoding.
+#[test]
+fn ext4_64k_blocks() {
+    let Some((dir, img, xattr)) = build(
+        "ext4-64k",
+        &["-t", "ext4", "-b", "65536", "-O", "inline_data"],
+        "64M",
+        true,
+    ) else {
+        return;
+    };
     check_image(&img, &dir.path().join("src"), "ext4", xattr);
 }
