@@ -277,7 +277,56 @@ fn check_volume(bits: u32, kib: u32, extra: &[&str], big: usize, frag: bool, ty:
     }
     assert!(info.warnings.is_empty(), "{:?}", info.warnings);
 
-    // 6. The fragmented file really is fragmented on FAT16, and reads back right.
+    // 6. Directory cycles made from the real volume: /deep pointing at the root cluster
+    //    (FAT32) or at cluster 0 (FAT12/16 root), /deep/a/b/c pointing at /deep/a. The walk
+    //    ends, the cycles are warnings.
+    let mut bytes = std::fs::read(&b.img).unwrap();
+    let deep = usize::try_from(fs.lookup("/deep").unwrap()).unwrap();
+    let a = fs.lookup("/deep/a").unwrap();
+    let bb = usize::try_from(fs.lookup("/deep/a/b/c").unwrap()).unwrap();
+    let a_off = usize::try_from(a).unwrap();
+    let a_cluster = [
+        bytes[a_off + 20],
+        bytes[a_off + 21],
+        bytes[a_off + 26],
+        bytes[a_off + 27],
+    ];
+    let root_cluster = if ty == FatType::Fat32 {
+        u32::from_le_bytes(bytes[44..48].try_into().unwrap())
+    } else {
+        0
+    };
+    let [r0, r1, r2, r3] = root_cluster.to_le_bytes();
+    bytes[deep + 26] = r0;
+    bytes[deep + 27] = r1;
+    bytes[deep + 20] = r2;
+    bytes[deep + 21] = r3;
+    let cyc = FatFs::open(Arc::new(bytes.clone()), &FatOptions::default()).unwrap();
+    let mut n = 0;
+    cyc.walk(&mut |_, _| n += 1).unwrap();
+    assert_eq!(n, ours.len() - 12, "deep/ and its 11 descendants are gone");
+    assert!(matches!(
+        cyc.lookup("/deep"),
+        Err(cairn_fat::Error::NotFound(_))
+    ));
+    // restore /deep, loop /deep/a/b/c back to /deep/a
+    let orig = std::fs::read(&b.img).unwrap();
+    bytes[deep..deep + 32].copy_from_slice(&orig[deep..deep + 32]);
+    bytes[bb + 20] = a_cluster[0];
+    bytes[bb + 21] = a_cluster[1];
+    bytes[bb + 26] = a_cluster[2];
+    bytes[bb + 27] = a_cluster[3];
+    let cyc = FatFs::open(Arc::new(bytes), &FatOptions::default()).unwrap();
+    let mut paths = Vec::new();
+    cyc.walk(&mut |p, _| paths.push(p.to_string())).unwrap();
+    assert!(paths.contains(&"/deep/a/b/c".to_string()));
+    assert!(
+        !paths.iter().any(|p| p.starts_with("/deep/a/b/c/")),
+        "cycle entered"
+    );
+    assert!(cyc.warnings().iter().any(|w| w.contains("cycle")));
+
+    // 7. The fragmented file really is fragmented on FAT16, and reads back right.
     if frag && ty == FatType::Fat16 {
         let id = fs.lookup("/frag/fragmented.bin").unwrap();
         let ext = fs.extents(id, None).unwrap();
