@@ -238,6 +238,14 @@ fn read_map(
             if byte == 0 {
                 continue;
             }
+            if byte == 0xff {
+                // Eight dirty granules at once (fully dirty bitmaps are common).
+                let start = base + k as u64 * 8 * granularity;
+                if start < end {
+                    map.push(start, (8 * granularity).min(end - start), RangeKind::Data)?;
+                }
+                continue;
+            }
             for j in 0..8u64 {
                 if byte & (1 << j) == 0 {
                     continue;

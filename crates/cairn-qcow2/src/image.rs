@@ -581,6 +581,9 @@ impl DiskLayer for Qcow2Image {
         &mut self,
         parent: Arc<dyn DiskLayer>,
     ) -> std::result::Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        if self.header.backing_file.is_none() {
+            return Err("qcow2 image has no backing file; it takes no parent".into());
+        }
         self.parent = Some(parent);
         Ok(())
     }

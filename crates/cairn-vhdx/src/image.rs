@@ -175,6 +175,10 @@ impl VhdxImage {
                 continue;
             }
             let blk = index - index / (self.chunk_ratio + 1);
+            if blk >= self.payload_blocks {
+                // Padding entries of a differencing disk's last chunk: never read.
+                continue;
+            }
             let what = || format!("payload block {blk}");
             match state {
                 PAYLOAD_NOT_PRESENT | PAYLOAD_UNDEFINED | PAYLOAD_ZERO | PAYLOAD_UNMAPPED => {}
