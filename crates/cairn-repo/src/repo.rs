@@ -33,7 +33,7 @@ pub const INDEX_EVERY_PACKS: usize = 8;
 /// Options of [`Repository::init`].
 #[derive(Debug, Clone)]
 pub struct InitOptions {
-    /// Chunker (default: fixed 1 MiB).
+    /// Chunker (default: fixed 256 KiB, [`cairn_chunk::DEFAULT_FIXED_SIZE`]).
     pub chunker: cairn_chunk::ChunkerParams,
     /// Pack target size (default 32 MiB).
     pub pack_target: u64,
