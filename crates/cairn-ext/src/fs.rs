@@ -203,6 +203,14 @@ impl Inner {
             XattrValue::Inline(b) => Ok(b.clone()),
             XattrValue::InInode { ino, size } => {
                 let ea = self.read_inode(u64::from(*ino))?;
+                // EA inodes hold their value in blocks; refusing inline ones also stops a
+                // hostile system.data value from pointing back at its owner forever.
+                if ea.kind() != FileKind::File || ea.has_flag(FL_INLINE_DATA) {
+                    return Err(Error::BadXattr {
+                        ino: owner,
+                        reason: format!("EA inode {ino} is not a plain regular file"),
+                    });
+                }
                 if ea.size != u64::from(*size) {
                     return Err(Error::BadXattr {
                         ino: owner,

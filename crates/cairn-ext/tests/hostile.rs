@@ -386,3 +386,46 @@ fn random_corruptions_end_cleanly() {
         );
     }
 }
+
+/// An inline-data file whose `system.data` value claims to live in an EA inode that is
+/// the file itself: refused, not followed forever.
+#[test]
+fn ea_inode_pointing_at_itself() {
+    if !have("mke2fs") || !have("debugfs") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src");
+    fs::create_dir_all(&src).unwrap();
+    fs::write(src.join("tiny.txt"), vec![b't'; 100]).unwrap();
+    let img = dir.path().join("t.img");
+    mkfs(
+        &img,
+        Some(&src),
+        &[
+            "-t",
+            "ext4",
+            "-b",
+            "4096",
+            "-O",
+            "inline_data,^metadata_csum",
+        ],
+        "8M",
+    );
+    let mut b = fs::read(&img).unwrap();
+    let ino = ino_of(&img, "/tiny.txt");
+    let off = usize::try_from(inode_offset(&img, "/tiny.txt")).unwrap();
+    let extra = usize::from(u16::from_le_bytes([b[off + 0x80], b[off + 0x81]]));
+    let entry = off + 128 + extra + 4;
+    assert_eq!(
+        (b[entry], b[entry + 1]),
+        (4, 7),
+        "first entry is system.data"
+    );
+    put_u32(&mut b, (entry + 4) as u64, u32::try_from(ino).unwrap());
+    // The value size equals the file's own size, so only the EA-inode check stops it.
+    put_u32(&mut b, (entry + 8) as u64, 100);
+    let fs = open_bytes(b, &ExtOptions::default()).unwrap();
+    let e = fs.open(ino, None).err().unwrap();
+    assert!(matches!(e, Error::BadXattr { .. }), "{e}");
+}

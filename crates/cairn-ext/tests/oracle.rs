@@ -258,7 +258,12 @@ fn build(
 /// 1 KiB blocks and 128-byte inodes (no extra fields; xattrs only in blocks).
 #[test]
 fn ext2_1k_blocks_indirect() {
-    let Some((dir, img, xattr)) = build("ext2", &["-t", "ext2", "-b", "1024", "-I", "128"], "32M", false) else {
+    let Some((dir, img, xattr)) = build(
+        "ext2",
+        &["-t", "ext2", "-b", "1024", "-I", "128"],
+        "32M",
+        false,
+    ) else {
         return;
     };
     check_image(&img, &dir.path().join("src"), "ext2", xattr);
