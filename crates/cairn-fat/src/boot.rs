@@ -71,6 +71,8 @@ pub(crate) struct Geometry {
     pub fsinfo_sector: Option<u16>,
     /// exFAT VolumeFlags.VolumeDirty.
     pub dirty: bool,
+    /// FAT32 BPB_ExtFlags with mirroring disabled (bit 7): the one active FAT copy.
+    pub active_fat: Option<u8>,
 }
 
 impl Geometry {
@@ -211,6 +213,7 @@ fn parse_fat(bs: &[u8; 512], max_unit_bytes: u64) -> Result<Geometry> {
             "large enough for an entry per cluster",
         ));
     }
+    let mut active_fat = None;
     let (root_cluster, fsinfo_sector, serial, label_off) = if fat_type == FatType::Fat32 {
         if root_entries != 0 {
             return Err(bad("BPB_RootEntCnt", root_entries, "0 on FAT32"));
@@ -230,6 +233,8 @@ fn parse_fat(bs: &[u8; 512], max_unit_bytes: u64) -> Result<Geometry> {
                 "a cluster in 2..CountofClusters+2",
             ));
         }
+        let ext_flags = u16_le(bs, 40);
+        active_fat = (ext_flags & 0x80 != 0).then(|| ext_flags.to_le_bytes()[0] & 0x0F);
         let fsinfo = u16_le(bs, 48);
         let fsinfo = (fsinfo != 0 && fsinfo != 0xFFFF && fsinfo < reserved).then_some(fsinfo);
         (
@@ -276,6 +281,7 @@ fn parse_fat(bs: &[u8; 512], max_unit_bytes: u64) -> Result<Geometry> {
         boot_label,
         fsinfo_sector,
         dirty: false,
+        active_fat,
     })
 }
 
@@ -405,6 +411,7 @@ fn parse_exfat(src: &dyn ReadAt, bs: &[u8; 512], max_unit_bytes: u64) -> Result<
         boot_label: None,
         fsinfo_sector: None,
         dirty: flags & 2 != 0,
+        active_fat: None,
     })
 }
 

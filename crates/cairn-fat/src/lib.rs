@@ -175,6 +175,15 @@ impl FatFs {
             &mut warnings,
         )?;
         warnings.extend(table.dirty_warnings());
+        if let Some(active) = geo.active_fat {
+            if active != opts.fat_copy {
+                warnings.push(format!(
+                    "FAT mirroring is disabled and copy {} is the active one; reading copy {} (see FatOptions::with_fat_copy)",
+                    u32::from(active) + 1,
+                    u32::from(opts.fat_copy) + 1
+                ));
+            }
+        }
         if geo.dirty {
             warnings.push("volume is marked dirty (VolumeDirty flag)".to_string());
         }
@@ -257,13 +266,12 @@ impl FatFs {
             }
         }
         // The root directory's label entry wins over the boot sector's copy.
-        let (buf, extents) = self.dir_bytes(ROOT_ID, &self.root.clone())?;
+        let (buf, _) = self.dir_bytes(ROOT_ID, &self.root.clone())?;
         self.label = buf
             .chunks_exact(ENTRY)
             .take_while(|e| e[0] != 0)
             .find_map(dir::fat_label)
             .or_else(|| self.geo.boot_label.clone());
-        drop(extents);
         Ok(())
     }
 
