@@ -283,3 +283,16 @@ fn mutations_of_metadata_and_bat_never_panic() {
         )
         .unwrap();
 }
+
+#[test]
+fn logical_sector_4096() {
+    let Some(f) = fixture() else { return };
+    let want = read_all(&from(f.clone()).unwrap());
+    let (ls, _) = meta_item(&f, &LOGICAL_SECTOR_GUID);
+    let mut g = f;
+    put32(&mut g, ls, 4096);
+    // 8 MiB of 1 MiB blocks: the BAT layout does not change with the chunk ratio.
+    let img = from(g).unwrap();
+    assert_eq!(img.logical_sector_size(), 4096);
+    assert!(read_all(&img) == want);
+}
