@@ -429,3 +429,35 @@ fn ea_inode_pointing_at_itself() {
     let e = fs.open(ino, None).err().unwrap();
     assert!(matches!(e, Error::BadXattr { .. }), "{e}");
 }
+
+/// A file flagged encrypted (set with debugfs, as fscrypt would) is listed and stat'ed but
+/// its data is refused with `Error::Encrypted`.
+#[test]
+fn encrypted_file_is_listed_not_read() {
+    let Some(f) = fixture(true) else { return };
+    let mut c = tool("debugfs");
+    c.args(["-w", "-f", "-"]).arg(&f.img);
+    c.stdin(std::process::Stdio::piped());
+    let mut child = c
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        let stdin = child.stdin.as_mut().unwrap();
+        writeln!(stdin, "feature encrypt").unwrap();
+        writeln!(stdin, "sif /hello.txt flags 0x80800").unwrap();
+    }
+    assert!(child.wait().unwrap().success());
+    let r: Arc<dyn ReadAt> = Arc::new(cairn_io::FileReader::open(&f.img).unwrap());
+    let fs = ExtFs::open(r, &ExtOptions::default()).unwrap();
+    let id = fs.lookup("/hello.txt").unwrap();
+    assert_eq!(fs.metadata(id).unwrap().size, 12);
+    assert!(matches!(fs.open(id, None), Err(Error::Encrypted { ino }) if ino == id));
+    assert!(fs
+        .read_dir(2)
+        .unwrap()
+        .iter()
+        .any(|e| e.name == "hello.txt"));
+}
