@@ -211,8 +211,14 @@ mod tests {
         };
         assert_eq!(field(sector(512, 0xF3, 0xF6, 1), 1 << 40), "cluster_size"); // 4 MiB
         assert_eq!(field(sector(512, 8, 0xF6, 1), 1 << 20), "total_sectors"); // reader too small
-        assert_eq!(field(sector(512, 8, 0x20, 1), 1 << 30), "clusters_per_file_record"); // 128 KiB
-        assert_eq!(field(sector(512, 8, 0xF6, 0xEF), 1 << 30), "clusters_per_index_record"); // 2^17 B
+        assert_eq!(
+            field(sector(512, 8, 0x20, 1), 1 << 30),
+            "clusters_per_file_record"
+        ); // 128 KiB
+        assert_eq!(
+            field(sector(512, 8, 0xF6, 0xEF), 1 << 30),
+            "clusters_per_index_record"
+        ); // 2^17 B
         let mut b = sector(512, 8, 0xF6, 1);
         b[0x1FF] = 0;
         assert_eq!(field(b, 1 << 30), "signature");

@@ -702,6 +702,64 @@ fn fuse_attribute_list_matches_tsk() {
     );
     compare_with_tsk(&img, &ours, true);
     compare_with_ntfscat(&img, &ours, &|_| false);
+
+    // Hostile twist: the attribute list names fragB's record as an extension of fragA.
+    const MASK: u64 = 0xFFFF_FFFF_FFFF;
+    assert_eq!(
+        fs.extents(0, None).unwrap().len(),
+        1,
+        "fresh volume: contiguous $MFT"
+    );
+    let (a_id, b_id) = (ours["/fragA.bin"].id, ours["/fragB.bin"].id);
+    let mut bytes = std::fs::read(&img).unwrap();
+    let cs = geo(&bytes).cs;
+    // Where the attribute list's value lies: (volume offset, length), resident or not.
+    let mut list_at = (0usize, 0usize);
+    edit_record(&mut bytes, a_id & MASK, |rec| {
+        let a = find_attr(rec, 0x20);
+        if rec[a + 8] == 0 {
+            let v = a + usize::from(u16_at(rec, a + 0x14));
+            list_at = (v, usize::try_from(u32_at(rec, a + 0x10)).unwrap());
+        } else {
+            let runs = a + usize::from(u16_at(rec, a + 0x20));
+            let h = rec[runs];
+            let (ls, os) = (usize::from(h & 0xF), usize::from(h >> 4));
+            let mut lcn = 0usize;
+            for i in 0..os {
+                lcn |= usize::from(rec[runs + 1 + ls + i]) << (8 * i);
+            }
+            list_at = (lcn * cs, usize::try_from(u64_at(rec, a + 0x30)).unwrap());
+            assert!(list_at.1 <= cs, "list fits its first cluster");
+        }
+    });
+    let mut patched = false;
+    let mut patch = |list: &mut [u8]| {
+        let mut pos = 0;
+        while pos + 0x18 <= list.len() {
+            if u64_at(list, pos + 0x10) & MASK != a_id & MASK {
+                list[pos + 0x10..pos + 0x18].copy_from_slice(&b_id.to_le_bytes());
+                patched = true;
+                break;
+            }
+            pos += usize::from(u16_at(list, pos + 4)).max(1);
+        }
+    };
+    if list_at.0 > 4096 {
+        patch(&mut bytes[list_at.0..list_at.0 + list_at.1]);
+    } else {
+        edit_record(&mut bytes, a_id & MASK, |rec| {
+            patch(&mut rec[list_at.0..list_at.0 + list_at.1])
+        });
+    }
+    if patched {
+        let bad = NtfsFs::open(Arc::new(bytes), &NtfsOptions::default()).unwrap();
+        match bad.metadata(a_id).unwrap_err() {
+            cairn_ntfs::Error::BadRecord { record, .. } => assert_eq!(record, b_id & MASK),
+            other => panic!("expected BadRecord for the foreign extension, got {other:?}"),
+        }
+    } else {
+        panic!("fragA's attribute list names no extension record");
+    }
 }
 
 /// The `testfs1` image inside the crates.io `ntfs` 0.4.0 crate (fetched with `cargo fetch`

@@ -171,3 +171,79 @@ pub fn check_extents(fs: &NtfsFs, vol: &dyn ReadAt, id: u64, stream: Option<&str
     }
     assert_eq!(pos, bytes.len() as u64, "extents of {id:#x} cover the size");
 }
+
+pub fn u16_at(b: &[u8], o: usize) -> u16 {
+    u16::from_le_bytes([b[o], b[o + 1]])
+}
+pub fn u32_at(b: &[u8], o: usize) -> u32 {
+    u32::from_le_bytes([b[o], b[o + 1], b[o + 2], b[o + 3]])
+}
+pub fn u64_at(b: &[u8], o: usize) -> u64 {
+    u64::from_le_bytes(b[o..o + 8].try_into().unwrap())
+}
+
+pub struct Geo {
+    pub cs: usize,
+    pub mft_off: usize,
+    pub rs: usize,
+}
+
+pub fn geo(img: &[u8]) -> Geo {
+    let cs = usize::from(u16_at(img, 0x0B)) * usize::from(img[0x0D]);
+    let rs = 1usize << (-i32::from(i8::from_le_bytes([img[0x40]]))).clamp(0, 16);
+    Geo {
+        cs,
+        mft_off: usize::try_from(u64_at(img, 0x30)).unwrap() * cs,
+        rs,
+    }
+}
+
+/// Undoes the update sequence array of a multi-sector record.
+pub fn unfix(b: &mut [u8]) {
+    let (off, n) = (usize::from(u16_at(b, 4)), usize::from(u16_at(b, 6)));
+    for i in 1..n {
+        let end = i * 512 - 2;
+        b[end] = b[off + 2 * i];
+        b[end + 1] = b[off + 2 * i + 1];
+    }
+}
+
+/// Re-applies the update sequence array (sector ends get the sequence number).
+pub fn refix(b: &mut [u8]) {
+    let (off, n) = (usize::from(u16_at(b, 4)), usize::from(u16_at(b, 6)));
+    refix_with(b, off, n);
+}
+
+pub fn refix_with(b: &mut [u8], off: usize, n: usize) {
+    for i in 1..n {
+        let end = i * 512 - 2;
+        b[off + 2 * i] = b[end];
+        b[off + 2 * i + 1] = b[end + 1];
+        b[end] = b[off];
+        b[end + 1] = b[off + 1];
+    }
+}
+
+/// Edits MFT record `n` (fixups undone while `f` runs); the fresh image's $MFT is contiguous.
+pub fn edit_record(img: &mut [u8], n: u64, f: impl FnOnce(&mut [u8])) {
+    let g = geo(img);
+    let start = g.mft_off + usize::try_from(n).unwrap() * g.rs;
+    let rec = &mut img[start..start + g.rs];
+    unfix(rec);
+    let (off, n) = (usize::from(u16_at(rec, 4)), usize::from(u16_at(rec, 6)));
+    f(rec);
+    refix_with(rec, off, n);
+}
+
+/// Offset of the first attribute of `ty` in a (fixed-up) record.
+pub fn find_attr(rec: &[u8], ty: u32) -> usize {
+    let mut off = usize::from(u16_at(rec, 0x14));
+    loop {
+        let t = u32_at(rec, off);
+        assert_ne!(t, 0xFFFF_FFFF, "attribute {ty:#x} not found");
+        if t == ty {
+            return off;
+        }
+        off += usize::try_from(u32_at(rec, off + 4)).unwrap();
+    }
+}
