@@ -361,7 +361,8 @@ fn ext4_1k_meta_bg_uninit_groups() {
     let Some((dir, img, xattr)) = build(
         "ext4mb",
         &["-t", "ext4", "-b", "1024", "-O", "meta_bg,^resize_inode"],
-        "64M",
+        // 20 groups of 8 MiB, 16 descriptors per block: two meta groups.
+        "160M",
         false,
     ) else {
         return;
