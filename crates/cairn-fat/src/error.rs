@@ -79,12 +79,12 @@ pub enum Error {
         /// The free cluster.
         cluster: u32,
     },
-    /// A chain is longer than the volume has clusters: it loops.
-    #[error("cluster chain starting at {start} loops (more than {steps} clusters)")]
+    /// A chain comes back to a cluster it already went through.
+    #[error("cluster chain starting at {start} loops (found after {steps} clusters)")]
     ChainCycle {
         /// First cluster of the chain.
         start: u32,
-        /// Step budget that was exhausted.
+        /// Clusters followed when the loop was found.
         steps: u64,
     },
     /// A chain holds fewer clusters than the entry's size needs.

@@ -650,15 +650,24 @@ impl FatFs {
 
     /// Walks the whole tree depth-first, calling `visit` with each entry's path (`/a/b`) and
     /// entry. A directory already visited (by first cluster) is not entered again, nor one
-    /// deeper than [`Limits::max_dir_depth`]: both are reported as warnings. The walk stops
-    /// with an error after [`Limits::max_walk_steps`] entries.
+    /// deeper than [`Limits::max_dir_depth`]: both are reported as warnings, and so is a
+    /// subdirectory that cannot be listed (its error is in the warning). The walk fails when
+    /// the root cannot be listed or after [`Limits::max_walk_steps`] entries.
     pub fn walk(&self, visit: &mut dyn FnMut(&str, &DirEntry)) -> Result<()> {
         let mut stack = vec![(String::new(), ROOT_ID, 0u32)];
         let mut seen: HashSet<u32> = HashSet::new();
         seen.insert(self.geo.root_cluster);
         let mut steps = 0u64;
         while let Some((path, dir, depth)) = stack.pop() {
-            for e in self.read_dir(dir)? {
+            let entries = match self.read_dir(dir) {
+                Ok(v) => v,
+                Err(e) if dir != ROOT_ID => {
+                    self.warn(format!("{path}: cannot list: {e}"));
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            for e in entries {
                 steps += 1;
                 if steps > self.limits.max_walk_steps {
                     return Err(Error::TooLarge {

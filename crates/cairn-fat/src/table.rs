@@ -168,8 +168,9 @@ impl Table {
     }
 
     /// Follows the chain from `start` to its end marker, as runs of consecutive clusters.
-    /// Each cluster is range-checked; the walk stops after `cluster_count` steps (a longer
-    /// chain must revisit a cluster, i.e. loop).
+    /// Each cluster is range-checked. Loops are found with Brent's algorithm (time linear in
+    /// the chain's length up to the loop, no memory); a chain longer than `cluster_count`
+    /// steps must loop too, which bounds the walk whatever happens.
     pub(crate) fn chain(&self, start: u32) -> Result<Vec<ClusterRun>> {
         let end = u64::try_from(self.entries.len()).unwrap_or(u64::MAX);
         let budget = end.saturating_sub(2);
@@ -184,6 +185,10 @@ impl Table {
         let mut runs: Vec<ClusterRun> = Vec::new();
         let mut cur = start;
         let mut steps = 0u64;
+        // Brent's cycle detection: the tortoise jumps to the hare at powers of two.
+        let mut tortoise = start;
+        let mut power = 1u64;
+        let mut lam = 0u64;
         loop {
             steps += 1;
             if steps > budget {
@@ -213,7 +218,18 @@ impl Table {
                         cluster: cur,
                     })
                 }
-                Link::Next(n) if in_range(n) => cur = n,
+                Link::Next(n) if in_range(n) => {
+                    if n == tortoise {
+                        return Err(Error::ChainCycle { start, steps });
+                    }
+                    lam += 1;
+                    if lam == power {
+                        tortoise = n;
+                        power <<= 1;
+                        lam = 0;
+                    }
+                    cur = n;
+                }
                 Link::Next(n) => {
                     return Err(Error::ClusterOutOfRange {
                         start,
