@@ -3,7 +3,7 @@
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 
-use cairn_io::le::{u16_le, u32_be, u32_le};
+use cairn_io::le::{u32_be, u32_le};
 use cairn_io::{AllocationMap, Limits, ReadAt};
 use cairn_vfs::{
     escape_name_bytes, DirEntry, FileExtent, FileKind, FileSystem, Metadata, NodeId, UnixMeta,
@@ -835,15 +835,14 @@ impl Inner {
         csum && self.groups[group as usize].flags & sb::BG_BLOCK_UNINIT != 0
     }
 
-    /// Desc size helper for the bitmap module.
+    /// Blocks one group's inode table takes.
     pub(crate) fn itable_blocks(&self) -> u64 {
         (u64::from(self.sb.inodes_per_group) * u64::from(self.sb.inode_size)).div_ceil(self.sb.bs())
     }
 }
 
-#[allow(dead_code)]
-fn _assert_traits() {
-    fn f<T: Send + Sync>() {}
-    f::<ExtFs>();
-    let _ = u16_le;
-}
+/// `ExtFs` is shared between threads (the `FileSystem` contract).
+const _: fn() = || {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<ExtFs>();
+};

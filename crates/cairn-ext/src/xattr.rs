@@ -94,7 +94,7 @@ pub(crate) fn parse_entries(
         } else {
             let start = value_base + value_offs;
             let end = start + value_size as usize;
-            if end > area.len() || (value_size > 0 && start < value_base) {
+            if end > area.len() {
                 return Err(bad(format!(
                     "entry at {pos}: value {start}..{end} outside the area of {} bytes",
                     area.len()
