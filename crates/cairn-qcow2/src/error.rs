@@ -51,8 +51,8 @@ pub enum Error {
         /// The file name from the header extension, if present.
         name: Option<String>,
     },
-    /// A compression type other than zlib.
-    #[error("qcow2 compression type {0} ({name}) is not supported; only zlib (0) is", name = if *.0 == 1 { "zstd" } else { "unknown" })]
+    /// A compression type other than zlib (0) and zstd (1).
+    #[error("qcow2 compression type {0} is not supported; only zlib (0) and zstd (1) are")]
     UnsupportedCompression(u8),
     /// A header extension is malformed.
     #[error("header extension at offset {offset}: {reason}")]

@@ -29,6 +29,9 @@ pub(crate) const INCOMPAT_EXTL2: u64 = 1 << 4;
 /// Bits this reader understands and reads through.
 const INCOMPAT_HANDLED: u64 = INCOMPAT_DIRTY | INCOMPAT_CORRUPT | INCOMPAT_COMPRESSION;
 
+/// Compression types (header byte 104).
+pub(crate) const COMPRESSION_ZSTD: u8 = 1;
+
 /// Autoclear bit 0: the bitmaps extension is consistent with the image.
 pub(crate) const AUTOCLEAR_BITMAPS: u64 = 1 << 0;
 
@@ -59,6 +62,8 @@ pub(crate) struct Header {
     pub l1_table_offset: u64,
     pub incompatible: u64,
     pub autoclear: u64,
+    /// 0 = zlib (deflate), 1 = zstd.
+    pub compression_type: u8,
     pub backing_file: Option<String>,
     pub backing_format: Option<String>,
     pub bitmaps: Option<BitmapsExt>,
@@ -289,7 +294,7 @@ pub(crate) fn parse(file: &dyn ReadAt, limits: &Limits) -> Result<Header> {
             names: names.join(", "),
         });
     }
-    if compression_type != 0 {
+    if compression_type > COMPRESSION_ZSTD {
         return Err(Error::UnsupportedCompression(compression_type));
     }
     incompatible &= INCOMPAT_HANDLED;
@@ -336,6 +341,7 @@ pub(crate) fn parse(file: &dyn ReadAt, limits: &Limits) -> Result<Header> {
         l1_table_offset,
         incompatible,
         autoclear,
+        compression_type,
         backing_file,
         backing_format,
         bitmaps,

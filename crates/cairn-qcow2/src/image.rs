@@ -376,16 +376,16 @@ impl Qcow2Image {
             usize::try_from(avail).map_err(|_| bad("too large".into()))?,
         )?;
         let mut out = vec![0u8; usize::try_from(cs).map_err(|_| bad("too large".into()))?];
-        let mut d = flate2::Decompress::new(false);
-        match d.decompress(&input, &mut out, flate2::FlushDecompress::Finish) {
-            Ok(_) => {}
-            Err(e) => return Err(bad(format!("deflate error: {e}"))),
-        }
-        if d.total_out() != cs {
-            return Err(bad(format!(
-                "inflates to {} bytes, expected {cs}",
-                d.total_out()
-            )));
+        let produced = if self.header.compression_type == header::COMPRESSION_ZSTD {
+            unzstd(&input, &mut out, cs).map_err(bad)?
+        } else {
+            let mut d = flate2::Decompress::new(false);
+            d.decompress(&input, &mut out, flate2::FlushDecompress::Finish)
+                .map_err(|e| bad(format!("deflate error: {e}")))?;
+            d.total_out()
+        };
+        if produced != cs {
+            return Err(bad(format!("inflates to {produced} bytes, expected {cs}")));
         }
         Ok(out)
     }
@@ -479,6 +479,65 @@ impl Qcow2Image {
         }
         Ok(map.finish())
     }
+}
+
+/// The largest zstd window accepted for one cluster: a compressor that knows the input
+/// size (qemu does) never needs a window above the cluster size; the slack covers zstd's
+/// 1 KiB minimum and rounding.
+fn max_zstd_window(cluster_size: u64) -> u64 {
+    (cluster_size * 4).max(1 << 20)
+}
+
+/// The window (or, for single-segment frames, the content) size a zstd frame header
+/// declares, so that a hostile header cannot make the decoder reserve a large buffer.
+fn zstd_window(input: &[u8]) -> Result<u64, String> {
+    if input.len() < 6 || input[0..4] != [0x28, 0xb5, 0x2f, 0xfd] {
+        return Err("no zstd frame magic".into());
+    }
+    let fhd = input[4];
+    let single_segment = fhd & 0x20 != 0;
+    if !single_segment {
+        let wd = input[5];
+        let log = 10 + u64::from(wd >> 3);
+        if log > 41 {
+            return Err(format!("zstd window log {log}"));
+        }
+        let base = 1u64 << log;
+        return Ok(base + (base / 8) * u64::from(wd & 7));
+    }
+    let dict_len = [0usize, 1, 2, 4][usize::from(fhd & 3)];
+    let fcs_len = [1usize, 2, 4, 8][usize::from(fhd >> 6)];
+    let at = 5 + dict_len;
+    let fcs = input
+        .get(at..at + fcs_len)
+        .ok_or_else(|| "truncated zstd frame header".to_string())?;
+    let mut v = [0u8; 8];
+    v[..fcs_len].copy_from_slice(fcs);
+    let n = u64::from_le_bytes(v);
+    Ok(if fcs_len == 2 { n + 256 } else { n })
+}
+
+/// Decompresses one zstd frame into `out` (one cluster); returns the bytes produced.
+fn unzstd(input: &[u8], out: &mut [u8], cluster_size: u64) -> Result<u64, String> {
+    use std::io::Read;
+    let window = zstd_window(input)?;
+    if window > max_zstd_window(cluster_size) {
+        return Err(format!(
+            "zstd window of {window} bytes is too large for a cluster"
+        ));
+    }
+    let mut src = input;
+    let mut dec = ruzstd::decoding::StreamingDecoder::new(&mut src)
+        .map_err(|e| format!("zstd frame header: {e}"))?;
+    let mut done = 0usize;
+    while done < out.len() {
+        match dec.read(&mut out[done..]) {
+            Ok(0) => break,
+            Ok(n) => done += n,
+            Err(e) => return Err(format!("zstd error: {e}")),
+        }
+    }
+    Ok(done as u64)
 }
 
 /// Where a coalesced run reads from (offset of its first byte).

@@ -1,11 +1,12 @@
 //! # cairn-qcow2
 //!
 //! A read-only reader of qcow2 images (versions 2 and 3), as written by qemu: standard,
-//! zero and zlib-compressed clusters, backing files (read through an attached parent layer),
-//! and persistent dirty bitmaps (the change map of an incremental backup).
+//! zero and compressed clusters (zlib/deflate, and zstd through the pure-Rust `ruzstd`),
+//! backing files (read through an attached parent layer), and persistent dirty bitmaps
+//! (the change map of an incremental backup).
 //!
-//! Refused with a typed [`Error`]: encryption, external data files, zstd compression,
-//! extended L2 entries and unknown incompatible features. A dirty or corrupt-marked image is
+//! Refused with a typed [`Error`]: encryption, external data files, unknown compression
+//! types, extended L2 entries and unknown incompatible features. A dirty or corrupt-marked image is
 //! read as-is with a warning ([`Qcow2Image::is_dirty`]). Internal snapshots are ignored (the
 //! active L1 table is read).
 //!

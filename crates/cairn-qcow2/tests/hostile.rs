@@ -236,24 +236,46 @@ fn encrypted_and_feature_bits() {
 }
 
 #[test]
-fn zstd_is_refused() {
-    if !have("qemu-img") {
-        return;
+fn zstd_hostile_and_unknown_compression() {
+    let Some(f) = fixture(false) else { return };
+    // Compression type 2 does not exist.
+    let mut g = f.clone();
+    if be32(&g, 100) > 104 {
+        put64(&mut g, 72, 1 << 3);
+        g[104] = 2;
+        assert!(matches!(from(g), Err(Error::UnsupportedCompression(2))));
     }
+    // A zstd image whose first compressed cluster claims a huge window.
     let dir = tempfile::tempdir().unwrap();
+    let raw = dir.path().join("d.raw");
+    let d: Vec<u8> = (0..1u32 << 20)
+        .map(|i| (i % 251) as u8 ^ (i >> 13) as u8)
+        .collect();
+    std::fs::write(&raw, &d).unwrap();
     let q = dir.path().join("z.qcow2");
-    let out = std::process::Command::new("qemu-img")
-        .args(["create", "-f", "qcow2", "-o", "compression_type=zstd"])
-        .arg(&q)
-        .arg("1M")
-        .output()
-        .unwrap();
-    if !out.status.success() {
-        eprintln!("skipped: this qemu-img has no zstd");
-        return;
-    }
-    let r = Qcow2Image::open(&q, &Limits::default());
-    assert!(matches!(r, Err(Error::UnsupportedCompression(1))));
+    run(
+        "qemu-img",
+        &[
+            "convert",
+            "-c",
+            "-O",
+            "qcow2",
+            "-o",
+            "compression_type=zstd",
+            raw.to_str().unwrap(),
+            q.to_str().unwrap(),
+        ],
+    );
+    let mut z = std::fs::read(&q).unwrap();
+    let good = read_all(&from(z.clone()).unwrap());
+    assert!(good == d);
+    let e = first_l2_entry(&z);
+    let host = usize::try_from(be64(&z, e) & ((1 << 54) - 1)).unwrap();
+    assert_eq!(&z[host..host + 4], &[0x28, 0xb5, 0x2f, 0xfd]);
+    z[host + 4] &= !0x20; // not single-segment: the next byte is a window descriptor
+    z[host + 5] = 0xf8; // window log 41
+    let img = from(z).unwrap();
+    assert!(read_error(&img).starts_with("BadCompressedCluster"));
 }
 
 #[test]

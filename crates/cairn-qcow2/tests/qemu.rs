@@ -77,6 +77,19 @@ fn small_clusters_and_compressed_v2() {
 }
 
 #[test]
+fn zstd_compressed_equals_raw() {
+    convert_and_check(&["-c", "-o", "compression_type=zstd"], "v3");
+}
+
+#[test]
+fn zstd_small_clusters() {
+    convert_and_check(
+        &["-c", "-o", "compression_type=zstd,cluster_size=4096"],
+        "v3",
+    );
+}
+
+#[test]
 fn large_clusters() {
     convert_and_check(&["-o", "cluster_size=2M"], "v3");
 }
