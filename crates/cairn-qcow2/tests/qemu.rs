@@ -342,3 +342,52 @@ fn tiny_l2_cache_evicts_and_still_reads() {
         qemu_map(&q, img.size()).runs()
     );
 }
+
+/// qemu killed while the image is open (`qemu-io -c abort`): with lazy refcounts the image
+/// is left dirty, and the loaded bitmap is left in use. The data written is still read, and
+/// the bitmap reports the whole disk dirty.
+#[test]
+fn crashed_writer_leaves_dirty_image_and_in_use_bitmap() {
+    if !have("qemu-img") || !have("qemu-io") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let q = dir.path().join("crash.qcow2");
+    run(
+        "qemu-img",
+        &[
+            "create",
+            "-f",
+            "qcow2",
+            "-o",
+            "lazy_refcounts=on",
+            s(&q),
+            "8M",
+        ],
+    );
+    run("qemu-img", &["bitmap", "--add", s(&q), "b0"]);
+    // qemu-io aborts (SIGABRT) on purpose: its exit status is not success. It runs in the
+    // temporary folder so that a core dump, if enabled, lands there.
+    let _ = std::process::Command::new("qemu-io")
+        .current_dir(dir.path())
+        .args([
+            "-c",
+            "write -P 0x3c 1M 64k",
+            "-c",
+            "flush",
+            "-c",
+            "abort",
+            s(&q),
+        ])
+        .output()
+        .unwrap();
+    let img = open(&q);
+    assert!(img.is_dirty(), "lazy refcounts leave the dirty bit set");
+    let mut buf = vec![0u8; 65536];
+    img.read_exact_at(&mut buf, 1 << 20).unwrap();
+    assert!(buf.iter().all(|&b| b == 0x3c));
+    let b = img.dirty_bitmaps().unwrap();
+    assert_eq!(b.len(), 1);
+    assert!(b[0].in_use);
+    assert_eq!(b[0].map.bytes_of(RangeKind::Data), 8 << 20);
+}
