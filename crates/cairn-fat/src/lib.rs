@@ -411,9 +411,6 @@ impl FatFs {
             return Ok(Vec::new());
         }
         if node.first_cluster == 0 {
-            if needed == 0 && !whole_chain {
-                return Ok(Vec::new());
-            }
             return Err(Error::ChainTooShort {
                 start: 0,
                 clusters: 0,
