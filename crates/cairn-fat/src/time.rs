@@ -102,4 +102,28 @@ mod tests {
         let ts = exfat_to_timestamp((date << 16) | time, 0, 0x80 | 0x7C).unwrap();
         assert_eq!(ts.secs, 1_700_000_000);
     }
+
+    proptest::proptest! {
+        /// Encode a calendar time into DOS fields, decode, and print it with cairn-vfs's
+        /// own (independent) calendar code: the text must be the time we started from.
+        #[test]
+        fn dos_round_trip(y in 1980u16..=2107, mo in 1u16..=12, d in 1u16..=28, h in 0u16..24,
+                          mi in 0u16..60, s2 in 0u16..30, tens in 0u8..200) {
+            let date = ((y - 1980) << 9) | (mo << 5) | d;
+            let time = (h << 11) | (mi << 5) | s2;
+            let ts = dos_to_timestamp(date, time, tens).unwrap();
+            let secs = u32::from(s2) * 2 + u32::from(tens) / 100;
+            let mut want = format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{secs:02}");
+            if tens % 100 != 0 {
+                want.push_str(&format!(".{:09}", u32::from(tens % 100) * 10_000_000));
+            }
+            want.push('Z');
+            // At most 58 s + 1.99 s: never rolls into the next minute.
+            proptest::prop_assert_eq!(ts.to_rfc3339(), want);
+            // exFAT: the same local time at offset k * 15 min is k * 900 s earlier in UTC.
+            let k: i8 = 8;
+            let ex = exfat_to_timestamp((u32::from(date) << 16) | u32::from(time), tens, 0x80 | 8).unwrap();
+            proptest::prop_assert_eq!(ex.secs, ts.secs - i64::from(k) * 900);
+        }
+    }
 }
