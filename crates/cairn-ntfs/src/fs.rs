@@ -29,6 +29,9 @@ const ROOT_RECORD: u64 = 5;
 const SECURE_RECORD: u64 = 9;
 const UPCASE_RECORD: u64 = 10;
 
+/// Records $MFTMirr mirrors ($MFT, $MFTMirr, $LogFile, $Volume).
+const MIRROR_RECORDS: u64 = 4;
+
 /// Low 48 bits of a file reference: the record number.
 const RECORD_MASK: u64 = 0x0000_FFFF_FFFF_FFFF;
 /// Largest $ATTRIBUTE_LIST read: 1 MiB holds ~30 000 entries, far past real files.
@@ -238,6 +241,7 @@ impl NtfsFs {
         fs.root_id = ROOT_RECORD | (u64::from(root.sequence) << 48);
         fs.load_upcase();
         fs.load_volume_info();
+        fs.check_mirror();
         Ok(fs)
     }
 
@@ -303,6 +307,30 @@ impl NtfsFs {
                     .collect()
             }
         };
+    }
+
+    /// $MFTMirr holds copies of the first records ($MFT, $MFTMirr, $LogFile, $Volume);
+    /// a difference means an interrupted write or damage.
+    fn check_mirror(&mut self) {
+        let rs = self.boot.file_record_size;
+        let n = MIRROR_RECORDS.min(self.mft_records);
+        let Ok(len) = usize::try_from(rs * n) else {
+            return;
+        };
+        let mut main = vec![0u8; len];
+        let mirror = self.boot.mftmirr_lcn.checked_mul(self.boot.cluster_size);
+        let result = (|| -> Result<bool> {
+            self.mft.read_stream(&mut main, 0)?;
+            let copy = self.vol.read_vec_at(mirror.unwrap_or(u64::MAX), len)?;
+            Ok(copy == main)
+        })();
+        match result {
+            Ok(true) => {}
+            Ok(false) => self.warnings.push(format!(
+                "$MFTMirr differs from the first {n} records of $MFT"
+            )),
+            Err(e) => self.warnings.push(format!("$MFTMirr unreadable: {e}")),
+        }
     }
 
     fn load_volume_info(&mut self) {

@@ -366,3 +366,14 @@ fn dirty_volume_is_a_warning() {
         fs.info().warnings
     );
 }
+
+#[test]
+fn mft_mirror_difference_is_a_warning() {
+    let Some(mut img) = base_image() else { return };
+    assert!(open(&img).unwrap().info().warnings.is_empty());
+    let g = geo(&img);
+    let mirror = usize::try_from(u64_at(&img, 0x38)).unwrap() * g.cs;
+    img[mirror + 0x100] ^= 1;
+    let w = open(&img).unwrap().info().warnings;
+    assert!(w.iter().any(|w| w.contains("$MFTMirr differs")), "{w:?}");
+}
