@@ -308,7 +308,7 @@ pub(crate) fn parse(file: &dyn ReadAt, limits: &Limits) -> Result<Header> {
                 "must be 1..=1023 when backing_file_offset is set",
             ));
         }
-        let end = backing_file_offset
+        backing_file_offset
             .checked_add(u64::from(backing_file_size))
             .filter(|&e| e <= cluster_size.min(fsize))
             .ok_or_else(|| {
@@ -319,7 +319,7 @@ pub(crate) fn parse(file: &dyn ReadAt, limits: &Limits) -> Result<Header> {
                     "backing file name lies outside the first cluster",
                 )
             })?;
-        let _ = end;
+        // At most 1023 bytes, checked above.
         let raw = file.read_vec_at(backing_file_offset, backing_file_size as usize)?;
         Some(String::from_utf8(raw).map_err(|_| {
             bad(
