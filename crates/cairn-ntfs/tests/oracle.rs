@@ -282,6 +282,20 @@ fn nomount_image_matches_tsk_and_ntfscat() {
     assert_eq!(info.block_size, 4096);
     assert!(info.warnings.is_empty(), "{:?}", info.warnings);
 
+    // One volume, one stream, read from several threads at once.
+    let fs = Arc::new(fs);
+    let rid = ours["/rand1m.bin"].id;
+    let want = sha256(&prng(1, 1 << 20));
+    let threads: Vec<_> = (0..4)
+        .map(|_| {
+            let fs = Arc::clone(&fs);
+            std::thread::spawn(move || sha256(&read_all(&*fs.open(rid, None).unwrap())))
+        })
+        .collect();
+    for t in threads {
+        assert_eq!(t.join().unwrap(), want);
+    }
+
     // Case-insensitive lookup through $UpCase.
     let id = fs.lookup("/hello.txt").unwrap();
     assert_eq!(fs.lookup("/HELLO.TXT").unwrap(), id);
