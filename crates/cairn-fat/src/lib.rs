@@ -127,7 +127,8 @@ pub struct FatFs {
     /// exFAT: up-case table for name comparison.
     upcase: Option<Upcase>,
     warnings: Mutex<Warnings>,
-    /// exFAT entry sets that cross a cluster boundary: their id alone cannot be re-read.
+    /// exFAT entry sets that cross a cluster boundary, as listed (their id alone needs a
+    /// guess at the next cluster, see `gather_set`).
     straddling: Mutex<HashMap<NodeId, Node>>,
 }
 
@@ -378,10 +379,15 @@ impl FatFs {
             }
             let sc = dir::ex_secondary_count(&e, id)?;
             let cs = u64::from(g.cluster_size);
-            if !dir::set_in_one_cluster(id, sc, g.heap_offset, cs) {
-                return Err(Error::UnknownNode(id));
-            }
-            let set = self.src.read_vec_at(id, (sc + 1) * ENTRY)?;
+            let total = (sc + 1) * ENTRY;
+            let set = if dir::set_in_one_cluster(id, sc, g.heap_offset, cs) {
+                self.src.read_vec_at(id, total)?
+            } else {
+                let rel = id - g.heap_offset;
+                let cluster = u32::try_from(2 + rel / cs).map_err(|_| Error::UnknownNode(id))?;
+                self.gather_set(cluster, rel % cs, total, Vec::with_capacity(total))?
+                    .ok_or(Error::UnknownNode(id))?
+            };
             let (_, node) = dir::ex_parse_set(&set, id)?;
             return Ok(node);
         }
@@ -398,6 +404,48 @@ impl FatFs {
             return Err(Error::UnknownNode(id));
         }
         Ok(dir::fat_node(&e, g.fat_type == FatType::Fat32))
+    }
+
+    /// Re-reads an exFAT entry set that crosses a cluster boundary without knowing its
+    /// directory: at each boundary the set continues either in the FAT's next cluster or in
+    /// the physically next one (NoFatChain directory); the candidate whose SetChecksum
+    /// verifies wins. A set is at most 608 bytes, so there are at most two boundaries.
+    fn gather_set(
+        &self,
+        cluster: u32,
+        start: u64,
+        total: usize,
+        mut acc: Vec<u8>,
+    ) -> Result<Option<Vec<u8>>> {
+        let cs = u64::from(self.geo.cluster_size);
+        if cluster < 2 || u64::from(cluster) >= self.geo.cluster_end() || start >= cs {
+            return Ok(None);
+        }
+        let need = total - acc.len();
+        let take = usize::try_from(cs - start).map_or(need, |m| m.min(need));
+        let at = acc.len();
+        acc.resize(at + take, 0);
+        self.src
+            .read_exact_at(&mut acc[at..], self.geo.cluster_offset(cluster) + start)?;
+        if acc.len() == total {
+            let ok = dir::set_checksum(&acc) == cairn_io::le::u16_le(&acc, 2);
+            return Ok(ok.then_some(acc));
+        }
+        let mut next = Vec::with_capacity(2);
+        if let table::Link::Next(n) = self.table.link(cluster) {
+            next.push(n);
+        }
+        if let Some(n) = cluster.checked_add(1) {
+            if !next.contains(&n) {
+                next.push(n);
+            }
+        }
+        for n in next {
+            if let Some(set) = self.gather_set(n, 0, total, acc.clone())? {
+                return Ok(Some(set));
+            }
+        }
+        Ok(None)
     }
 
     /// The clusters of a node: the whole chain for FAT directories, `ceil(size / cluster)`
