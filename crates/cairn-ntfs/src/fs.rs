@@ -1273,7 +1273,18 @@ impl FileSystem for NtfsFs {
     fn used_map(&self) -> Result<AllocationMap> {
         let cs = self.boot.cluster_size;
         let mut map = AllocationMap::new(self.boot.volume_bytes());
+        // A checkerboard bitmap would make one run per cluster: cap the map's memory.
+        let max_runs = self.limits.max_table_bytes / std::mem::size_of::<cairn_io::Run>() as u64;
+        let mut runs = 0u64;
         self.walk_bitmap(&mut |c, n| {
+            runs += 2; // a used run and the free gap before it
+            if runs > max_runs {
+                return Err(Error::LimitExceeded {
+                    what: "used-map runs",
+                    value: runs,
+                    limit: max_runs,
+                });
+            }
             map.push(c * cs, n * cs, RangeKind::Data)?;
             Ok(())
         })?;

@@ -367,8 +367,26 @@ impl StreamReader {
                 // data size cannot make this loop long.
                 let mapped_end = runs.last().map_or(0, |r| r.vcn.saturating_add(r.len));
                 let units = data_size.div_ceil(unit_bytes).min(mapped_end.div_ceil(*cu));
-                for u in 0..units {
+                let mut u = 0u64;
+                while u < units {
                     let start = u * unit_bytes;
+                    // A long sparse run: one hole extent up to its last whole unit, so the
+                    // loop is bounded by the number of runs, not by their lengths.
+                    if let Some(r) = Self::run_at(runs, u * cu) {
+                        let whole_end = r.vcn.saturating_add(r.len) / cu;
+                        if r.lcn.is_none() && whole_end > u + 1 {
+                            let next = whole_end.min(units);
+                            let end = (next * unit_bytes).min(*data_size);
+                            push(FileExtent {
+                                file_offset: start,
+                                len: end - start,
+                                volume_offset: None,
+                                encoded: false,
+                            });
+                            u = next;
+                            continue;
+                        }
+                    }
                     let len = (data_size - start).min(unit_bytes);
                     let map = self.unit_map(runs, u * cu, *cu);
                     let allocated: u64 = map
@@ -407,6 +425,7 @@ impl StreamReader {
                             encoded: true,
                         });
                     }
+                    u += 1;
                 }
                 let covered = (units * unit_bytes).min(*data_size);
                 if covered < *data_size {
@@ -433,5 +452,111 @@ impl ReadAt for StreamReader {
 
     fn read_at(&self, buf: &mut [u8], offset: u64) -> cairn_io::Result<usize> {
         self.read_stream(buf, offset).map_err(io_err)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reader(vol: Vec<u8>, runs: Vec<DataRun>, size: u64, cu: Option<u64>) -> StreamReader {
+        StreamReader::new(
+            Arc::new(vol),
+            512,
+            Layout::NonResident {
+                runs: Arc::new(runs),
+                data_size: size,
+                initialized_size: size,
+                compression_unit: cu,
+            },
+            StreamOrigin {
+                record: 64,
+                attr_type: 0x80,
+            },
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn huge_sparse_compressed_stream_is_cheap() {
+        let vol: Vec<u8> = (0..32 * 512)
+            .map(|i| u8::try_from(i % 251).unwrap())
+            .collect();
+        let runs = vec![
+            DataRun {
+                vcn: 0,
+                len: 16,
+                lcn: Some(1),
+            },
+            DataRun {
+                vcn: 16,
+                len: 1 << 50,
+                lcn: None,
+            },
+        ];
+        let size = (16 + (1u64 << 50)) * 512;
+        let r = reader(vol.clone(), runs, size, Some(16));
+        let ext = r.extents();
+        assert_eq!(ext.len(), 2, "{ext:?}");
+        assert_eq!(
+            (ext[0].volume_offset, ext[0].len, ext[0].encoded),
+            (Some(512), 16 * 512, false)
+        );
+        assert_eq!(
+            (ext[1].volume_offset, ext[1].file_offset + ext[1].len),
+            (None, size)
+        );
+        let mut buf = [0xAAu8; 100];
+        r.read_stream(&mut buf, 1 << 40).unwrap();
+        assert!(buf.iter().all(|&b| b == 0));
+        r.read_stream(&mut buf, 10).unwrap();
+        assert_eq!(&buf[..], &vol[522..622]);
+    }
+
+    #[test]
+    fn unmapped_vcn_is_an_error_and_init_size_zeros() {
+        let vol = vec![7u8; 8 * 512];
+        let r = reader(
+            vol.clone(),
+            vec![DataRun {
+                vcn: 0,
+                len: 2,
+                lcn: Some(2),
+            }],
+            4 * 512,
+            None,
+        );
+        let mut buf = [0u8; 512];
+        assert!(matches!(
+            r.read_stream(&mut buf, 3 * 512),
+            Err(Error::BadRunList { record: 64, .. })
+        ));
+        let r = StreamReader::new(
+            Arc::new(vol),
+            512,
+            Layout::NonResident {
+                runs: Arc::new(vec![DataRun {
+                    vcn: 0,
+                    len: 2,
+                    lcn: Some(2),
+                }]),
+                data_size: 1024,
+                initialized_size: 600,
+                compression_unit: None,
+            },
+            StreamOrigin {
+                record: 64,
+                attr_type: 0x80,
+            },
+        )
+        .unwrap();
+        let mut buf = [1u8; 1024];
+        assert_eq!(r.read_stream(&mut buf, 0).unwrap(), 1024);
+        assert!(buf[..600].iter().all(|&b| b == 7) && buf[600..].iter().all(|&b| b == 0));
+        let ext = r.extents();
+        assert_eq!(
+            ext.last().map(|e| (e.file_offset, e.volume_offset)),
+            Some((600, None))
+        );
     }
 }
