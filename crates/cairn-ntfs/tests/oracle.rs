@@ -807,6 +807,8 @@ fn testfs1_from_ntfs_crate() {
     let ours = walk(&fs, &vol, false);
     assert_eq!(fs.info().label.as_deref(), Some("mylabel"));
     assert_eq!(fs.info().block_size, 512);
+    assert!(fs.info().warnings.is_empty(), "{:?}", fs.info().warnings);
+    assert_eq!(fs.version(), Some((3, 1)));
     assert_eq!(
         ours["/file-with-12345"].sha.as_deref(),
         Some(sha256(b"12345").as_str())
