@@ -678,19 +678,35 @@ impl FatFs {
     }
 
     /// Resolves a `/`-separated path from the root, comparing names case-insensitively
-    /// (as FAT and exFAT do). Empty components are ignored; `/` is the root.
+    /// (as FAT and exFAT do). On FAT a component may also be the 8.3 alias of a long name
+    /// (`PROGRA~1`), as Windows accepts. Empty components are ignored; `/` is the root.
     pub fn lookup(&self, path: &str) -> Result<NodeId> {
         let mut cur = ROOT_ID;
         for comp in path.split('/').filter(|c| !c.is_empty()) {
             let want = self.fold(comp);
             let entries = self.read_dir(cur)?;
-            cur = entries
-                .iter()
-                .find(|e| self.fold(&e.name) == want)
+            let by_name = entries.iter().find(|e| self.fold(&e.name) == want);
+            let by_alias = || {
+                entries.iter().find(|e| {
+                    self.geo.fat_type != FatType::ExFat
+                        && self
+                            .short_alias(e.id)
+                            .is_some_and(|s| self.fold(&s) == want)
+                })
+            };
+            cur = by_name
+                .or_else(by_alias)
                 .map(|e| e.id)
                 .ok_or_else(|| Error::NotFound(path.to_string()))?;
         }
         Ok(cur)
+    }
+
+    /// The 8.3 name of a FAT entry, without the NT case flags.
+    fn short_alias(&self, id: NodeId) -> Option<String> {
+        let mut e = [0u8; 11];
+        self.src.read_exact_at(&mut e, id).ok()?;
+        Some(names::short_name(&e, 0))
     }
 
     /// Walks the whole tree depth-first, calling `visit` with each entry's path (`/a/b`) and

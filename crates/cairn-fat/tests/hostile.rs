@@ -166,6 +166,9 @@ fn sample_reads() {
         .collect();
     assert_eq!(names, ["HELLO.TXT", "BIG.BIN", "A long name.txt"]);
     let big = fs.lookup("big.bin").unwrap();
+    // 8.3 alias of a long name, any case.
+    let long = fs.lookup("/A long name.TXT").unwrap();
+    assert_eq!(fs.lookup("/alongn~1.txt").unwrap(), long);
     let data = read_all(fs.open(big, None).unwrap().as_ref());
     assert_eq!(data.len(), 1200);
     assert!(data[..512].iter().all(|&b| b == b'a'));
