@@ -11,9 +11,15 @@ fuzz_target!(|data: &[u8]| {
     let params = if data[0] & 1 == 0 {
         cairn_chunk::ChunkerParams::Fixed { size: word(1) }
     } else {
-        cairn_chunk::ChunkerParams::FastCdc { min: word(1), avg: word(5), max: word(9) }
+        cairn_chunk::ChunkerParams::FastCdc {
+            min: word(1),
+            avg: word(5),
+            max: word(9),
+        }
     };
-    let Ok(chunker) = cairn_chunk::Chunker::new(params) else { return };
+    let Ok(chunker) = cairn_chunk::Chunker::new(params) else {
+        return;
+    };
     let body = &data[13..];
     let spans = chunker.split(u64::from(word(1)), body);
     let total: usize = spans.iter().map(|s| s.len).sum();

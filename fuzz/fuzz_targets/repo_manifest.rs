@@ -9,7 +9,8 @@ fuzz_target!(|data: &[u8]| {
     let _ = cairn_repo::decode::manifest(data);
     if let Some((&first, rest)) = data.split_first() {
         if first & 1 == 1 {
-            let framed = cairn_repo::frame::encode(cairn_repo::frame::FileKind::Manifest, false, rest);
+            let framed =
+                cairn_repo::frame::encode(cairn_repo::frame::FileKind::Manifest, false, rest);
             let _ = cairn_repo::decode::manifest(&framed);
         }
     }
