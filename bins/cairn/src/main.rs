@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 mod disk;
 mod files;
 mod meta;
+mod repo_cmd;
 
 #[derive(Debug, Parser)]
 #[command(name = "cairn", version, about = "Agentless, data-aware VM backup and recovery", max_term_width = 100)]
@@ -29,6 +30,16 @@ enum Command {
     Extract(files::ExtractArgs),
     /// Show size, used and free bytes of each guest file system of an image.
     Df(files::DfArgs),
+    /// Create a repository.
+    Init(repo_cmd::InitArgs),
+    /// Back up a VM's disk images as one restore point.
+    Backup(repo_cmd::BackupArgs),
+    /// List restore points.
+    Snapshots(repo_cmd::SnapshotsArgs),
+    /// Write a disk of a restore point to a file (raw, VMDK or VHD).
+    Restore(repo_cmd::RestoreArgs),
+    /// Check the repository's structure and, with --read-data, every blob.
+    Verify(repo_cmd::VerifyArgs),
 }
 
 fn main() -> ExitCode {
@@ -40,6 +51,15 @@ fn main() -> ExitCode {
         Command::Ls(a) => files::ls(&a),
         Command::Extract(a) => files::extract(&a),
         Command::Df(a) => files::df(&a),
+        Command::Init(a) => repo_cmd::init(&a),
+        Command::Backup(a) => repo_cmd::backup(&a),
+        Command::Snapshots(a) => repo_cmd::snapshots(&a),
+        Command::Restore(a) => repo_cmd::restore(&a),
+        Command::Verify(a) => match repo_cmd::verify(&a) {
+            Ok(true) => Ok(()),
+            Ok(false) => return ExitCode::from(2),
+            Err(e) => Err(e),
+        },
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

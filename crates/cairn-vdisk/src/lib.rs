@@ -97,7 +97,7 @@ pub fn open_layer(path: &Path, limits: &Limits) -> Result<Box<dyn DiskLayer>> {
     Ok(match fmt {
         ImageFormat::Vmdk => Box::new(cairn_vmdk::VmdkImage::open(path, limits).map_err(|e| wrap("vmdk")(e.into()))?),
         ImageFormat::Vhd => Box::new(cairn_vhd::VhdImage::open(path, limits).map_err(|e| wrap("vhd")(e.into()))?),
-        ImageFormat::Vhdx => return Err(Error::Unsupported("vhdx".into())),
+        ImageFormat::Vhdx => Box::new(cairn_vhdx::VhdxImage::open(path, limits).map_err(|e| wrap("vhdx")(e.into()))?),
         ImageFormat::Qcow2 => {
             Box::new(cairn_qcow2::Qcow2Image::open(path, limits).map_err(|e| wrap("qcow2")(e.into()))?)
         }

@@ -1,0 +1,434 @@
+//! Repository commands: init, backup, snapshots, restore, verify.
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{bail, Context, Result};
+use cairn_engine::{BackupOptions, DiskSource, Progress, ProgressFn, RestoreOptions, RestoredDisk};
+use cairn_io::ReadAt;
+use cairn_repo::{Encryption, KeyRing, LocalBackend, Repository, SlotSecret, SnapshotId};
+use cairn_vdisk::{ConvertOptions, TargetFormat, VirtualDisk};
+use clap::Args;
+use serde_json::json;
+
+use crate::disk::OpenArgs;
+
+/// How to reach and unlock a repository.
+#[derive(Debug, Args, Clone)]
+pub struct RepoArgs {
+    /// The repository folder.
+    #[arg(long, value_name = "DIR", env = "CAIRN_REPOSITORY")]
+    pub repo: PathBuf,
+    /// Read the passphrase from this file (else CAIRN_PASSWORD, else a prompt on a terminal).
+    #[arg(long, value_name = "FILE")]
+    pub password_file: Option<PathBuf>,
+    /// The key ring kept outside the repository (a file written by `init --key-file`).
+    #[arg(long, value_name = "PATH")]
+    pub key_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    #[command(flatten)]
+    pub repo: RepoArgs,
+    /// aes-256-gcm (default) or none.
+    #[arg(long, default_value = "aes-256-gcm")]
+    pub encryption: String,
+    /// Also create a recovery key (printed once) that unlocks the repository if the
+    /// passphrase is lost.
+    #[arg(long)]
+    pub recovery_key: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct BackupArgs {
+    #[command(flatten)]
+    pub repo: RepoArgs,
+    /// The VM's disk images (any format; parents are found and read through).
+    #[arg(required = true)]
+    pub images: Vec<PathBuf>,
+    /// The VM's name (default: the first image's file stem).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Tags to record (repeatable).
+    #[arg(long = "tag")]
+    pub tags: Vec<String>,
+    /// Record the restore point at this time (RFC 3339), for imported history and tests.
+    #[arg(long)]
+    pub time: Option<String>,
+    /// Read everything even when a previous restore point would allow reading only changes.
+    #[arg(long)]
+    pub full: bool,
+    /// Print one JSON object.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub open: OpenArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct SnapshotsArgs {
+    #[command(flatten)]
+    pub repo: RepoArgs,
+    /// Print a JSON array.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RestoreArgs {
+    #[command(flatten)]
+    pub repo: RepoArgs,
+    /// Restore point id (or a unique prefix, or `latest`).
+    pub restore_point: String,
+    /// Which disk of the restore point, counted from 1.
+    #[arg(long, default_value_t = 1)]
+    pub disk: usize,
+    /// The file to write.
+    #[arg(long)]
+    pub to: PathBuf,
+    /// raw (default), vmdk or vhd.
+    #[arg(long, default_value = "raw")]
+    pub format: String,
+    /// Subformat: monolithicSparse|streamOptimized (vmdk), dynamic|fixed (vhd).
+    #[arg(long)]
+    pub subformat: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    #[command(flatten)]
+    pub repo: RepoArgs,
+    /// Read, decrypt and re-hash blob data too.
+    #[arg(long)]
+    pub read_data: bool,
+    /// With --read-data, read only this share of the packs, e.g. 10%.
+    #[arg(long, value_name = "N%")]
+    pub subset: Option<String>,
+    /// Print one JSON object.
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn read_secret(args: &RepoArgs, confirm: bool) -> Result<SlotSecret> {
+    if let Some(f) = &args.password_file {
+        let s = std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?;
+        return Ok(SlotSecret::Passphrase(s.trim_end_matches(['\n', '\r']).to_string()));
+    }
+    if let Ok(p) = std::env::var("CAIRN_PASSWORD") {
+        return Ok(SlotSecret::Passphrase(p));
+    }
+    if !std::io::stdin().is_terminal() {
+        bail!("the repository needs a passphrase: set CAIRN_PASSWORD or pass --password-file");
+    }
+    let p = rpassword::prompt_password("passphrase: ")?;
+    if confirm && rpassword::prompt_password("passphrase again: ")? != p {
+        bail!("the passphrases differ");
+    }
+    Ok(SlotSecret::Passphrase(p))
+}
+
+/// Opens the repository, asking for the passphrase only when it is encrypted.
+pub fn open_repo(args: &RepoArgs) -> Result<Repository> {
+    let backend = Arc::new(LocalBackend::new(&args.repo).with_context(|| args.repo.display().to_string())?);
+    let config = cairn_repo::read_config(backend.as_ref()).with_context(|| args.repo.display().to_string())?;
+    let mut opts = cairn_repo::OpenOptions::default();
+    if let Some(k) = &args.key_file {
+        opts.key_ring = Some(KeyRing::load(k).with_context(|| format!("key file {}", k.display()))?);
+    }
+    let secret = match config.encryption {
+        Encryption::None => None,
+        _ => Some(read_secret(args, false)?),
+    };
+    Repository::open(backend, &opts, secret.as_ref()).with_context(|| format!("opening repository {}", args.repo.display()))
+}
+
+pub fn init(a: &InitArgs) -> Result<()> {
+    let encryption: Encryption = a.encryption.parse().map_err(|e| anyhow::anyhow!("--encryption: {e}"))?;
+    std::fs::create_dir_all(&a.repo.repo).with_context(|| a.repo.repo.display().to_string())?;
+    let backend = Arc::new(LocalBackend::new(&a.repo.repo)?);
+    let mut opts = cairn_repo::InitOptions { encryption, ..Default::default() };
+    opts.keys_in_repository = a.repo.key_file.is_none();
+    let secret = match encryption {
+        Encryption::None => None,
+        _ => Some(read_secret(&a.repo, true)?),
+    };
+    let repo = Repository::init(backend, &opts, secret.as_ref())
+        .with_context(|| format!("creating repository {}", a.repo.repo.display()))?;
+    if let (Some(ring), Some(secret)) = (repo.key_ring(), secret.as_ref()) {
+        let mut ring = ring.clone();
+        if a.recovery_key {
+            let key = cairn_crypto::generate_recovery_key()?;
+            ring.add_slot(secret, &SlotSecret::RecoveryKey(key.clone()), "recovery")?;
+            eprintln!("recovery key (store it apart from the passphrase; it is shown once):");
+            println!("{key}");
+        }
+        match &a.repo.key_file {
+            Some(path) => ring.save(path).with_context(|| path.display().to_string())?,
+            None => repo.write_key_ring(&ring)?,
+        }
+    }
+    eprintln!("created {} repository at {}", encryption, a.repo.repo.display());
+    Ok(())
+}
+
+/// Parses RFC 3339 (`2024-01-31T10:00:00Z`, `+02:00` offsets, fractional seconds ignored).
+pub fn parse_time(s: &str) -> Result<i64> {
+    let bad = || anyhow::anyhow!("time {s:?}: expected RFC 3339, e.g. 2024-01-31T10:00:00Z");
+    let (date, rest) = s.split_once(['T', 't', ' ']).ok_or_else(bad)?;
+    let d: Vec<i64> = date.split('-').map(|x| x.parse().map_err(|_| bad())).collect::<Result<_>>()?;
+    if d.len() != 3 {
+        return Err(bad());
+    }
+    let (clock, offset) = if let Some(c) = rest.strip_suffix(['Z', 'z']) {
+        (c, 0)
+    } else if let Some(i) = rest.rfind(['+', '-']) {
+        let (c, o) = rest.split_at(i);
+        let sign = if o.starts_with('-') { -1 } else { 1 };
+        let (oh, om) = o[1..].split_once(':').ok_or_else(bad)?;
+        (c, sign * (oh.parse::<i64>().map_err(|_| bad())? * 3600 + om.parse::<i64>().map_err(|_| bad())? * 60))
+    } else {
+        return Err(bad());
+    };
+    let clock = clock.split('.').next().unwrap_or(clock);
+    let t: Vec<i64> = clock.split(':').map(|x| x.parse().map_err(|_| bad())).collect::<Result<_>>()?;
+    if t.len() != 3 || !(1..=12).contains(&d[1]) || !(1..=31).contains(&d[2]) || t[0] > 23 || t[1] > 59 || t[2] > 60 {
+        return Err(bad());
+    }
+    Ok(days_from_civil(d[0], d[1], d[2]) * 86_400 + t[0] * 3600 + t[1] * 60 + t[2] - offset)
+}
+
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+pub fn rfc3339(secs: i64) -> String {
+    cairn_vfs::Timestamp { secs, nanos: 0 }.to_rfc3339()
+}
+
+fn progress_bar(total: u64, what: &str) -> Option<(indicatif::ProgressBar, ProgressFn)> {
+    if !std::io::stderr().is_terminal() {
+        return None;
+    }
+    let bar = indicatif::ProgressBar::new(total);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(&format!(
+            "{what} [{{elapsed_precise}}] {{wide_bar}} {{bytes}}/{{total_bytes}} ({{bytes_per_sec}}, {{eta}})"
+        ))
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let b = bar.clone();
+    let f: ProgressFn = Arc::new(move |p: &Progress| {
+        b.set_position(p.bytes_done);
+        true
+    });
+    Some((bar, f))
+}
+
+/// Opens the images of one VM as backup sources.
+pub fn disk_sources(images: &[PathBuf], open: &OpenArgs) -> Result<Vec<DiskSource>> {
+    let mut out = Vec::new();
+    for path in images {
+        let disk = crate::disk::open(path, open)?;
+        let map = disk.map()?;
+        let changed = disk.changed_ranges()?;
+        let identity = disk.identity().clone();
+        let chain_ids = disk.parent_identities();
+        let label = path.file_name().map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned());
+        out.push(DiskSource { label, reader: Arc::new(disk), map, identity, chain_ids, changed });
+    }
+    Ok(out)
+}
+
+pub fn backup(a: &BackupArgs) -> Result<()> {
+    let repo = open_repo(&a.repo)?;
+    let sources = disk_sources(&a.images, &a.open)?;
+    let name = a.name.clone().unwrap_or_else(|| {
+        a.images[0].file_stem().map_or_else(|| "vm".into(), |s| s.to_string_lossy().into_owned())
+    });
+    let total: u64 = sources.iter().map(|s| s.map.size()).sum();
+    let bar = progress_bar(total, "backup");
+    let opts = BackupOptions {
+        tags: a.tags.clone(),
+        time: a.time.as_deref().map(parse_time).transpose()?,
+        no_incremental: a.full,
+        progress: bar.as_ref().map(|(_, f)| f.clone()),
+        ..Default::default()
+    };
+    let report = cairn_engine::backup(&repo, &name, &sources, &opts).context("backup")?;
+    if let Some((b, _)) = bar {
+        b.finish_and_clear();
+    }
+    if a.json {
+        println!(
+            "{}",
+            json!({
+                "restore_point": report.restore_point.to_string(),
+                "bytes_read": report.bytes_read,
+                "bytes_new": report.bytes_new,
+                "bytes_stored": report.bytes_stored,
+                "seconds": report.seconds,
+                "chunks": report.chunks,
+                "chunks_reused": report.chunks_reused,
+                "incremental_from": report.incremental_from.map(|s| s.to_string()),
+            })
+        );
+    } else {
+        println!("{}", report.restore_point);
+        eprintln!(
+            "read {} bytes, {} new, {} stored, in {:.2} s{}",
+            report.bytes_read,
+            report.bytes_new,
+            report.bytes_stored,
+            report.seconds,
+            report.incremental_from.map(|s| format!(" (changes since {})", short(&s))).unwrap_or_default()
+        );
+    }
+    Ok(())
+}
+
+fn short(id: &SnapshotId) -> String {
+    id.to_string()[..12].to_string()
+}
+
+pub fn snapshots(a: &SnapshotsArgs) -> Result<()> {
+    let repo = open_repo(&a.repo)?;
+    let list = cairn_engine::snapshots(&repo)?;
+    if a.json {
+        let arr: Vec<_> = list
+            .iter()
+            .map(|s| {
+                let disks: Vec<_> = s.disks.iter().map(|(label, size)| json!({"label": label, "size": size})).collect();
+                json!({
+                    "id": s.id.to_string(),
+                    "time": rfc3339(s.time),
+                    "name": s.vm_name,
+                    "disks": disks,
+                    "tags": s.tags,
+                    "bytes_read": s.stats.bytes_read,
+                    "bytes_new": s.stats.bytes_new,
+                    "bytes_stored": s.stats.bytes_stored,
+                    "parent": s.parent.map(|p| p.to_string()),
+                })
+            })
+            .collect();
+        println!("{}", serde_json::Value::Array(arr));
+        return Ok(());
+    }
+    println!("{:<12}  {:<20}  {:<16}  {:>14}  tags", "id", "time", "vm", "size");
+    for s in &list {
+        let size: u64 = s.disks.iter().map(|d| d.1).sum();
+        println!("{:<12}  {:<20}  {:<16}  {:>14}  {}", short(&s.id), rfc3339(s.time), s.vm_name, size, s.tags.join(","));
+    }
+    Ok(())
+}
+
+/// Resolves a restore point given as a full id, a unique prefix, or `latest`.
+pub fn resolve_restore_point(repo: &Repository, spec: &str) -> Result<SnapshotId> {
+    let list = cairn_engine::snapshots(repo)?;
+    if spec == "latest" {
+        return list.last().map(|s| s.id).ok_or_else(|| anyhow::anyhow!("the repository has no restore point"));
+    }
+    let matches: Vec<_> = list.iter().filter(|s| s.id.to_string().starts_with(&spec.to_ascii_lowercase())).collect();
+    match matches.as_slice() {
+        [one] => Ok(one.id),
+        [] => bail!("no restore point {spec}"),
+        _ => bail!("restore point prefix {spec} is ambiguous"),
+    }
+}
+
+pub fn restore(a: &RestoreArgs) -> Result<()> {
+    let target = TargetFormat::parse(&a.format, a.subformat.as_deref())?;
+    let repo = Arc::new(open_repo(&a.repo)?);
+    let id = resolve_restore_point(&repo, &a.restore_point)?;
+    if a.disk == 0 {
+        bail!("--disk counts from 1");
+    }
+    let disk_index = a.disk - 1;
+    if target == TargetFormat::Raw {
+        let disk = RestoredDisk::open(repo.clone(), &id, disk_index)?;
+        let bar = progress_bar(disk.size(), "restore");
+        let opts = RestoreOptions { progress: bar.as_ref().map(|(_, f)| f.clone()), ..Default::default() };
+        let report = cairn_engine::restore_raw(&repo, &id, disk_index, &a.to, &opts)
+            .with_context(|| format!("restoring to {}", a.to.display()))?;
+        if let Some((b, _)) = bar {
+            b.finish_and_clear();
+        }
+        eprintln!(
+            "restored {} bytes ({} written, {} left as holes) in {:.2} s",
+            report.size, report.bytes_written, report.bytes_hole, report.seconds
+        );
+        return Ok(());
+    }
+    let disk = RestoredDisk::open(repo.clone(), &id, disk_index)?;
+    let map = disk.allocation_map();
+    let report = cairn_vdisk::convert(&disk, &map, Path::new(&a.to), target, &ConvertOptions::default())
+        .with_context(|| format!("restoring to {}", a.to.display()))?;
+    eprintln!("restored {} bytes of data as {}", report.bytes_written, a.format);
+    Ok(())
+}
+
+pub fn verify(a: &VerifyArgs) -> Result<bool> {
+    let repo = open_repo(&a.repo)?;
+    let mut opts = cairn_engine::VerifyOptions { read_data: a.read_data, ..Default::default() };
+    if let Some(s) = &a.subset {
+        let n: u8 = s.trim_end_matches('%').parse().map_err(|_| anyhow::anyhow!("--subset {s}: expected N%"))?;
+        if !(1..=100).contains(&n) {
+            bail!("--subset {s}: expected 1% to 100%");
+        }
+        opts.read_data_percent = n;
+    }
+    let report = cairn_engine::verify(&repo, &opts)?;
+    if a.json {
+        let problems: Vec<_> = report
+            .problems
+            .iter()
+            .map(|p| {
+                let affected: Vec<_> = p
+                    .affected
+                    .iter()
+                    .map(|x| {
+                        json!({"restore_point": x.snapshot.to_string(), "vm": x.vm_name, "time": rfc3339(x.time),
+                            "disk": x.disk_index + 1, "disk_label": x.disk_label, "ranges": x.ranges})
+                    })
+                    .collect();
+                json!({"kind": format!("{:?}", p.kind), "object": p.object, "detail": p.detail,
+                    "blobs": p.blobs.len(), "affected": affected})
+            })
+            .collect();
+        println!(
+            "{}",
+            json!({"ok": report.is_ok(), "restore_points": report.snapshots, "index_files": report.index_files,
+                "packs": report.packs, "packs_read": report.packs_read, "blobs_checked": report.blobs_checked,
+                "bytes_read": report.bytes_read, "problems": problems})
+        );
+    } else {
+        println!(
+            "{} restore points, {} index files, {} packs ({} read), {} blobs checked",
+            report.snapshots, report.index_files, report.packs, report.packs_read, report.blobs_checked
+        );
+        for p in &report.problems {
+            println!("problem: {:?} {}: {}", p.kind, p.object, p.detail);
+            for x in &p.affected {
+                let ranges: Vec<String> = x.ranges.iter().map(|(s, e)| format!("{s}..{e}")).collect();
+                println!(
+                    "  breaks restore point {} ({} {}) disk {} ({}): bytes {}",
+                    short(&x.snapshot),
+                    x.vm_name,
+                    rfc3339(x.time),
+                    x.disk_index + 1,
+                    x.disk_label,
+                    ranges.join(", ")
+                );
+            }
+        }
+        println!("{}", if report.is_ok() { "no problems found" } else { "PROBLEMS FOUND" });
+    }
+    Ok(report.is_ok())
+}
