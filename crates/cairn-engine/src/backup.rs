@@ -4,7 +4,7 @@
 
 use std::collections::HashSet;
 use std::fmt;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -72,6 +72,9 @@ pub struct BackupOptions {
     pub time: Option<i64>,
     /// Worker threads for hashing / compression / sealing (0: available cores).
     pub threads: usize,
+    /// Reader threads issuing positional reads (0: 2). More than one helps when the source
+    /// reader itself costs CPU (compressed grains, encrypted or remote images).
+    pub readers: usize,
     /// Never take chunks from a previous restore point (read everything).
     pub no_incremental: bool,
     /// Progress callback.
@@ -84,6 +87,7 @@ impl fmt::Debug for BackupOptions {
             .field("tags", &self.tags)
             .field("time", &self.time)
             .field("threads", &self.threads)
+            .field("readers", &self.readers)
             .field("no_incremental", &self.no_incremental)
             .field("progress", &self.progress.is_some())
             .finish()
@@ -343,6 +347,21 @@ pub fn backup(
 
     let mut writer = repo.writer()?;
     let encoder = writer.encoder();
+    let readers = if opts.readers == 0 {
+        2
+    } else {
+        opts.readers.min(64)
+    };
+    // starts[d] = global number of disk d's first chunk.
+    let starts: Vec<u64> = disks
+        .iter()
+        .scan(0u64, |acc, d| {
+            let s = *acc;
+            *acc += chunker.count(d.map.size());
+            Some(s)
+        })
+        .collect();
+    let next_chunk = AtomicU64::new(0);
     let claimed: Mutex<HashSet<BlobId>> = Mutex::new(HashSet::new());
     let failure = Failure::default();
 
@@ -351,15 +370,25 @@ pub fn backup(
         let (out_tx, out_rx) = sync_channel::<Out>(depth);
         let job_rx = Arc::new(Mutex::new(job_rx));
 
-        // Reader: walks disks in order; holes and reused chunks go straight to the output.
-        {
-            let out_tx = out_tx.clone();
-            let failure = &failure;
-            let bases = &bases;
+        // Readers: take chunks in disk order from a shared counter; holes and reused chunks
+        // go straight to the output.
+        for _ in 0..readers {
+            let (job_tx, out_tx) = (job_tx.clone(), out_tx.clone());
+            let (failure, bases, next, starts) = (&failure, &bases, &next_chunk, &starts);
             s.spawn(move || {
-                read_all(repo, disks, bases, &chunker, job_tx, out_tx, failure);
+                read_all(
+                    repo,
+                    disks,
+                    bases,
+                    &chunker,
+                    (next, starts),
+                    job_tx,
+                    out_tx,
+                    failure,
+                );
             });
         }
+        drop(job_tx);
         for _ in 0..threads {
             let job_rx = job_rx.clone();
             let out_tx = out_tx.clone();
@@ -471,92 +500,97 @@ pub(crate) fn now() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
+#[allow(clippy::too_many_arguments)]
 fn read_all(
     repo: &Repository,
     disks: &[DiskSource],
     bases: &[Option<DiskManifest>],
     chunker: &cairn_chunk::FixedChunker,
+    (next, starts): (&AtomicU64, &[u64]),
     job_tx: SyncSender<ReadJob>,
     out_tx: SyncSender<Out>,
     failure: &Failure,
 ) {
-    for (di, d) in disks.iter().enumerate() {
+    loop {
+        if failure.failed() {
+            return;
+        }
+        let g = next.fetch_add(1, Ordering::Relaxed);
+        // The disk holding global chunk g: the last whose first chunk is <= g.
+        let di = starts.partition_point(|&s| s <= g).saturating_sub(1);
+        let Some(d) = disks.get(di) else { return };
         let size = d.map.size();
-        let n = chunker.count(size);
-        for ci in 0..n {
-            if failure.failed() {
-                return;
+        let ci = g - starts[di];
+        let Some(span) = chunker.span(ci, size) else {
+            // Past the last disk's end: done.
+            return;
+        };
+        let Ok(index) = usize::try_from(ci) else {
+            return;
+        };
+        let mut plan = plan_chunk(d, span.offset, span.len as u64, bases[di].as_ref(), index);
+        if let Plan::Reuse(Some(id)) = plan {
+            // The earlier blob may have been lost since (unreadable index): read again.
+            if !repo.contains_blob(&id) {
+                let base = None;
+                plan = plan_chunk(d, span.offset, span.len as u64, base, index);
             }
-            let Some(span) = chunker.span(ci, size) else {
-                break;
-            };
-            let Ok(index) = usize::try_from(ci) else {
-                return;
-            };
-            let mut plan = plan_chunk(d, span.offset, span.len as u64, bases[di].as_ref(), index);
-            if let Plan::Reuse(Some(id)) = plan {
-                // The earlier blob may have been lost since (unreadable index): read again.
-                if !repo.contains_blob(&id) {
-                    let base = None;
-                    plan = plan_chunk(d, span.offset, span.len as u64, base, index);
+        }
+        match plan {
+            Plan::Hole => {
+                let m = Out::Chunk {
+                    disk: di,
+                    index,
+                    id: None,
+                    bytes: 0,
+                    new: 0,
+                };
+                if out_tx.send(m).is_err() {
+                    return;
                 }
             }
-            match plan {
-                Plan::Hole => {
-                    let m = Out::Chunk {
+            Plan::Reuse(id) => {
+                let m = Out::Chunk {
+                    disk: di,
+                    index,
+                    id,
+                    bytes: 0,
+                    new: 0,
+                };
+                if out_tx.send(m).is_err() {
+                    return;
+                }
+            }
+            Plan::Read(ranges) => {
+                // Non-read parts inside the chunk stay zero.
+                let mut data = vec![0u8; span.len];
+                let read = ranges.iter().map(|r| r.1).sum();
+                for (off, len) in ranges {
+                    // Both are below the chunk size (at most 16 MiB).
+                    let (Ok(rel), Ok(len)) =
+                        (usize::try_from(off - span.offset), usize::try_from(len))
+                    else {
+                        return;
+                    };
+                    if let Err(e) = d.reader.read_exact_at(&mut data[rel..rel + len], off) {
+                        failure.set(Error::Read {
+                            disk: d.label.clone(),
+                            offset: off,
+                            source: e,
+                        });
+                        return;
+                    }
+                }
+                if job_tx
+                    .send(ReadJob {
                         disk: di,
                         index,
-                        id: None,
-                        bytes: 0,
-                        new: 0,
-                    };
-                    if out_tx.send(m).is_err() {
-                        return;
-                    }
-                }
-                Plan::Reuse(id) => {
-                    let m = Out::Chunk {
-                        disk: di,
-                        index,
-                        id,
-                        bytes: 0,
-                        new: 0,
-                    };
-                    if out_tx.send(m).is_err() {
-                        return;
-                    }
-                }
-                Plan::Read(ranges) => {
-                    // Non-read parts inside the chunk stay zero.
-                    let mut data = vec![0u8; span.len];
-                    let read = ranges.iter().map(|r| r.1).sum();
-                    for (off, len) in ranges {
-                        // Both are below the chunk size (at most 16 MiB).
-                        let (Ok(rel), Ok(len)) =
-                            (usize::try_from(off - span.offset), usize::try_from(len))
-                        else {
-                            return;
-                        };
-                        if let Err(e) = d.reader.read_exact_at(&mut data[rel..rel + len], off) {
-                            failure.set(Error::Read {
-                                disk: d.label.clone(),
-                                offset: off,
-                                source: e,
-                            });
-                            return;
-                        }
-                    }
-                    if job_tx
-                        .send(ReadJob {
-                            disk: di,
-                            index,
-                            data,
-                            read,
-                        })
-                        .is_err()
-                    {
-                        return;
-                    }
+                        data,
+                        read,
+                    })
+                    .is_err()
+                {
+                    return;
                 }
             }
         }
