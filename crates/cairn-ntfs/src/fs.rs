@@ -8,7 +8,7 @@ use cairn_io::le::{u16_le, u32_le, u64_le};
 use cairn_io::{Limits, RangeKind, ReadAt};
 use cairn_vfs::{
     escape_name_bytes, escape_name_utf16, AllocationMap, DirEntry, FileExtent, FileKind,
-    FileSystem, Metadata, NodeId, StreamInfo, Timestamp, VolumeInfo, Xattr,
+    FileSystem, Metadata, NodeId, StreamInfo, Timestamp, UnixMeta, VolumeInfo, Xattr,
 };
 
 use crate::boot::{BootParams, BOOT_SECTOR_SIZE};
@@ -44,6 +44,8 @@ const MAX_RUNS_PER_FRAGMENT: usize = 32 * 1024;
 const MAX_SECURITY_DESCRIPTOR_BYTES: u64 = 256 << 10;
 /// Largest reparse point buffer (Windows' MAXIMUM_REPARSE_DATA_BUFFER_SIZE is 16 KiB).
 const MAX_REPARSE_BYTES: usize = 16 << 10;
+/// Largest $EA value (the EA list of one file is at most 64 KiB).
+const MAX_EA_BYTES: u64 = 64 << 10;
 /// $UpCase holds one 16-bit entry per UTF-16 code unit.
 const UPCASE_BYTES: u64 = 2 * 65536;
 /// $Bitmap is read in pieces of this size.
@@ -1028,6 +1030,10 @@ impl NtfsFs {
                 value: rp.raw,
             });
         }
+        if let Some(a) = node.find(attr_type::EA, &[]) {
+            let eas = self.attr_bytes(node.record, a, MAX_EA_BYTES, "$EA bytes")?;
+            m.unix = wsl_unix_meta(&eas);
+        }
         m.security_descriptor = if let Some(a) = node.find(attr_type::SECURITY_DESCRIPTOR, &[]) {
             Some(self.attr_bytes(
                 node.record,
@@ -1042,6 +1048,38 @@ impl NtfsFs {
         };
         Ok(m)
     }
+}
+
+/// WSL's Unix metadata: extended attributes `$LXMOD` (st_mode), `$LXUID`, `$LXGID` (u32
+/// each), in a FILE_FULL_EA_INFORMATION list. `None` without `$LXMOD`.
+fn wsl_unix_meta(eas: &[u8]) -> Option<UnixMeta> {
+    let (mut mode, mut uid, mut gid) = (None, 0u32, 0u32);
+    let mut pos = 0usize;
+    while pos + 8 <= eas.len() {
+        let next = usize::try_from(u32_le(eas, pos)).unwrap_or(usize::MAX);
+        let name_len = usize::from(eas[pos + 5]);
+        let value_len = usize::from(u16_le(eas, pos + 6));
+        let name_end = pos + 8 + name_len;
+        let value_start = name_end + 1;
+        if value_start + value_len > eas.len() {
+            break;
+        }
+        let value = &eas[value_start..value_start + value_len];
+        if value.len() == 4 {
+            let v = u32_le(value, 0);
+            match &eas[pos + 8..name_end] {
+                b"$LXMOD" => mode = Some(v),
+                b"$LXUID" => uid = v,
+                b"$LXGID" => gid = v,
+                _ => {}
+            }
+        }
+        if next == 0 {
+            break;
+        }
+        pos = pos.saturating_add(next);
+    }
+    mode.map(|mode| UnixMeta { mode, uid, gid })
 }
 
 /// Byte length of an escaped name once `\\` escapes are undone (`\u{..}`/`\x..` count as

@@ -17,6 +17,7 @@ pub(crate) mod attr_type {
     pub const INDEX_ROOT: u32 = 0x90;
     pub const INDEX_ALLOCATION: u32 = 0xA0;
     pub const REPARSE_POINT: u32 = 0xC0;
+    pub const EA: u32 = 0xE0;
     pub const END: u32 = 0xFFFF_FFFF;
 }
 

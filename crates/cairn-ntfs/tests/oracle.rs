@@ -71,14 +71,17 @@ fn compare_with_tsk_sampled(
         }
         let attr_type = addr.split('-').nth(1).unwrap_or("");
         if ty == "d/d" {
-            if ours.get(path).is_some_and(|i| i.kind == FileKind::Symlink) {
-                continue; // junction: a directory to TSK, a link to us
+            if ours
+                .get(path)
+                .is_some_and(|i| matches!(i.kind, FileKind::Symlink | FileKind::Other))
+            {
+                continue; // junction: a directory to TSK, a link to us; WSL FIFO etc.: other
             }
             tsk_dirs.insert(path.clone());
         } else if ty.ends_with('r') && attr_type == "128" {
             if ours
                 .get(path.split(':').next().unwrap())
-                .is_some_and(|i| i.kind == FileKind::Symlink)
+                .is_some_and(|i| matches!(i.kind, FileKind::Symlink | FileKind::Other))
             {
                 continue;
             }
@@ -562,10 +565,45 @@ fn fuse_image_matches_tsk_and_ntfscat() {
             secs,
         ));
     }
+    // A WSL FIFO: reparse tag 0x80000024 (kind Other) with its mode in the $LXMOD EA.
+    run("mkfifo", &["-m", "0640", m("fifo").to_str().unwrap()]);
+    let fifo_mode = {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::symlink_metadata(m("fifo")).unwrap().mode()
+    };
+    // ntfs-3g's raw EA list: the 4 bytes after "$LXMOD\0" are the stored st_mode.
+    let ea = run(
+        "getfattr",
+        &[
+            "--only-values",
+            "-n",
+            "system.ntfs_ea",
+            m("fifo").to_str().unwrap(),
+        ],
+    );
+    let at = ea
+        .windows(7)
+        .position(|w| w == b"$LXMOD\0")
+        .expect("$LXMOD EA")
+        + 7;
+    let lxmod = u32::from_le_bytes(ea[at..at + 4].try_into().unwrap());
     drop(guard);
 
     let fs = open_img(&img);
     let vol = FileReader::open(&img).unwrap();
+    let fifo = fs.metadata(fs.lookup("/fifo").unwrap()).unwrap();
+    assert_eq!(fifo.kind, FileKind::Other);
+    assert_eq!(fs.reparse_point(fifo.id).unwrap().unwrap().tag, 0x8000_0024);
+    assert_eq!(
+        fifo.unix.map(|u| u.mode),
+        Some(lxmod),
+        "fifo mode vs system.ntfs_ea"
+    );
+    assert_eq!(
+        lxmod & 0o170_000,
+        fifo_mode & 0o170_000,
+        "FIFO type vs FUSE stat"
+    );
     for (p, acl, attrib, secs) in &fuse_view {
         let m = fs.metadata(fs.lookup(&format!("/{p}")).unwrap()).unwrap();
         assert_eq!(
