@@ -1329,3 +1329,76 @@ impl FileSystem for NtfsFs {
         Ok(map.finish())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn ea(name: &[u8], value: &[u8], last: bool) -> Vec<u8> {
+        let mut e = vec![0u8; 8];
+        e[5] = u8::try_from(name.len()).unwrap();
+        e[6..8].copy_from_slice(&u16::try_from(value.len()).unwrap().to_le_bytes());
+        e.extend_from_slice(name);
+        e.push(0);
+        e.extend_from_slice(value);
+        while e.len() % 4 != 0 {
+            e.push(0);
+        }
+        if !last {
+            let n = u32::try_from(e.len()).unwrap();
+            e[0..4].copy_from_slice(&n.to_le_bytes());
+        }
+        e
+    }
+
+    #[test]
+    fn wsl_eas() {
+        let mut list = ea(b"$LXUID", &1000u32.to_le_bytes(), false);
+        list.extend(ea(b"$LXGID", &100u32.to_le_bytes(), false));
+        list.extend(ea(b"$LXMOD", &0o100_644u32.to_le_bytes(), true));
+        assert_eq!(
+            wsl_unix_meta(&list),
+            Some(UnixMeta {
+                mode: 0o100_644,
+                uid: 1000,
+                gid: 100
+            })
+        );
+        assert_eq!(wsl_unix_meta(&ea(b"$LXUID", &[1, 0, 0, 0], true)), None);
+    }
+
+    #[test]
+    fn reparse_buffers() {
+        // WSL symlink: version 2, then the UTF-8 target.
+        let mut raw = TAG_WSL_SYMLINK.to_le_bytes().to_vec();
+        raw.extend_from_slice(&13u16.to_le_bytes());
+        raw.extend_from_slice(&[0, 0, 2, 0, 0, 0]);
+        raw.extend_from_slice(b"a\\b/c.txt");
+        let rp = decode_reparse(7, raw).unwrap();
+        assert_eq!(rp.target.as_deref(), Some("a\\\\b/c.txt"));
+        let short = decode_reparse(7, TAG_SYMLINK.to_le_bytes().to_vec());
+        assert!(matches!(
+            short,
+            Err(Error::BadReparsePoint { record: 7, .. })
+        ));
+        let mut raw = TAG_SYMLINK.to_le_bytes().to_vec();
+        raw.extend_from_slice(&12u16.to_le_bytes());
+        raw.extend_from_slice(&[0, 0]);
+        raw.extend_from_slice(&[0, 0, 200, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+        assert!(matches!(
+            decode_reparse(7, raw),
+            Err(Error::BadReparsePoint { .. })
+        ));
+    }
+
+    proptest! {
+        #[test]
+        fn parsers_never_panic(b in proptest::collection::vec(any::<u8>(), 0..300), tag in prop_oneof![Just(TAG_SYMLINK), Just(TAG_MOUNT_POINT), Just(TAG_WSL_SYMLINK), any::<u32>()]) {
+            let _ = wsl_unix_meta(&b);
+            let mut raw = tag.to_le_bytes().to_vec();
+            raw.extend_from_slice(&b);
+            let _ = decode_reparse(1, raw);
+        }
+    }
+}
