@@ -1342,7 +1342,7 @@ mod tests {
         e.extend_from_slice(name);
         e.push(0);
         e.extend_from_slice(value);
-        while e.len() % 4 != 0 {
+        while !e.len().is_multiple_of(4) {
             e.push(0);
         }
         if !last {
