@@ -185,31 +185,45 @@ fn find_bases(
     if wanted.iter().all(Option::is_none) {
         return Ok((out, None));
     }
-    let snaps = repo.snapshots()?.readable;
+    // Newest first; heads only, the full manifest is loaded for a match.
+    let (summaries, _) = repo.summaries()?;
     let mut from = None;
-    for (sid, m) in snaps.iter().rev().filter(|(_, m)| m.vm_name == vm_name) {
+    for sum in summaries.iter().rev().filter(|s| s.vm_name == vm_name) {
+        let Ok(head) = repo.load_manifest_file(&sum.id) else {
+            continue;
+        };
+        let mut picks: Vec<(usize, usize)> = Vec::new();
         for (i, w) in wanted.iter().enumerate() {
             let Some(w) = w else { continue };
             if out[i].is_some() {
                 continue;
             }
             let size = disks[i].map.size();
-            let candidates = m
-                .disks
-                .iter()
-                .filter(|md| &md.identity == w && md.size == size && md.chunk_size == chunk_size);
             // Prefer the disk with the same label when several match.
-            let mut best: Option<&DiskManifest> = None;
-            for c in candidates {
-                if best.is_none() || c.label == disks[i].label {
-                    best = Some(c);
+            let mut best: Option<usize> = None;
+            for (k, rec) in head.disks.iter().enumerate() {
+                if &rec.identity == w
+                    && rec.size == size
+                    && rec.chunk_size == chunk_size
+                    && (best.is_none() || rec.label == disks[i].label)
+                {
+                    best = Some(k);
                 }
             }
-            if let Some(b) = best {
-                out[i] = Some(b.clone());
-                from.get_or_insert(*sid);
+            if let Some(k) = best {
+                picks.push((i, k));
             }
         }
+        if picks.is_empty() {
+            continue;
+        }
+        let Ok(m) = repo.load_manifest(&sum.id) else {
+            continue;
+        };
+        for (i, k) in picks {
+            out[i] = Some(m.disks[k].clone());
+        }
+        from.get_or_insert(sum.id);
         if out
             .iter()
             .zip(&wanted)

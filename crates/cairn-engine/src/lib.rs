@@ -49,12 +49,7 @@ pub use cairn_repo::{RestorePointSummary, VerifyOptions, VerifyReport};
 /// Every readable restore point, oldest first (unreadable manifests are left out; `verify`
 /// reports them).
 pub fn snapshots(repo: &cairn_repo::Repository) -> Result<Vec<RestorePointSummary>> {
-    Ok(repo
-        .snapshots()?
-        .readable
-        .iter()
-        .map(|(id, m)| RestorePointSummary::of(*id, m))
-        .collect())
+    Ok(repo.summaries()?.0)
 }
 
 /// Verifies the repository (see [`cairn_repo::Repository::verify`]).

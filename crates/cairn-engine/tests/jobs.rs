@@ -414,7 +414,18 @@ fn bit_flips_are_reported_with_what_they_break() {
     flip(&dir.path().join(&pack_name), u64::from(entry.offset) + 100);
 
     // Index: flip a byte of the payload: the index file is reported, its blobs go missing.
-    let idx_name = backend.list(INDEX_DIR).unwrap().remove(0);
+    // The index file of the data blobs (another one lists the chunk-list blobs).
+    let idx_name = backend
+        .list(INDEX_DIR)
+        .unwrap()
+        .into_iter()
+        .find(|n| {
+            let f = cairn_repo::decode::index_file(&backend.get(n).unwrap()).unwrap();
+            f.packs
+                .iter()
+                .any(|p| p.blobs.iter().any(|b| b.id == entry.id))
+        })
+        .unwrap();
     flip(&dir.path().join(&idx_name), 40);
     let v = verify(&repo, &VerifyOptions::default()).unwrap();
     assert!(
@@ -447,6 +458,45 @@ fn bit_flips_are_reported_with_what_they_break() {
         Err(cairn_repo::Error::Checksum { .. })
     ));
     flip(&dir.path().join(&snap), 30);
+
+    // A damaged chunk-list (metadata) blob makes its restore point unreadable: reported.
+    let meta = *repo
+        .index()
+        .entries()
+        .iter()
+        .find(|e| e.kind == cairn_repo::BlobKind::Meta)
+        .unwrap();
+    let meta_pack = cairn_repo::pack_name(&repo.index().pack(meta.pack).unwrap().0);
+    flip(&dir.path().join(&meta_pack), u64::from(meta.offset) + 2);
+    let v = verify(
+        &repo,
+        &VerifyOptions {
+            read_data: true,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert!(
+        v.problems
+            .iter()
+            .any(|p| p.kind == ProblemKind::Manifest && p.object == snap),
+        "{:?}",
+        v.problems
+    );
+    assert!(v
+        .problems
+        .iter()
+        .any(|p| p.kind == ProblemKind::DamagedBlob && p.blobs == vec![meta.id]));
+    flip(&dir.path().join(&meta_pack), u64::from(meta.offset) + 2);
+    assert!(verify(
+        &repo,
+        &VerifyOptions {
+            read_data: true,
+            ..Default::default()
+        }
+    )
+    .unwrap()
+    .is_ok());
 
     // A deleted pack.
     std::fs::remove_file(dir.path().join(&pack_name)).unwrap();

@@ -60,8 +60,9 @@ pub use error::{Error, Result};
 pub use ids::{BlobId, BlobKind, ObjectId, SnapshotId};
 pub use index::{pack_name, BlobIndex, IndexEntry, IndexFile, IndexPack, MAX_INDEX_FILE_BYTES};
 pub use manifest::{
-    BackupStats, DiskManifest, Manifest, RestorePointSummary, StoredIdentity, MAX_CHAIN, MAX_DISKS,
-    MAX_DISK_SIZE, MAX_MANIFEST_BYTES, MAX_TAGS, MAX_TEXT,
+    BackupStats, DiskManifest, DiskRecord, Manifest, ManifestFile, RestorePointSummary,
+    StoredIdentity, LIST_ENTRIES_PER_BLOB, MAX_CHAIN, MAX_DISKS, MAX_DISK_SIZE, MAX_MANIFEST_BYTES,
+    MAX_TAGS, MAX_TEXT,
 };
 pub use pack::{BlobEntry, MAX_PACK_BLOBS, MAX_PACK_BYTES, TRAILER_LEN, TRAILER_MAGIC};
 pub use repo::{
@@ -75,7 +76,7 @@ pub use verify::{Affected, Problem, ProblemKind, VerifyOptions, VerifyReport};
 pub mod decode {
     use crate::crypto::Crypto;
     use crate::frame::FileKind;
-    use crate::{IndexFile, Manifest, ObjectId, Result};
+    use crate::{IndexFile, ManifestFile, ObjectId, Result};
 
     /// Decodes and validates an unencrypted index file.
     pub fn index_file(bytes: &[u8]) -> Result<IndexFile> {
@@ -92,10 +93,10 @@ pub mod decode {
         Ok(f)
     }
 
-    /// Decodes and validates an unencrypted manifest.
-    pub fn manifest(bytes: &[u8]) -> Result<Manifest> {
+    /// Decodes and validates an unencrypted manifest file (head; chunk lists are blobs).
+    pub fn manifest(bytes: &[u8]) -> Result<ManifestFile> {
         let c = Crypto::none();
-        let m: Manifest = crate::repo::decode_sealed_file(
+        let m: ManifestFile = crate::repo::decode_sealed_file(
             &c,
             FileKind::Manifest,
             "manifest",

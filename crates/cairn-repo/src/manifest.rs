@@ -7,8 +7,13 @@ use serde::{Deserialize, Serialize};
 
 use crate::{BlobId, Error, Result, SnapshotId};
 
-/// Largest manifest payload accepted: 1 GiB (32 TiB of disks at 1 MiB chunks).
-pub const MAX_MANIFEST_BYTES: u64 = 1 << 30;
+/// Largest manifest file payload accepted: 64 MiB. Chunk lists live in metadata blobs, so a
+/// manifest holds 33 bytes per 32768 chunks: 256 disks of 64 TiB at 256 KiB chunks fit.
+pub const MAX_MANIFEST_BYTES: u64 = 64 << 20;
+/// Chunk-list entries per metadata blob (about 1 MiB of postcard): a list of 8 GiB of disk
+/// at 256 KiB chunks. Unchanged stretches of a disk give identical list blobs, which
+/// deduplicate across restore points like data.
+pub const LIST_ENTRIES_PER_BLOB: usize = 32768;
 /// Most disks in one restore point.
 pub const MAX_DISKS: usize = 256;
 /// Largest disk accepted: 64 TiB (VHDX's maximum, above VMDK's 62 TiB).
@@ -141,6 +146,96 @@ impl Manifest {
     }
 }
 
+/// A disk as stored in a manifest file: the chunk list is in metadata blobs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DiskRecord {
+    /// See [`DiskManifest::label`].
+    pub label: String,
+    /// See [`DiskManifest::size`].
+    pub size: u64,
+    /// See [`DiskManifest::chunk_size`].
+    pub chunk_size: u32,
+    /// See [`DiskManifest::identity`].
+    pub identity: StoredIdentity,
+    /// See [`DiskManifest::chain`].
+    pub chain: Vec<StoredIdentity>,
+    /// Metadata blobs (kind 1) each holding a postcard `Vec<Option<BlobId>>` of
+    /// [`LIST_ENTRIES_PER_BLOB`] entries (the last one fewer); concatenated they are the
+    /// chunk list.
+    pub lists: Vec<BlobId>,
+}
+
+/// A manifest file's payload (the head of a restore point).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ManifestFile {
+    /// See [`Manifest::vm_name`].
+    pub vm_name: String,
+    /// See [`Manifest::time`].
+    pub time: i64,
+    /// See [`Manifest::tags`].
+    pub tags: Vec<String>,
+    /// See [`Manifest::parent`].
+    pub parent: Option<SnapshotId>,
+    /// Disks.
+    pub disks: Vec<DiskRecord>,
+    /// See [`Manifest::stats`].
+    pub stats: BackupStats,
+}
+
+impl ManifestFile {
+    /// Checks the structural rules, chunk-list blob counts included.
+    pub fn validate(&self, name: &str) -> Result<()> {
+        let as_manifest = Manifest {
+            vm_name: self.vm_name.clone(),
+            time: self.time,
+            tags: self.tags.clone(),
+            parent: self.parent,
+            disks: Vec::new(),
+            stats: self.stats,
+        };
+        as_manifest.validate(name)?;
+        if self.disks.len() > MAX_DISKS {
+            return Err(Error::malformed(
+                name,
+                format!("{} disks, at most {MAX_DISKS}", self.disks.len()),
+            ));
+        }
+        for (n, d) in self.disks.iter().enumerate() {
+            let shell = DiskManifest {
+                label: d.label.clone(),
+                size: 0,
+                chunk_size: d.chunk_size,
+                identity: d.identity.clone(),
+                chain: d.chain.clone(),
+                chunks: Vec::new(),
+            };
+            let one = Manifest {
+                disks: vec![shell],
+                ..as_manifest.clone()
+            };
+            one.validate(name)?;
+            if d.size > MAX_DISK_SIZE {
+                return Err(Error::malformed(
+                    name,
+                    format!("disk {n}: size {} exceeds {MAX_DISK_SIZE}", d.size),
+                ));
+            }
+            let chunks = d.size.div_ceil(u64::from(d.chunk_size));
+            let want = chunks.div_ceil(LIST_ENTRIES_PER_BLOB as u64);
+            if d.lists.len() as u64 != want {
+                return Err(Error::malformed(
+                    name,
+                    format!(
+                        "disk {n}: {} chunk-list blobs, {chunks} chunks need {want}",
+                        d.lists.len()
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Summary of a restore point, for listings.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RestorePointSummary {
@@ -161,6 +256,19 @@ pub struct RestorePointSummary {
 }
 
 impl RestorePointSummary {
+    /// Summarises a manifest file (no chunk lists needed).
+    pub fn of_file(id: SnapshotId, m: &ManifestFile) -> Self {
+        RestorePointSummary {
+            id,
+            vm_name: m.vm_name.clone(),
+            time: m.time,
+            tags: m.tags.clone(),
+            disks: m.disks.iter().map(|d| (d.label.clone(), d.size)).collect(),
+            stats: m.stats,
+            parent: m.parent,
+        }
+    }
+
     /// Summarises a manifest.
     pub fn of(id: SnapshotId, m: &Manifest) -> Self {
         RestorePointSummary {

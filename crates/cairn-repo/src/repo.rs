@@ -11,7 +11,10 @@ use crate::config::{RepoConfig, DEFAULT_PACK_TARGET, MAX_CONFIG_BYTES, REPO_VERS
 use crate::crypto::{Crypto, Sealer};
 use crate::frame::{self, FileKind};
 use crate::index::{pack_name, BlobIndex, IndexFile, IndexPack, MAX_INDEX_FILE_BYTES};
-use crate::manifest::{Manifest, MAX_MANIFEST_BYTES};
+use crate::manifest::{
+    DiskManifest, DiskRecord, Manifest, ManifestFile, RestorePointSummary, LIST_ENTRIES_PER_BLOB,
+    MAX_MANIFEST_BYTES,
+};
 use crate::pack::{PackBuilder, MAX_PACK_BYTES};
 use crate::{Backend, BlobId, BlobKind, Encryption, Error, ObjectId, Result, SnapshotId};
 use cairn_crypto::{KeyRing, MasterKey, RepoCrypto, SlotSecret};
@@ -82,13 +85,16 @@ pub struct IndexProblem {
     pub error: String,
 }
 
+/// Manifests that could not be read: object name and error.
+pub type Unreadable = Vec<(String, Error)>;
+
 /// Result of [`Repository::snapshots`].
 #[derive(Debug)]
 pub struct SnapshotListing {
     /// Readable restore points, oldest first.
     pub readable: Vec<(SnapshotId, Manifest)>,
     /// Object names of unreadable manifests and why.
-    pub unreadable: Vec<(String, Error)>,
+    pub unreadable: Unreadable,
 }
 
 /// Read-only result of [`Repository::orphans`]: what prune may delete.
@@ -399,16 +405,79 @@ impl Repository {
             .collect()
     }
 
-    /// Reads and checks a restore point's manifest.
-    pub fn load_manifest(&self, id: &SnapshotId) -> Result<Manifest> {
+    /// Reads and checks a restore point's manifest file (head: no chunk lists).
+    pub fn load_manifest_file(&self, id: &SnapshotId) -> Result<ManifestFile> {
         let name = format!("{SNAPSHOT_DIR}{id}");
-        let m: Manifest =
+        let m: ManifestFile =
             self.read_sealed_file(FileKind::Manifest, &name, id, MAX_MANIFEST_BYTES)?;
         m.validate(&name)?;
         Ok(m)
     }
 
-    /// Every readable restore point, oldest first, and the problems of unreadable ones.
+    /// Reads a restore point's manifest with the full chunk list of every disk (fetched from
+    /// its metadata blobs, each verified like any blob).
+    pub fn load_manifest(&self, id: &SnapshotId) -> Result<Manifest> {
+        let name = format!("{SNAPSHOT_DIR}{id}");
+        let f = self.load_manifest_file(id)?;
+        let mut disks = Vec::with_capacity(f.disks.len());
+        for (n, d) in f.disks.into_iter().enumerate() {
+            let count = d.size.div_ceil(u64::from(d.chunk_size));
+            let mut chunks: Vec<Option<BlobId>> = Vec::new();
+            for (k, list) in d.lists.iter().enumerate() {
+                let bytes = self.read_blob(list)?;
+                let part: Vec<Option<BlobId>> = postcard::from_bytes(&bytes).map_err(|e| {
+                    Error::malformed(&name, format!("disk {n} chunk list {k}: {e}"))
+                })?;
+                let expect = (count - chunks.len() as u64).min(LIST_ENTRIES_PER_BLOB as u64);
+                if part.len() as u64 != expect {
+                    return Err(Error::malformed(
+                        &name,
+                        format!(
+                            "disk {n} chunk list {k}: {} entries, expected {expect}",
+                            part.len()
+                        ),
+                    ));
+                }
+                chunks.extend(part);
+            }
+            disks.push(DiskManifest {
+                label: d.label,
+                size: d.size,
+                chunk_size: d.chunk_size,
+                identity: d.identity,
+                chain: d.chain,
+                chunks,
+            });
+        }
+        let m = Manifest {
+            vm_name: f.vm_name,
+            time: f.time,
+            tags: f.tags,
+            parent: f.parent,
+            disks,
+            stats: f.stats,
+        };
+        m.validate(&name)?;
+        Ok(m)
+    }
+
+    /// Summaries of every readable restore point, oldest first, reading only manifest heads
+    /// (fast: no chunk lists); unreadable manifests are returned with their error.
+    pub fn summaries(&self) -> Result<(Vec<RestorePointSummary>, Unreadable)> {
+        let mut ok = Vec::new();
+        let mut bad = Vec::new();
+        for id in self.list_snapshots()? {
+            match self.load_manifest_file(&id) {
+                Ok(m) => ok.push(RestorePointSummary::of_file(id, &m)),
+                Err(e) => bad.push((format!("{SNAPSHOT_DIR}{id}"), e)),
+            }
+        }
+        ok.sort_by_key(|s| (s.time, s.id));
+        Ok((ok, bad))
+    }
+
+    /// Every readable restore point with its chunk lists, oldest first, and the problems of
+    /// unreadable ones.
     pub fn snapshots(&self) -> Result<SnapshotListing> {
         let mut ok = Vec::new();
         let mut bad = Vec::new();
@@ -425,19 +494,51 @@ impl Repository {
         })
     }
 
-    /// Writes a manifest under a fresh random id (the commit point of a backup: write it
-    /// only after the writer that stored its blobs has finished).
+    /// Writes a restore point: its chunk lists as metadata blobs (deduplicated), then the
+    /// manifest file under a fresh random id. This is the commit point of a backup: call it
+    /// only after the writer that stored the data blobs has finished.
     pub fn save_manifest(&self, m: &Manifest) -> Result<SnapshotId> {
         m.validate("new manifest")?;
-        let idx = self.index();
-        for d in &m.disks {
-            for id in d.chunks.iter().flatten() {
-                if !idx.contains(id) {
-                    return Err(Error::BlobMissing(*id));
+        {
+            let idx = self.index();
+            for d in &m.disks {
+                for id in d.chunks.iter().flatten() {
+                    if !idx.contains(id) {
+                        return Err(Error::BlobMissing(*id));
+                    }
                 }
             }
         }
-        drop(idx);
+        let mut w = self.writer()?;
+        let enc = w.encoder();
+        let mut disks = Vec::with_capacity(m.disks.len());
+        for d in &m.disks {
+            let mut lists = Vec::new();
+            for part in d.chunks.chunks(LIST_ENTRIES_PER_BLOB) {
+                let bytes = postcard::to_stdvec(part)
+                    .map_err(|e| Error::Invalid(format!("postcard: {e}")))?;
+                let id = enc.id(&bytes);
+                w.add(&enc.encode(BlobKind::Meta, id, &bytes)?)?;
+                lists.push(id);
+            }
+            disks.push(DiskRecord {
+                label: d.label.clone(),
+                size: d.size,
+                chunk_size: d.chunk_size,
+                identity: d.identity.clone(),
+                chain: d.chain.clone(),
+                lists,
+            });
+        }
+        w.finish()?;
+        let file = ManifestFile {
+            vm_name: m.vm_name.clone(),
+            time: m.time,
+            tags: m.tags.clone(),
+            parent: m.parent,
+            disks,
+            stats: m.stats,
+        };
         let id = ObjectId::random()?;
         let sealer = self.crypto.sealer()?;
         self.write_sealed_file(
@@ -445,7 +546,7 @@ impl Repository {
             FileKind::Manifest,
             &format!("{SNAPSHOT_DIR}{id}"),
             &id,
-            m,
+            &file,
         )?;
         Ok(id)
     }

@@ -4,9 +4,9 @@ use std::sync::Arc;
 
 use cairn_repo::frame::{self, FileKind};
 use cairn_repo::{
-    decode, Backend, BackupStats, BlobEntry, BlobId, BlobKind, DiskManifest, Encryption, Error,
-    IndexFile, IndexPack, InitOptions, KdfParams, Manifest, MemoryBackend, ObjectId, OpenOptions,
-    Repository, SlotSecret, StoredIdentity, CONFIG_NAME, INDEX_DIR, SNAPSHOT_DIR,
+    decode, Backend, BackupStats, BlobEntry, BlobId, BlobKind, DiskRecord, Encryption, Error,
+    IndexFile, IndexPack, InitOptions, KdfParams, Manifest, ManifestFile, MemoryBackend, ObjectId,
+    OpenOptions, Repository, SlotSecret, StoredIdentity, CONFIG_NAME, INDEX_DIR, SNAPSHOT_DIR,
 };
 use proptest::prelude::*;
 
@@ -39,17 +39,19 @@ fn arb_index() -> impl Strategy<Value = IndexFile> {
     .prop_map(|packs| IndexFile { packs })
 }
 
-fn arb_manifest() -> impl Strategy<Value = Manifest> {
+fn arb_manifest() -> impl Strategy<Value = ManifestFile> {
     let disk = (
         "[a-z0-9]{0,12}",
-        1u64..(3 << 20),
+        1u64..(1 << 40),
         proptest::option::of(any::<[u8; 16]>()),
         proptest::option::of("[0-9a-f]{8}"),
-        any::<u64>(),
+        any::<u8>(),
     )
         .prop_map(|(label, size, uuid, cid, seed)| {
-            let n = usize::try_from(size.div_ceil(65536)).unwrap();
-            DiskManifest {
+            let chunks = size.div_ceil(65536);
+            let n =
+                usize::try_from(chunks.div_ceil(cairn_repo::LIST_ENTRIES_PER_BLOB as u64)).unwrap();
+            DiskRecord {
                 label,
                 size,
                 chunk_size: 65536,
@@ -61,14 +63,8 @@ fn arb_manifest() -> impl Strategy<Value = Manifest> {
                     uuid: None,
                     content_id: cid,
                 }],
-                chunks: (0..n)
-                    .map(|i| {
-                        if (seed >> (i % 64)) & 1 == 1 {
-                            Some(BlobId([i.to_le_bytes()[0]; 32]))
-                        } else {
-                            None
-                        }
-                    })
+                lists: (0..n)
+                    .map(|i| BlobId([seed ^ i.to_le_bytes()[0]; 32]))
                     .collect(),
             }
         });
@@ -80,7 +76,7 @@ fn arb_manifest() -> impl Strategy<Value = Manifest> {
         proptest::collection::vec(disk, 0..3),
         any::<(u64, u64, u64, u64)>(),
     )
-        .prop_map(|(vm_name, time, tags, parent, disks, s)| Manifest {
+        .prop_map(|(vm_name, time, tags, parent, disks, s)| ManifestFile {
             vm_name,
             time,
             tags,
@@ -132,19 +128,19 @@ proptest! {
 
 #[test]
 fn hostile_structures_get_typed_errors() {
-    // A manifest whose chunk count disagrees with its size.
-    let mut m = Manifest {
+    // A manifest whose chunk-list count disagrees with its size.
+    let mut m = ManifestFile {
         vm_name: "vm".into(),
         time: 0,
         tags: vec![],
         parent: None,
-        disks: vec![DiskManifest {
+        disks: vec![DiskRecord {
             label: "d".into(),
-            size: 65536 * 3,
+            size: 65536 * 40_000,
             chunk_size: 65536,
             identity: StoredIdentity::default(),
             chain: vec![],
-            chunks: vec![None; 2],
+            lists: vec![BlobId([1; 32])],
         }],
         stats: BackupStats::default(),
     };
@@ -152,7 +148,7 @@ fn hostile_structures_get_typed_errors() {
         decode::manifest(&frame_of(FileKind::Manifest, &m)),
         Err(Error::Malformed { .. })
     ));
-    m.disks[0].chunks.push(None);
+    m.disks[0].lists.push(BlobId([2; 32]));
     decode::manifest(&frame_of(FileKind::Manifest, &m)).unwrap();
     m.disks[0].chunk_size = 1000;
     assert!(matches!(
@@ -161,6 +157,13 @@ fn hostile_structures_get_typed_errors() {
     ));
     m.disks[0].chunk_size = 65536;
     m.disks[0].size = u64::MAX;
+    assert!(matches!(
+        decode::manifest(&frame_of(FileKind::Manifest, &m)),
+        Err(Error::Malformed { .. })
+    ));
+    m.disks[0].size = 65536;
+    m.disks[0].lists.truncate(1);
+    m.tags = vec!["t".into(); 1000];
     assert!(matches!(
         decode::manifest(&frame_of(FileKind::Manifest, &m)),
         Err(Error::Malformed { .. })
@@ -359,4 +362,60 @@ fn sample_pack_decodes() {
     let blobs = decode::pack(&sample_pack()).unwrap();
     assert_eq!(blobs.len(), 4);
     assert_eq!(blobs[0].len(), 3000);
+}
+
+#[test]
+fn manifest_chunk_lists_span_blobs_and_deduplicate() {
+    let b = Arc::new(MemoryBackend::new());
+    let repo = Repository::init(b.clone(), &InitOptions::default(), None).unwrap();
+    let mut w = repo.writer().unwrap();
+    let enc = w.encoder();
+    let data = vec![5u8; 4096];
+    let id = enc.id(&data);
+    w.add(&enc.encode(BlobKind::Data, id, &data).unwrap())
+        .unwrap();
+    w.finish().unwrap();
+    let n = cairn_repo::LIST_ENTRIES_PER_BLOB * 2 + 7;
+    let mut chunks = vec![None; n];
+    chunks[3] = Some(id);
+    chunks[n - 1] = Some(id);
+    let m = Manifest {
+        vm_name: "vm".into(),
+        time: 5,
+        tags: vec!["a".into()],
+        parent: None,
+        disks: vec![cairn_repo::DiskManifest {
+            label: "d".into(),
+            size: (n as u64) * 4096 - 100,
+            chunk_size: 4096,
+            identity: StoredIdentity::default(),
+            chain: vec![],
+            chunks,
+        }],
+        stats: BackupStats::default(),
+    };
+    let s1 = repo.save_manifest(&m).unwrap();
+    let blobs_after_first = repo.index().len();
+    let s2 = repo
+        .save_manifest(&Manifest {
+            time: 6,
+            ..m.clone()
+        })
+        .unwrap();
+    // The second restore point's chunk lists are the same blobs: nothing new stored.
+    assert_eq!(repo.index().len(), blobs_after_first);
+    assert_eq!(blobs_after_first, 1 + 3);
+    let again = Repository::open(b, &OpenOptions::default(), None).unwrap();
+    assert_eq!(again.load_manifest(&s1).unwrap(), m);
+    assert_eq!(again.load_manifest(&s2).unwrap().disks, m.disks);
+    let (sums, bad) = again.summaries().unwrap();
+    assert!(bad.is_empty());
+    assert_eq!(sums.iter().map(|s| s.id).collect::<Vec<_>>(), vec![s1, s2]);
+    // A manifest referencing a blob the index lacks is refused before anything is written.
+    let mut bad_m = m.clone();
+    bad_m.disks[0].chunks[0] = Some(BlobId([9; 32]));
+    assert!(matches!(
+        again.save_manifest(&bad_m),
+        Err(Error::BlobMissing(_))
+    ));
 }
