@@ -43,7 +43,10 @@
 //!     })
 //!     .collect();
 //! let groups = forget(&points, &job.retention, now + 1, UtcOffset::UTC)?;
-//! assert_eq!(groups[0].keep.len(), 24 + 1); // 24 last, plus yesterday's daily
+//! // The 24 last, the newest of 2023-12-31 (daily, monthly) and, as counts are left, the
+//! // oldest point ("oldest daily snapshot", as restic 0.17 does).
+//! assert_eq!(groups[0].keep.len(), 24 + 2);
+//! assert_eq!(groups[0].keep[25].reasons, ["oldest daily snapshot", "oldest monthly snapshot"]);
 //! # Ok::<(), cairn_policy::Error>(())
 //! ```
 #![forbid(unsafe_code)]
