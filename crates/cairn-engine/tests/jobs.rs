@@ -190,6 +190,21 @@ fn backup_restore_round_trip_and_dedup() {
     .unwrap();
     assert!(v.is_ok(), "{:?}", v.problems);
     assert!(v.blobs_checked > 0);
+    assert_eq!(v.packs_read, v.packs);
+    // A partial read checks a subset of the packs.
+    let part = verify(
+        &repo2,
+        &VerifyOptions {
+            read_data: true,
+            read_data_percent: 30,
+            seed: Some(7),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert!(part.is_ok());
+    assert!(part.packs_read <= v.packs_read);
+    assert!(part.blobs_checked <= v.blobs_checked);
 }
 
 #[test]
