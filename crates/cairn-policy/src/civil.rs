@@ -47,7 +47,11 @@ pub fn civil_from_days(z: i64) -> (i64, u32, u32) {
     let m = if mp < 10 { mp + 3 } else { mp - 9 }; // [1, 12]
     let y = yoe + era * 400 + i64::from(m <= 2);
     // The ranges above are exact, so these conversions cannot fail.
-    (y, u32::try_from(m).unwrap_or(1), u32::try_from(d).unwrap_or(1))
+    (
+        y,
+        u32::try_from(m).unwrap_or(1),
+        u32::try_from(d).unwrap_or(1),
+    )
 }
 
 /// Weekday of a day count since 1970-01-01: 1 = Monday .. 7 = Sunday (ISO 8601).
@@ -140,10 +144,7 @@ pub fn sub_span(t: i64, years: i64, months: i64, days: i64, hours: i64) -> i64 {
     let year = total_months.div_euclid(12);
     let month = u32::try_from(total_months.rem_euclid(12) + 1).unwrap_or(1);
     let base = days_from_civil(year, month, 1) + i64::from(c.day) - 1 - days;
-    base * SECS_PER_DAY
-        + i64::from(c.hour) * 3600
-        + i64::from(c.minute) * 60
-        + i64::from(c.second)
+    base * SECS_PER_DAY + i64::from(c.hour) * 3600 + i64::from(c.minute) * 60 + i64::from(c.second)
         - hours * 3600
 }
 
@@ -232,7 +233,8 @@ impl FromStr for UtcOffset {
         if m > 59 {
             return Err(bad("minutes beyond 59"));
         }
-        UtcOffset::from_seconds(sign * (h * 3600 + m * 60)).map_err(|_| bad("offset beyond +-18:00"))
+        UtcOffset::from_seconds(sign * (h * 3600 + m * 60))
+            .map_err(|_| bad("offset beyond +-18:00"))
     }
 }
 
@@ -266,7 +268,15 @@ mod tests {
         assert_eq!(civil_from_days(days_from_civil(2023, 2, 29)), (2023, 3, 1));
         // `date -u -d 2024-01-02T11:00:00Z +%s` = 1704193200
         assert_eq!(
-            Civil { year: 2024, month: 1, day: 2, hour: 11, minute: 0, second: 0 }.to_unix(),
+            Civil {
+                year: 2024,
+                month: 1,
+                day: 2,
+                hour: 11,
+                minute: 0,
+                second: 0
+            }
+            .to_unix(),
             1_704_193_200
         );
         assert_eq!(rfc3339(1_704_193_200), "2024-01-02T11:00:00Z");
@@ -276,10 +286,17 @@ mod tests {
 
     #[test]
     fn weekdays_and_iso_weeks() {
-        let c = |y, m, d| Civil { year: y, month: m, day: d, hour: 0, minute: 0, second: 0 };
+        let c = |y, m, d| Civil {
+            year: y,
+            month: m,
+            day: d,
+            hour: 0,
+            minute: 0,
+            second: 0,
+        };
         assert_eq!(c(1970, 1, 1).weekday(), 4); // Thursday
         assert_eq!(c(2024, 11, 24).weekday(), 7); // Sunday
-        // ISO week edge cases (checked with `date +%G-%V`).
+                                                  // ISO week edge cases (checked with `date +%G-%V`).
         assert_eq!(c(2021, 1, 3).iso_week(), (2020, 53));
         assert_eq!(c(2021, 1, 4).iso_week(), (2021, 1));
         assert_eq!(c(2024, 12, 30).iso_week(), (2025, 1));
@@ -291,7 +308,15 @@ mod tests {
 
     #[test]
     fn go_add_date_normalisation() {
-        let t = Civil { year: 2024, month: 3, day: 31, hour: 12, minute: 0, second: 0 }.to_unix();
+        let t = Civil {
+            year: 2024,
+            month: 3,
+            day: 31,
+            hour: 12,
+            minute: 0,
+            second: 0,
+        }
+        .to_unix();
         // Go: time.Date(2024,3,31,12,0,0,0,UTC).AddDate(0,-1,0) = 2024-03-02 12:00 (Feb 31 -> Mar 2)
         assert_eq!(rfc3339(sub_span(t, 0, 1, 0, 0)), "2024-03-02T12:00:00Z");
         assert_eq!(rfc3339(sub_span(t, 1, 0, 0, 0)), "2023-03-31T12:00:00Z");

@@ -24,7 +24,10 @@ enum Tok {
     Any,      // ?
     Star,     // *
     StarStar, // **
-    Class { negated: bool, ranges: Vec<(char, char)> },
+    Class {
+        negated: bool,
+        ranges: Vec<(char, char)>,
+    },
 }
 
 /// A validated glob pattern.
@@ -174,7 +177,9 @@ impl FromStr for Glob {
                             break;
                         }
                         first = false;
-                        if chars.get(i + 1) == Some(&'-') && chars.get(i + 2).is_some_and(|&e| e != ']') {
+                        if chars.get(i + 1) == Some(&'-')
+                            && chars.get(i + 2).is_some_and(|&e| e != ']')
+                        {
                             let e = chars[i + 2];
                             if e < c {
                                 return Err(bad(format!("reversed range {c}-{e}")));

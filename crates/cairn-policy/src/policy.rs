@@ -277,7 +277,11 @@ fn positive(ctx: &Ctx<'_>, v: &Option<Spanned<u32>>, key: &str) -> Result<Option
     }
 }
 
-fn hook(ctx: &Ctx<'_>, v: &Option<Spanned<Vec<String>>>, key: &str) -> Result<Option<Vec<String>>, Error> {
+fn hook(
+    ctx: &Ctx<'_>,
+    v: &Option<Spanned<Vec<String>>>,
+    key: &str,
+) -> Result<Option<Vec<String>>, Error> {
     match v {
         Some(h) if h.get_ref().is_empty() || h.get_ref()[0].is_empty() => Err(ctx.err(
             h.span(),
@@ -311,7 +315,10 @@ impl Policy {
         })?;
         let ctx = Ctx { text };
         let timezone = match &raw.timezone {
-            Some(tz) => tz.get_ref().parse::<UtcOffset>().map_err(|e| ctx.err(tz.span(), e.to_string()))?,
+            Some(tz) => tz
+                .get_ref()
+                .parse::<UtcOffset>()
+                .map_err(|e| ctx.err(tz.span(), e.to_string()))?,
             None => UtcOffset::UTC,
         };
         for (table, what) in [(&raw.class, "classes"), (&raw.job, "jobs")] {
@@ -323,10 +330,16 @@ impl Policy {
         for (name, c) in &raw.class {
             let c = c.get_ref();
             if let Some(k) = &c.class {
-                return Err(ctx.err(k.span(), format!("`class` is a job key; class {name} cannot name a class")));
+                return Err(ctx.err(
+                    k.span(),
+                    format!("`class` is a job key; class {name} cannot name a class"),
+                ));
             }
             if let Some(k) = &c.vms {
-                return Err(ctx.err(k.span(), format!("`vms` is a job key; list VMs in a [job.*] table, not in class {name}")));
+                return Err(ctx.err(
+                    k.span(),
+                    format!("`vms` is a job key; list VMs in a [job.*] table, not in class {name}"),
+                ));
             }
         }
         let mut jobs = Vec::new();
@@ -355,7 +368,11 @@ impl Policy {
         }
         let text = std::fs::read_to_string(path).map_err(io)?;
         Policy::parse(&text).map_err(|e| match e {
-            Error::Invalid { line, column, message } => Error::InFile {
+            Error::Invalid {
+                line,
+                column,
+                message,
+            } => Error::InFile {
                 path: path.to_owned(),
                 line,
                 column,
@@ -391,7 +408,11 @@ impl Policy {
             "{} classes, {} jobs, times in UTC{}\n",
             self.classes.len(),
             self.jobs.len(),
-            if self.timezone == UtcOffset::UTC { String::new() } else { format!("{}", self.timezone) }
+            if self.timezone == UtcOffset::UTC {
+                String::new()
+            } else {
+                format!("{}", self.timezone)
+            }
         );
         for j in &self.jobs {
             s.push_str(&j.describe());
@@ -422,7 +443,10 @@ fn resolve(
             let known: Vec<&str> = classes.keys().map(String::as_str).collect();
             ctx.err(
                 class_ref.span(),
-                format!("job {name}: unknown class {class_name:?} (classes: {})", known.join(", ")),
+                format!(
+                    "job {name}: unknown class {class_name:?} (classes: {})",
+                    known.join(", ")
+                ),
             )
         })?;
     let vms = j
@@ -433,13 +457,24 @@ fn resolve(
         return Err(ctx.err(vms.span(), format!("job {name}: `vms` is empty")));
     }
     if vms.get_ref().len() > MAX_LIST_LEN {
-        return Err(ctx.err(vms.span(), format!("job {name}: more than {MAX_LIST_LEN} VMs")));
+        return Err(ctx.err(
+            vms.span(),
+            format!("job {name}: more than {MAX_LIST_LEN} VMs"),
+        ));
     }
     let schedule = pick!(j, c, schedule)
-        .ok_or_else(|| ctx.err(span.clone(), format!("job {name}: no `schedule` in the job or class {class_name}")))?
+        .ok_or_else(|| {
+            ctx.err(
+                span.clone(),
+                format!("job {name}: no `schedule` in the job or class {class_name}"),
+            )
+        })?
         .with_offset(timezone);
     let repository = pick!(j, c, repository).ok_or_else(|| {
-        ctx.err(span.clone(), format!("job {name}: no `repository` in the job or class {class_name}"))
+        ctx.err(
+            span.clone(),
+            format!("job {name}: no `repository` in the job or class {class_name}"),
+        )
     })?;
     let exclude = pick!(j, c, exclude);
     if let Some(e) = &exclude {
@@ -497,8 +532,24 @@ fn resolve(
         window: pick!(j, c, window),
         key,
         repository,
-        pre_hook: hook(ctx, if j.pre_hook.is_some() { &j.pre_hook } else { &c.pre_hook }, "pre_hook")?,
-        post_hook: hook(ctx, if j.post_hook.is_some() { &j.post_hook } else { &c.post_hook }, "post_hook")?,
+        pre_hook: hook(
+            ctx,
+            if j.pre_hook.is_some() {
+                &j.pre_hook
+            } else {
+                &c.pre_hook
+            },
+            "pre_hook",
+        )?,
+        post_hook: hook(
+            ctx,
+            if j.post_hook.is_some() {
+                &j.post_hook
+            } else {
+                &c.post_hook
+            },
+            "post_hook",
+        )?,
         timezone,
     })
 }

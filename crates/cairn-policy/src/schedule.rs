@@ -95,7 +95,7 @@ impl Schedule {
 }
 
 fn hhmm(secs: u32) -> String {
-    if secs % 60 == 0 {
+    if secs.is_multiple_of(60) {
         format!("{:02}:{:02}", secs / 3600, secs / 60 % 60)
     } else {
         format!("{:02}:{:02}:{:02}", secs / 3600, secs / 60 % 60, secs % 60)
@@ -183,7 +183,9 @@ fn parse_every(s: &str) -> Option<i64> {
         _ => return None,
     };
     let period = n.checked_mul(unit_secs)?;
-    (MIN_EVERY_SECS..=MAX_EVERY_SECS).contains(&period).then_some(period)
+    (MIN_EVERY_SECS..=MAX_EVERY_SECS)
+        .contains(&period)
+        .then_some(period)
 }
 
 /// systemd-like subset: `*-*-* HH:MM[:SS]` (daily) or `*-*-DD HH:MM[:SS]` (monthly).
@@ -194,7 +196,9 @@ fn parse_systemd(date: &str, time: &str) -> Option<Kind> {
         return Some(Kind::Daily { secs });
     }
     let day: u32 = civil::parse_fixed_digits(rest, 2)?;
-    (1..=31).contains(&day).then_some(Kind::Monthly { day, secs })
+    (1..=31)
+        .contains(&day)
+        .then_some(Kind::Monthly { day, secs })
 }
 
 impl FromStr for Schedule {
@@ -332,7 +336,9 @@ impl FromStr for Window {
         let start = parse_time_of_day(a.trim(), false).ok_or_else(|| bad("bad start time"))?;
         let end = parse_time_of_day(b.trim(), false).ok_or_else(|| bad("bad end time"))?;
         if start == end {
-            return Err(bad("empty window (start equals end); omit `window` for no limit"));
+            return Err(bad(
+                "empty window (start equals end); omit `window` for no limit",
+            ));
         }
         Ok(Window { start, end })
     }
@@ -362,7 +368,15 @@ mod tests {
         let d = s[8..10].parse().unwrap();
         let h = s[11..13].parse().unwrap();
         let mi = s[14..16].parse().unwrap();
-        Civil { year: y, month: mo, day: d, hour: h, minute: mi, second: 0 }.to_unix()
+        Civil {
+            year: y,
+            month: mo,
+            day: d,
+            hour: h,
+            minute: mi,
+            second: 0,
+        }
+        .to_unix()
     }
 
     fn next(expr: &str, from: &str) -> String {
@@ -375,29 +389,91 @@ mod tests {
         // 2024-11-24 is a Sunday.
         assert_eq!(next("hourly", "2024-11-24 10:00"), "2024-11-24T11:00:00Z");
         assert_eq!(next("hourly", "2024-11-24 10:59"), "2024-11-24T11:00:00Z");
-        assert_eq!(next("hourly at :15", "2024-11-24 10:14"), "2024-11-24T10:15:00Z");
-        assert_eq!(next("hourly at :15", "2024-11-24 10:15"), "2024-11-24T11:15:00Z");
-        assert_eq!(next("daily 02:00", "2024-11-24 01:00"), "2024-11-24T02:00:00Z");
-        assert_eq!(next("daily 02:00", "2024-11-24 02:00"), "2024-11-25T02:00:00Z");
-        assert_eq!(next("daily 02:00", "2024-12-31 23:00"), "2025-01-01T02:00:00Z");
-        assert_eq!(next("weekly Sun 03:00", "2024-11-24 03:00"), "2024-12-01T03:00:00Z");
-        assert_eq!(next("weekly Sun 03:00", "2024-11-23 12:00"), "2024-11-24T03:00:00Z");
-        assert_eq!(next("weekly Mon,Thu 01:30", "2024-11-25 01:30"), "2024-11-28T01:30:00Z");
-        assert_eq!(next("weekly Mon,Thu 01:30", "2024-11-28 02:00"), "2024-12-02T01:30:00Z");
-        assert_eq!(next("monthly 1 04:00", "2024-11-24 00:00"), "2024-12-01T04:00:00Z");
-        assert_eq!(next("monthly 31 04:00", "2024-01-31 05:00"), "2024-03-31T04:00:00Z");
-        assert_eq!(next("monthly 29 00:00", "2023-01-30 00:00"), "2023-03-29T00:00:00Z");
+        assert_eq!(
+            next("hourly at :15", "2024-11-24 10:14"),
+            "2024-11-24T10:15:00Z"
+        );
+        assert_eq!(
+            next("hourly at :15", "2024-11-24 10:15"),
+            "2024-11-24T11:15:00Z"
+        );
+        assert_eq!(
+            next("daily 02:00", "2024-11-24 01:00"),
+            "2024-11-24T02:00:00Z"
+        );
+        assert_eq!(
+            next("daily 02:00", "2024-11-24 02:00"),
+            "2024-11-25T02:00:00Z"
+        );
+        assert_eq!(
+            next("daily 02:00", "2024-12-31 23:00"),
+            "2025-01-01T02:00:00Z"
+        );
+        assert_eq!(
+            next("weekly Sun 03:00", "2024-11-24 03:00"),
+            "2024-12-01T03:00:00Z"
+        );
+        assert_eq!(
+            next("weekly Sun 03:00", "2024-11-23 12:00"),
+            "2024-11-24T03:00:00Z"
+        );
+        assert_eq!(
+            next("weekly Mon,Thu 01:30", "2024-11-25 01:30"),
+            "2024-11-28T01:30:00Z"
+        );
+        assert_eq!(
+            next("weekly Mon,Thu 01:30", "2024-11-28 02:00"),
+            "2024-12-02T01:30:00Z"
+        );
+        assert_eq!(
+            next("monthly 1 04:00", "2024-11-24 00:00"),
+            "2024-12-01T04:00:00Z"
+        );
+        assert_eq!(
+            next("monthly 31 04:00", "2024-01-31 05:00"),
+            "2024-03-31T04:00:00Z"
+        );
+        assert_eq!(
+            next("monthly 29 00:00", "2023-01-30 00:00"),
+            "2023-03-29T00:00:00Z"
+        );
         assert_eq!(next("every 4h", "2024-11-24 03:59"), "2024-11-24T04:00:00Z");
         assert_eq!(next("every 4h", "2024-11-24 04:00"), "2024-11-24T08:00:00Z");
-        assert_eq!(next("every 15min", "2024-11-24 04:07"), "2024-11-24T04:15:00Z");
-        assert_eq!(next("*-*-* 02:00:00", "2024-11-24 02:00"), "2024-11-25T02:00:00Z");
-        assert_eq!(next("*-*-01 04:00", "2024-11-24 00:00"), "2024-12-01T04:00:00Z");
+        assert_eq!(
+            next("every 15min", "2024-11-24 04:07"),
+            "2024-11-24T04:15:00Z"
+        );
+        assert_eq!(
+            next("*-*-* 02:00:00", "2024-11-24 02:00"),
+            "2024-11-25T02:00:00Z"
+        );
+        assert_eq!(
+            next("*-*-01 04:00", "2024-11-24 00:00"),
+            "2024-12-01T04:00:00Z"
+        );
         for bad in [
-            "", "daily", "daily 24:00", "daily 2:60", "weekly Xyz 01:00", "monthly 32 01:00",
-            "monthly 0 01:00", "every 0h", "every 30s", "every 4m", "every 400d", "hourly at 15",
-            "hourly at :60", "*-*-32 01:00", "1-*-* 01:00", "yearly", "every h",
+            "",
+            "daily",
+            "daily 24:00",
+            "daily 2:60",
+            "weekly Xyz 01:00",
+            "monthly 32 01:00",
+            "monthly 0 01:00",
+            "every 0h",
+            "every 30s",
+            "every 4m",
+            "every 400d",
+            "hourly at 15",
+            "hourly at :60",
+            "*-*-32 01:00",
+            "1-*-* 01:00",
+            "yearly",
+            "every h",
         ] {
-            assert!(bad.parse::<Schedule>().is_err(), "{bad:?} should be rejected");
+            assert!(
+                bad.parse::<Schedule>().is_err(),
+                "{bad:?} should be rejected"
+            );
         }
     }
 
@@ -406,12 +482,18 @@ mod tests {
         let s: Schedule = "daily 02:00".parse().unwrap();
         let s = s.with_offset("+02:00".parse().unwrap());
         // 02:00 at +02:00 is 00:00 UTC.
-        assert_eq!(civil::rfc3339(s.next_after(t("2024-11-24 01:00"))), "2024-11-25T00:00:00Z");
+        assert_eq!(
+            civil::rfc3339(s.next_after(t("2024-11-24 01:00"))),
+            "2024-11-25T00:00:00Z"
+        );
         assert_eq!(s.to_string(), "daily at 02:00 (+02:00)");
         let h: Schedule = "hourly at :15".parse().unwrap();
         let h = h.with_offset("+05:30".parse().unwrap());
         // :15 local at +05:30 is :45 UTC.
-        assert_eq!(civil::rfc3339(h.next_after(t("2024-11-24 10:00"))), "2024-11-24T10:45:00Z");
+        assert_eq!(
+            civil::rfc3339(h.next_after(t("2024-11-24 10:00"))),
+            "2024-11-24T10:45:00Z"
+        );
     }
 
     #[test]

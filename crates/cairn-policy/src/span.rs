@@ -129,7 +129,9 @@ impl FromStr for Span {
             return Err(bad("number without a unit (y, m, w, d or h)".to_owned()));
         }
         if span.is_zero() {
-            return Err(bad("a zero duration keeps nothing; omit the setting instead".to_owned()));
+            return Err(bad(
+                "a zero duration keeps nothing; omit the setting instead".to_owned(),
+            ));
         }
         Ok(span)
     }
@@ -160,7 +162,17 @@ mod tests {
         assert_eq!("2w".parse::<Span>().unwrap().weeks, 2);
         assert_eq!("30d".parse::<Span>().unwrap().to_string(), "30d");
         assert_eq!("2y5m7d3h".parse::<Span>().unwrap().to_string(), "2y5m7d3h");
-        for bad in ["", "d", "30", "3x", "1d1d", "0d", "99999999999d", "-1d", "1.5d"] {
+        for bad in [
+            "",
+            "d",
+            "30",
+            "3x",
+            "1d1d",
+            "0d",
+            "99999999999d",
+            "-1d",
+            "1.5d",
+        ] {
             assert!(bad.parse::<Span>().is_err(), "{bad}");
         }
     }

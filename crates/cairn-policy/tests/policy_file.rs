@@ -22,7 +22,10 @@ fn shipped_example_parses() {
     assert_eq!(db.retention.keep_daily, 30);
     assert_eq!(db.retention.keep_monthly, 12);
     assert!(db.exclude.is_empty());
-    assert_eq!(db.key, Some(KeyRef::KeyFile("/etc/cairn/keys/finance.key".into())));
+    assert_eq!(
+        db.key,
+        Some(KeyRef::KeyFile("/etc/cairn/keys/finance.key".into()))
+    );
     assert_eq!(db.granularity, Granularity::ImageAndCatalog);
     assert_eq!(db.backup, BackupMode::Incremental);
     assert_eq!(
@@ -47,12 +50,22 @@ fn shipped_example_parses() {
     assert!(office.exclude[0].excludes("/home/ann/song.mp3"));
     assert_eq!(office.throttle.read_mb_per_s, Some(200));
     assert_eq!(office.window.unwrap().to_string(), "22:00-06:00");
-    assert_eq!(office.key, Some(KeyRef::PasswordFile("/etc/cairn/keys/desktops.pass".into())));
-    assert!(office.describe().contains("keep 7 daily, excluding [*.mp3, /home/*/Music, /home/*/.cache]"));
+    assert_eq!(
+        office.key,
+        Some(KeyRef::PasswordFile("/etc/cairn/keys/desktops.pass".into()))
+    );
+    assert!(office
+        .describe()
+        .contains("keep 7 daily, excluding [*.mp3, /home/*/Music, /home/*/.cache]"));
 
     let lab = p.job("lab").unwrap();
-    assert_eq!((lab.retention.keep_daily, lab.retention.keep_weekly), (0, 8));
-    assert!(p.describe().starts_with("2 classes, 4 jobs, times in UTC\n"));
+    assert_eq!(
+        (lab.retention.keep_daily, lab.retention.keep_weekly),
+        (0, 8)
+    );
+    assert!(p
+        .describe()
+        .starts_with("2 classes, 4 jobs, times in UTC\n"));
 }
 
 const GOOD: &str = r#"
@@ -93,11 +106,21 @@ fn with_line(after: &str, line: &str) -> (String, usize) {
 
 fn expect_invalid(text: &str, line: usize, column: usize, needle: &str) {
     match Policy::parse(text) {
-        Err(Error::Invalid { line: l, column: c, message }) => {
+        Err(Error::Invalid {
+            line: l,
+            column: c,
+            message,
+        }) => {
             assert_eq!((l, c), (line, column), "{message}");
-            assert!(message.contains(needle), "{message:?} should mention {needle:?}");
+            assert!(
+                message.contains(needle),
+                "{message:?} should mention {needle:?}"
+            );
             let shown = Policy::parse(text).unwrap_err().to_string();
-            assert!(shown.starts_with(&format!("policy line {line}, column {column}: ")), "{shown}");
+            assert!(
+                shown.starts_with(&format!("policy line {line}, column {column}: ")),
+                "{shown}"
+            );
         }
         other => panic!("expected Invalid at {line}:{column}, got {other:?}"),
     }
@@ -169,8 +192,18 @@ fn semantic_errors_name_their_line() {
         other => panic!("{other:?}"),
     }
     // Syntax errors are located too.
-    expect_invalid("[class.c]\nschedule = \"hourly\"\nkeep_last = = 3\n", 3, 13, "");
-    expect_invalid("[class.c]\nschedule = \"hourly\"\nschedule = \"daily 01:00\"\n", 3, 1, "duplicate");
+    expect_invalid(
+        "[class.c]\nschedule = \"hourly\"\nkeep_last = = 3\n",
+        3,
+        13,
+        "",
+    );
+    expect_invalid(
+        "[class.c]\nschedule = \"hourly\"\nschedule = \"daily 01:00\"\n",
+        3,
+        1,
+        "duplicate",
+    );
 }
 
 #[test]
@@ -179,9 +212,26 @@ fn load_names_the_file() {
     let path = dir.path().join("p.toml");
     std::fs::write(&path, "[class.c]\nbogus = 1\n").unwrap();
     let e = Policy::load(&path).unwrap_err();
-    assert!(matches!(e, Error::InFile { line: 2, column: 1, .. }), "{e:?}");
-    assert!(e.to_string().starts_with(&format!("{}:2:1: ", path.display())), "{e}");
-    assert!(matches!(Policy::load(&dir.path().join("missing.toml")), Err(Error::Io { .. })));
+    assert!(
+        matches!(
+            e,
+            Error::InFile {
+                line: 2,
+                column: 1,
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+    assert!(
+        e.to_string()
+            .starts_with(&format!("{}:2:1: ", path.display())),
+        "{e}"
+    );
+    assert!(matches!(
+        Policy::load(&dir.path().join("missing.toml")),
+        Err(Error::Io { .. })
+    ));
     let big = dir.path().join("big.toml");
     std::fs::write(&big, vec![b'#'; cairn_policy::MAX_POLICY_BYTES + 1]).unwrap();
     assert!(matches!(Policy::load(&big), Err(Error::TooLarge { .. })));

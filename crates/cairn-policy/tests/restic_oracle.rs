@@ -59,7 +59,15 @@ impl Rng {
 }
 
 fn t(y: i64, mo: u32, d: u32, h: u32, mi: u32) -> i64 {
-    Civil { year: y, month: mo, day: d, hour: h, minute: mi, second: 0 }.to_unix()
+    Civil {
+        year: y,
+        month: mo,
+        day: d,
+        hour: h,
+        minute: mi,
+        second: 0,
+    }
+    .to_unix()
 }
 
 /// Datasets: (host, times, protected times).
@@ -85,10 +93,21 @@ fn datasets() -> Vec<(&'static str, Vec<i64>, Vec<i64>)> {
     }
     // Calendar edges: ISO week-year changes, month ends, leap day, year ends.
     let edges = vec![
-        t(2020, 12, 31, 23, 0), t(2021, 1, 1, 0, 30), t(2021, 1, 3, 23, 59), t(2021, 1, 4, 0, 0),
-        t(2024, 2, 29, 12, 0), t(2024, 3, 1, 0, 0), t(2024, 3, 31, 12, 0), t(2024, 12, 29, 10, 0),
-        t(2024, 12, 30, 10, 0), t(2024, 12, 31, 23, 59), t(2025, 1, 1, 0, 1), t(2026, 12, 31, 12, 0),
-        t(2027, 1, 1, 12, 0), t(2027, 1, 3, 12, 0), t(2027, 1, 4, 12, 0),
+        t(2020, 12, 31, 23, 0),
+        t(2021, 1, 1, 0, 30),
+        t(2021, 1, 3, 23, 59),
+        t(2021, 1, 4, 0, 0),
+        t(2024, 2, 29, 12, 0),
+        t(2024, 3, 1, 0, 0),
+        t(2024, 3, 31, 12, 0),
+        t(2024, 12, 29, 10, 0),
+        t(2024, 12, 30, 10, 0),
+        t(2024, 12, 31, 23, 59),
+        t(2025, 1, 1, 0, 1),
+        t(2026, 12, 31, 12, 0),
+        t(2027, 1, 1, 12, 0),
+        t(2027, 1, 3, 12, 0),
+        t(2027, 1, 4, 12, 0),
     ];
     mixed.sort_unstable();
     mixed.dedup();
@@ -101,37 +120,149 @@ fn policies() -> Vec<(Vec<&'static str>, Retention, bool)> {
     let within = |s: &str| Some(s.parse().unwrap());
     let r = Retention::default();
     vec![
-        (vec!["--keep-last", "5"], Retention { keep_last: 5, ..r }, false),
-        (vec!["--keep-hourly", "6"], Retention { keep_hourly: 6, ..r }, false),
-        (vec!["--keep-daily", "7"], Retention { keep_daily: 7, ..r }, false),
-        (vec!["--keep-weekly", "6"], Retention { keep_weekly: 6, ..r }, false),
-        (vec!["--keep-monthly", "12"], Retention { keep_monthly: 12, ..r }, false),
-        (vec!["--keep-yearly", "3"], Retention { keep_yearly: 3, ..r }, false),
-        (vec!["--keep-within", "30d"], Retention { keep_within: within("30d"), ..r }, false),
-        (vec!["--keep-within", "1y6m"], Retention { keep_within: within("1y6m"), ..r }, false),
-        (vec!["--keep-within", "2d12h"], Retention { keep_within: within("2d12h"), ..r }, false),
-        (vec!["--keep-within", "1m"], Retention { keep_within: within("1m"), ..r }, false),
         (
-            vec!["--keep-last", "2", "--keep-daily", "5", "--keep-weekly", "4", "--keep-monthly", "6", "--keep-yearly", "10"],
-            Retention { keep_last: 2, keep_daily: 5, keep_weekly: 4, keep_monthly: 6, keep_yearly: 10, ..r },
+            vec!["--keep-last", "5"],
+            Retention { keep_last: 5, ..r },
+            false,
+        ),
+        (
+            vec!["--keep-hourly", "6"],
+            Retention {
+                keep_hourly: 6,
+                ..r
+            },
+            false,
+        ),
+        (
+            vec!["--keep-daily", "7"],
+            Retention { keep_daily: 7, ..r },
+            false,
+        ),
+        (
+            vec!["--keep-weekly", "6"],
+            Retention {
+                keep_weekly: 6,
+                ..r
+            },
+            false,
+        ),
+        (
+            vec!["--keep-monthly", "12"],
+            Retention {
+                keep_monthly: 12,
+                ..r
+            },
+            false,
+        ),
+        (
+            vec!["--keep-yearly", "3"],
+            Retention {
+                keep_yearly: 3,
+                ..r
+            },
+            false,
+        ),
+        (
+            vec!["--keep-within", "30d"],
+            Retention {
+                keep_within: within("30d"),
+                ..r
+            },
+            false,
+        ),
+        (
+            vec!["--keep-within", "1y6m"],
+            Retention {
+                keep_within: within("1y6m"),
+                ..r
+            },
+            false,
+        ),
+        (
+            vec!["--keep-within", "2d12h"],
+            Retention {
+                keep_within: within("2d12h"),
+                ..r
+            },
+            false,
+        ),
+        (
+            vec!["--keep-within", "1m"],
+            Retention {
+                keep_within: within("1m"),
+                ..r
+            },
+            false,
+        ),
+        (
+            vec![
+                "--keep-last",
+                "2",
+                "--keep-daily",
+                "5",
+                "--keep-weekly",
+                "4",
+                "--keep-monthly",
+                "6",
+                "--keep-yearly",
+                "10",
+            ],
+            Retention {
+                keep_last: 2,
+                keep_daily: 5,
+                keep_weekly: 4,
+                keep_monthly: 6,
+                keep_yearly: 10,
+                ..r
+            },
             false,
         ),
         (
             vec!["--keep-hourly", "3", "--keep-within", "10d"],
-            Retention { keep_hourly: 3, keep_within: within("10d"), ..r },
+            Retention {
+                keep_hourly: 3,
+                keep_within: within("10d"),
+                ..r
+            },
             false,
         ),
-        (vec!["--keep-daily", "200"], Retention { keep_daily: 200, ..r }, false),
-        (vec!["--keep-yearly", "100"], Retention { keep_yearly: 100, ..r }, false),
+        (
+            vec!["--keep-daily", "200"],
+            Retention {
+                keep_daily: 200,
+                ..r
+            },
+            false,
+        ),
+        (
+            vec!["--keep-yearly", "100"],
+            Retention {
+                keep_yearly: 100,
+                ..r
+            },
+            false,
+        ),
         (
             vec!["--keep-monthly", "2", "--keep-within", "1m"],
-            Retention { keep_monthly: 2, keep_within: within("1m"), ..r },
+            Retention {
+                keep_monthly: 2,
+                keep_within: within("1m"),
+                ..r
+            },
             false,
         ),
-        (vec!["--keep-last", "1"], Retention { keep_last: 1, ..r }, true),
+        (
+            vec!["--keep-last", "1"],
+            Retention { keep_last: 1, ..r },
+            true,
+        ),
         (
             vec!["--keep-weekly", "3", "--keep-within", "7d"],
-            Retention { keep_weekly: 3, keep_within: within("7d"), ..r },
+            Retention {
+                keep_weekly: 3,
+                keep_within: within("7d"),
+                ..r
+            },
             true,
         ),
     ]
@@ -145,7 +276,11 @@ fn normalise(reasons: &[String]) -> Vec<String> {
         .iter()
         .map(|r| {
             let r = r.strip_prefix("oldest ").unwrap_or(r);
-            if r.starts_with("has tags") { "protected".to_owned() } else { r.to_owned() }
+            if r.starts_with("has tags") {
+                "protected".to_owned()
+            } else {
+                r.to_owned()
+            }
         })
         .collect();
     v.sort();
@@ -185,7 +320,15 @@ fn forget_agrees_with_restic() {
             restic(&repo, &cache, &args);
         }
         for (flags, rules, with_tag) in policies() {
-            let mut args = vec!["forget", "--dry-run", "--json", "--host", host, "--group-by", "host"];
+            let mut args = vec![
+                "forget",
+                "--dry-run",
+                "--json",
+                "--host",
+                host,
+                "--group-by",
+                "host",
+            ];
             args.extend(flags.iter().copied());
             if with_tag {
                 args.extend(["--keep-tag", "protected"]);
@@ -233,7 +376,11 @@ fn forget_agrees_with_restic() {
             for r in &ours[0].remove {
                 mine.insert(rfc3339(r.time), None);
             }
-            assert_eq!(theirs.len(), times.len(), "restic saw every snapshot ({host} {flags:?})");
+            assert_eq!(
+                theirs.len(),
+                times.len(),
+                "restic saw every snapshot ({host} {flags:?})"
+            );
             for (time, want) in &theirs {
                 assert_eq!(mine.get(time), Some(want), "{host} {flags:?} at {time}");
             }
@@ -241,5 +388,8 @@ fn forget_agrees_with_restic() {
         }
     }
     assert_eq!(compared, 2 * policies().len());
-    eprintln!("compared {compared} (dataset, policy) pairs with restic {}.{}", version.0, version.1);
+    eprintln!(
+        "compared {compared} (dataset, policy) pairs with restic {}.{}",
+        version.0, version.1
+    );
 }

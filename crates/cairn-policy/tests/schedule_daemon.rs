@@ -8,8 +8,15 @@ use proptest::prelude::*;
 
 fn t(s: &str) -> i64 {
     let n = |a: usize, b: usize| s[a..b].parse::<u32>().unwrap();
-    Civil { year: i64::from(n(0, 4)), month: n(5, 7), day: n(8, 10), hour: n(11, 13), minute: n(14, 16), second: 0 }
-        .to_unix()
+    Civil {
+        year: i64::from(n(0, 4)),
+        month: n(5, 7),
+        day: n(8, 10),
+        hour: n(11, 13),
+        minute: n(14, 16),
+        second: 0,
+    }
+    .to_unix()
 }
 
 const POLICY: &str = r#"
@@ -49,10 +56,23 @@ fn due_jobs_follow_schedules_windows_and_one_run_per_vm() {
     // Never ran: all due, but /vms/db01 only once (job db comes first).
     let due = due_jobs(&jobs, &state, clock.now());
     let p = |j: &str, v: &str| (j.to_owned(), v.to_owned());
-    assert_eq!(pairs(&due), [p("db", "/vms/db01"), p("db", "/vms/db02"), p("desk", "/vms/desk01")]);
+    assert_eq!(
+        pairs(&due),
+        [
+            p("db", "/vms/db01"),
+            p("db", "/vms/db02"),
+            p("desk", "/vms/desk01")
+        ]
+    );
     for d in &due {
         let plan = state.plan(policy.job(&d.job).unwrap(), &d.vm, clock.now());
-        assert_eq!(plan, RunPlan { verify: d.job == "db", full_read: true });
+        assert_eq!(
+            plan,
+            RunPlan {
+                verify: d.job == "db",
+                full_read: true
+            }
+        );
         state.record_start(&d.job, &d.vm, clock.now(), plan);
     }
     // Running: nothing is due on those VMs, not even desk on db01.
@@ -67,7 +87,13 @@ fn due_jobs_follow_schedules_windows_and_one_run_per_vm() {
     assert_eq!(rfc3339(due[0].scheduled.unwrap()), "2024-11-24T23:15:00Z");
     for d in &due {
         let plan = state.plan(policy.job(&d.job).unwrap(), &d.vm, clock.now());
-        assert_eq!(plan, RunPlan { verify: false, full_read: false });
+        assert_eq!(
+            plan,
+            RunPlan {
+                verify: false,
+                full_read: false
+            }
+        );
         state.record_start(&d.job, &d.vm, clock.now(), plan);
         state.record_finish(&d.job, &d.vm, clock.now() + 60, RunOutcome::Succeeded);
     }
@@ -92,11 +118,29 @@ fn due_jobs_follow_schedules_windows_and_one_run_per_vm() {
 #[test]
 fn run_state_round_trips_and_rejects_garbage() {
     let mut s = RunState::new();
-    s.record_start("j", "v", 100, RunPlan { verify: true, full_read: false });
-    s.record_finish("j", "v", 200, RunOutcome::Failed { message: "é".repeat(5000) });
+    s.record_start(
+        "j",
+        "v",
+        100,
+        RunPlan {
+            verify: true,
+            full_read: false,
+        },
+    );
+    s.record_finish(
+        "j",
+        "v",
+        200,
+        RunOutcome::Failed {
+            message: "é".repeat(5000),
+        },
+    );
     s.record_finish("k", "w", 300, RunOutcome::Overran { window_closed: 250 });
     let r = s.record("j", "v").unwrap();
-    assert_eq!((r.last_start, r.last_end, r.last_verify), (100, Some(200), Some(100)));
+    assert_eq!(
+        (r.last_start, r.last_end, r.last_verify),
+        (100, Some(200), Some(100))
+    );
     match &r.outcome {
         RunOutcome::Failed { message } => assert!(message.len() <= cairn_policy::MAX_MESSAGE_LEN),
         o => panic!("{o:?}"),
@@ -104,7 +148,10 @@ fn run_state_round_trips_and_rejects_garbage() {
     let json = s.to_json();
     assert_eq!(RunState::from_json(&json).unwrap(), s);
     let e = RunState::from_json("{\"runs\": {\"j\": 3}}").unwrap_err();
-    assert!(matches!(e, cairn_policy::Error::RunState { line: 1, .. }), "{e}");
+    assert!(
+        matches!(e, cairn_policy::Error::RunState { line: 1, .. }),
+        "{e}"
+    );
 }
 
 #[test]
@@ -125,7 +172,10 @@ fn arb_schedule() -> impl Strategy<Value = Schedule> {
         (0u32..24, 0u32..60).prop_map(|(h, m)| format!("daily {h:02}:{m:02}")),
         (1u32..128, 0u32..24).prop_map(|(mask, h)| {
             let names = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
-            let days: Vec<&str> = (0..7).filter(|i| mask & (1 << i) != 0).map(|i| names[i]).collect();
+            let days: Vec<&str> = (0..7)
+                .filter(|i| mask & (1 << i) != 0)
+                .map(|i| names[i])
+                .collect();
             format!("weekly {} {h:02}:30", days.join(","))
         }),
         (1u32..32, 0u32..24).prop_map(|(d, h)| format!("monthly {d} {h:02}:00")),
@@ -136,7 +186,8 @@ fn arb_schedule() -> impl Strategy<Value = Schedule> {
     .prop_map(|s| s.parse::<Schedule>().unwrap())
     .prop_flat_map(|s| {
         (-50_400i32..=50_400).prop_map(move |off| {
-            s.clone().with_offset(cairn_policy::UtcOffset::from_seconds(off / 60 * 60).unwrap())
+            s.clone()
+                .with_offset(cairn_policy::UtcOffset::from_seconds(off / 60 * 60).unwrap())
         })
     })
 }
