@@ -69,14 +69,14 @@ pub struct Throttle {
 struct Settings {
     // Job-only keys (rejected inside a class).
     class: Option<Spanned<String>>,
-    vms: Option<Spanned<Vec<Glob>>>,
+    vms: Option<Spanned<Vec<Spanned<String>>>>,
 
     schedule: Option<Schedule>,
     backup: Option<BackupMode>,
     verify_every: Option<Span>,
     full_reread_every: Option<Span>,
     granularity: Option<Granularity>,
-    exclude: Option<Spanned<Vec<Glob>>>,
+    exclude: Option<Spanned<Vec<Spanned<String>>>>,
     skip_free_blocks: Option<bool>,
 
     keep_last: Option<u32>,
@@ -266,6 +266,28 @@ impl Ctx<'_> {
     }
 }
 
+/// Parses a list of globs, naming the element that is wrong.
+fn globs(
+    ctx: &Ctx<'_>,
+    list: &Spanned<Vec<Spanned<String>>>,
+    what: &str,
+) -> Result<Vec<Glob>, Error> {
+    if list.get_ref().len() > MAX_LIST_LEN {
+        return Err(ctx.err(
+            list.span(),
+            format!("more than {MAX_LIST_LEN} entries in `{what}`"),
+        ));
+    }
+    list.get_ref()
+        .iter()
+        .map(|g| {
+            g.get_ref()
+                .parse::<Glob>()
+                .map_err(|e| ctx.err(g.span(), e.to_string()))
+        })
+        .collect()
+}
+
 fn positive(ctx: &Ctx<'_>, v: &Option<Spanned<u32>>, key: &str) -> Result<Option<u32>, Error> {
     match v {
         Some(s) if *s.get_ref() == 0 => Err(ctx.err(
@@ -340,6 +362,10 @@ impl Policy {
                     k.span(),
                     format!("`vms` is a job key; list VMs in a [job.*] table, not in class {name}"),
                 ));
+            }
+            // Check a class's globs even when no job uses it yet.
+            if let Some(list) = &c.exclude {
+                globs(&ctx, list, "exclude")?;
             }
         }
         let mut jobs = Vec::new();
@@ -456,12 +482,7 @@ fn resolve(
     if vms.get_ref().is_empty() {
         return Err(ctx.err(vms.span(), format!("job {name}: `vms` is empty")));
     }
-    if vms.get_ref().len() > MAX_LIST_LEN {
-        return Err(ctx.err(
-            vms.span(),
-            format!("job {name}: more than {MAX_LIST_LEN} VMs"),
-        ));
-    }
+    let vm_globs = globs(ctx, vms, "vms")?;
     let schedule = pick!(j, c, schedule)
         .ok_or_else(|| {
             ctx.err(
@@ -476,12 +497,10 @@ fn resolve(
             format!("job {name}: no `repository` in the job or class {class_name}"),
         )
     })?;
-    let exclude = pick!(j, c, exclude);
-    if let Some(e) = &exclude {
-        if e.get_ref().len() > MAX_LIST_LEN {
-            return Err(ctx.err(e.span(), format!("more than {MAX_LIST_LEN} exclusions")));
-        }
-    }
+    let exclude = match pick!(j, c, exclude) {
+        Some(list) => globs(ctx, &list, "exclude")?,
+        None => Vec::new(),
+    };
     // A job that names one key source replaces the class's key entirely.
     let (key_file, password_file) = if j.key_file.is_some() || j.password_file.is_some() {
         (j.key_file.clone(), j.password_file.clone())
@@ -507,13 +526,13 @@ fn resolve(
     Ok(ResolvedJob {
         name: name.to_owned(),
         class: class_name.clone(),
-        vms: vms.get_ref().clone(),
+        vms: vm_globs,
         schedule,
         backup,
         verify_every: pick!(j, c, verify_every),
         full_reread_every,
         granularity: pick!(j, c, granularity).unwrap_or(Granularity::ImageAndCatalog),
-        exclude: exclude.map(Spanned::into_inner).unwrap_or_default(),
+        exclude,
         skip_free_blocks: pick!(j, c, skip_free_blocks).unwrap_or(true),
         retention: Retention {
             keep_last: pick!(j, c, keep_last).unwrap_or(0),

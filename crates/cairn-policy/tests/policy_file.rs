@@ -157,8 +157,12 @@ fn invalid_values_name_their_line() {
     let bad_schedule = GOOD.replace("daily 02:00", "daily 25:00");
     expect_invalid(&bad_schedule, 5, 12, "invalid schedule \"daily 25:00\"");
     let (t, n) = with_line("vms", "exclude = [\"ok\", \"[abc\"]");
-    // The span is the array holding the bad element.
-    expect_invalid(&t, n, 11, "invalid glob");
+    expect_invalid(&t, n, 18, "invalid glob \"[abc\"");
+    // In a class no job uses.
+    let t = format!("{GOOD}\n[class.unused]\nexclude = [\"a[\"]\n");
+    expect_invalid(&t, 14, 12, "invalid glob");
+    let t = GOOD.replace("vms = [\"/vms/a\"]", "vms = [\"/vms/a\",\n  \"/vms/[b\"]");
+    expect_invalid(&t, 12, 3, "invalid glob");
     let (t, n) = with_line("vms", "window = \"22:00\"");
     expect_invalid(&t, n, 10, "invalid window");
     let (t, n) = with_line("vms", "backup = \"differential\"");
@@ -181,6 +185,9 @@ fn semantic_errors_name_their_line() {
     expect_invalid(&t, n, 7, "`vms` is a job key");
     let (t, n) = with_line("vms", "key_file = \"/k\"\npassword_file = \"/p\"");
     expect_invalid(&t, n + 1, 17, "not both");
+    // In a class no job uses.
+    let t = format!("{GOOD}\n[class.unused]\nexclude = [\"a[\"]\n");
+    expect_invalid(&t, 14, 12, "invalid glob");
     let t = GOOD.replace("vms = [\"/vms/a\"]", "vms = []");
     expect_invalid(&t, 11, 7, "`vms` is empty");
     let t = GOOD.replace("repository = \"/backup/c\"", "");
