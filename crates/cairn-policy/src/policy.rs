@@ -94,7 +94,7 @@ struct Settings {
 
     key_file: Option<Spanned<PathBuf>>,
     password_file: Option<Spanned<PathBuf>>,
-    repository: Option<PathBuf>,
+    repository: Option<Spanned<PathBuf>>,
     pre_hook: Option<Spanned<Vec<String>>>,
     post_hook: Option<Spanned<Vec<String>>>,
 }
@@ -497,6 +497,21 @@ fn resolve(
             format!("job {name}: no `repository` in the job or class {class_name}"),
         )
     })?;
+    for (path, key) in [
+        (Some(&repository), "repository"),
+        (j.key_file.as_ref().or(c.key_file.as_ref()), "key_file"),
+        (
+            j.password_file.as_ref().or(c.password_file.as_ref()),
+            "password_file",
+        ),
+    ] {
+        if let Some(p) = path {
+            if p.get_ref().as_os_str().is_empty() {
+                return Err(ctx.err(p.span(), format!("`{key}` is an empty path")));
+            }
+        }
+    }
+    let repository = repository.into_inner();
     let exclude = match pick!(j, c, exclude) {
         Some(list) => globs(ctx, &list, "exclude")?,
         None => Vec::new(),

@@ -188,6 +188,8 @@ fn semantic_errors_name_their_line() {
     // In a class no job uses.
     let t = format!("{GOOD}\n[class.unused]\nexclude = [\"a[\"]\n");
     expect_invalid(&t, 14, 12, "invalid glob");
+    let t = GOOD.replace("\"/backup/c\"", "\"\"");
+    expect_invalid(&t, 7, 14, "`repository` is an empty path");
     let t = GOOD.replace("vms = [\"/vms/a\"]", "vms = []");
     expect_invalid(&t, 11, 7, "`vms` is empty");
     let t = GOOD.replace("repository = \"/backup/c\"", "");
