@@ -17,7 +17,10 @@ pub struct OpenArgs {
 
 impl OpenArgs {
     pub fn options(&self) -> OpenOptions {
-        OpenOptions { search_paths: self.search_paths.clone(), ..OpenOptions::default() }
+        OpenOptions {
+            search_paths: self.search_paths.clone(),
+            ..OpenOptions::default()
+        }
     }
 }
 
@@ -79,7 +82,10 @@ pub fn inspect(a: &InspectArgs) -> Result<()> {
         .with_context(|| format!("{}: reading the partition table", a.image.display()))?;
     let mut parts = Vec::new();
     for p in &table.partitions {
-        let fs = p.open(&disk).map(|v| cairn_part::probe_filesystem(&v).as_str()).unwrap_or("unknown");
+        let fs = p
+            .open(&disk)
+            .map(|v| cairn_part::probe_filesystem(&v).as_str())
+            .unwrap_or("unknown");
         parts.push((p, fs));
     }
     let whole_disk_fs = if table.scheme == cairn_part::Scheme::None {
@@ -175,17 +181,31 @@ pub fn map(a: &MapArgs) -> Result<()> {
                 .map(|r| json!({"start": r.offset, "length": r.len, "kind": kind_name(r.kind)}))
                 .collect()
         });
-        println!("{}", json!({"virtual_size": disk.size(), "map": runs, "changed": changed}));
+        println!(
+            "{}",
+            json!({"virtual_size": disk.size(), "map": runs, "changed": changed})
+        );
         return Ok(());
     }
     println!("{:>16} {:>16} {:>6}  kind", "start", "length", "depth");
     for r in combined.runs() {
-        println!("{:>16} {:>16} {:>6}  {}", r.offset, r.len, r.depth, kind_name(r.kind));
+        println!(
+            "{:>16} {:>16} {:>6}  {}",
+            r.offset,
+            r.len,
+            r.depth,
+            kind_name(r.kind)
+        );
     }
     if let Some(c) = changed {
         println!("changed relative to the parent:");
         for r in c.runs().iter().filter(|r| r.kind != RangeKind::Unallocated) {
-            println!("{:>16} {:>16}         {}", r.offset, r.len, kind_name(r.kind));
+            println!(
+                "{:>16} {:>16}         {}",
+                r.offset,
+                r.len,
+                kind_name(r.kind)
+            );
         }
     }
     Ok(())
@@ -196,7 +216,12 @@ pub fn convert(a: &ConvertArgs) -> Result<()> {
     let disk = open(&a.image, &a.open)?;
     let map = disk.map()?;
     let report = cairn_vdisk::convert(&disk, &map, &a.output, target, &ConvertOptions::default())
-        .with_context(|| format!("converting {} to {}", a.image.display(), a.output.display()))?;
-    eprintln!("read {} bytes, wrote {} bytes of data", report.bytes_read, report.bytes_written);
+        .with_context(|| {
+        format!("converting {} to {}", a.image.display(), a.output.display())
+    })?;
+    eprintln!(
+        "read {} bytes, wrote {} bytes of data",
+        report.bytes_read, report.bytes_written
+    );
     Ok(())
 }

@@ -64,7 +64,11 @@ pub struct DfArgs {
 }
 
 /// Opens the guest file system of one volume of an image.
-pub fn open_guest(image: &PathBuf, open_args: &OpenArgs, partition: Option<u32>) -> Result<GuestFs> {
+pub fn open_guest(
+    image: &PathBuf,
+    open_args: &OpenArgs,
+    partition: Option<u32>,
+) -> Result<GuestFs> {
     let disk: Arc<dyn ReadAt> = Arc::new(open(image, open_args)?);
     guest_of(disk, partition).with_context(|| image.display().to_string())
 }
@@ -72,12 +76,21 @@ pub fn open_guest(image: &PathBuf, open_args: &OpenArgs, partition: Option<u32>)
 /// Opens the guest file system of one volume of any disk.
 pub fn guest_of(disk: Arc<dyn ReadAt>, partition: Option<u32>) -> Result<GuestFs> {
     let vol = cairn_guestfs::select_volume(disk, partition)?;
-    let what = if vol.index == 0 { "whole disk".to_string() } else { format!("partition {}", vol.index) };
-    vol.open_fs(&Limits::default()).with_context(|| format!("{what} ({})", vol.fs_kind.as_str()))
+    let what = if vol.index == 0 {
+        "whole disk".to_string()
+    } else {
+        format!("partition {}", vol.index)
+    };
+    vol.open_fs(&Limits::default())
+        .with_context(|| format!("{what} ({})", vol.fs_kind.as_str()))
 }
 
 pub fn entry_json(path: &str, m: &Metadata) -> serde_json::Value {
-    let streams: Vec<_> = m.streams.iter().map(|s| json!({"name": s.name, "size": s.size})).collect();
+    let streams: Vec<_> = m
+        .streams
+        .iter()
+        .map(|s| json!({"name": s.name, "size": s.size}))
+        .collect();
     json!({
         "path": path,
         "type": m.kind.as_str(),
@@ -103,8 +116,15 @@ fn print_entry(path: &str, m: &Metadata, as_json: bool, out: &mut impl Write) ->
             FileKind::File => '-',
             FileKind::Other => '?',
         };
-        let mtime = m.mtime.map(|t| t.to_rfc3339()).unwrap_or_else(|| "-".into());
-        let target = m.symlink_target.as_deref().map(|t| format!(" -> {t}")).unwrap_or_default();
+        let mtime = m
+            .mtime
+            .map(|t| t.to_rfc3339())
+            .unwrap_or_else(|| "-".into());
+        let target = m
+            .symlink_target
+            .as_deref()
+            .map(|t| format!(" -> {t}"))
+            .unwrap_or_default();
         writeln!(out, "{kind} {:>12} {mtime:<20} {path}{target}", m.size)?;
     }
     Ok(())
@@ -123,13 +143,18 @@ pub fn list(fs: &GuestFs, path: &str, recursive: bool, as_json: bool) -> Result<
     }
     let root_path = if base == "/" { String::new() } else { base };
     if recursive {
-        fs.walk(node, &root_path, Limits::default().max_dir_depth, &mut |p, e| {
-            let m = fs.metadata(e.id)?;
-            print_entry(p, &m, as_json, &mut out).map_err(|err| cairn_guestfs::Error::Walk {
-                path: p.to_string(),
-                what: err.to_string(),
-            })
-        })?;
+        fs.walk(
+            node,
+            &root_path,
+            Limits::default().max_dir_depth,
+            &mut |p, e| {
+                let m = fs.metadata(e.id)?;
+                print_entry(p, &m, as_json, &mut out).map_err(|err| cairn_guestfs::Error::Walk {
+                    path: p.to_string(),
+                    what: err.to_string(),
+                })
+            },
+        )?;
     } else {
         let mut entries = fs.read_dir(node)?;
         entries.sort_by(|a, b| a.name.cmp(&b.name));
@@ -143,7 +168,10 @@ pub fn list(fs: &GuestFs, path: &str, recursive: bool, as_json: bool) -> Result<
 }
 
 fn normalize(path: &str) -> String {
-    let parts: Vec<_> = path.split('/').filter(|p| !p.is_empty() && *p != ".").collect();
+    let parts: Vec<_> = path
+        .split('/')
+        .filter(|p| !p.is_empty() && *p != ".")
+        .collect();
     format!("/{}", parts.join("/"))
 }
 
@@ -181,7 +209,10 @@ pub fn df(a: &DfArgs) -> Result<()> {
         println!("{}", serde_json::Value::Array(arr));
         return Ok(());
     }
-    println!("{:>4} {:<8} {:>14} {:>14} {:>14}  label", "part", "fs", "size", "used", "free");
+    println!(
+        "{:>4} {:<8} {:>14} {:>14} {:>14}  label",
+        "part", "fs", "size", "used", "free"
+    );
     for (v, info) in rows {
         match info {
             Ok(i) => println!(
@@ -193,7 +224,14 @@ pub fn df(a: &DfArgs) -> Result<()> {
                 i.free_bytes,
                 i.label.unwrap_or_default()
             ),
-            Err(e) => println!("{:>4} {:<8} {:>14} {:>14} {:>14}  ({e})", v.index, v.fs_kind.as_str(), v.size, "-", "-"),
+            Err(e) => println!(
+                "{:>4} {:<8} {:>14} {:>14} {:>14}  ({e})",
+                v.index,
+                v.fs_kind.as_str(),
+                v.size,
+                "-",
+                "-"
+            ),
         }
     }
     Ok(())
@@ -218,25 +256,38 @@ pub fn check_name(name: &str) -> Result<()> {
     while let Some(i) = rest.find('\\') {
         let after = &rest[i + 1..];
         let ok = after.starts_with('\\')
-            || (after.starts_with('x') && after.len() >= 3 && after[1..3].bytes().all(|c| c.is_ascii_hexdigit()))
+            || (after.starts_with('x')
+                && after.len() >= 3
+                && after[1..3].bytes().all(|c| c.is_ascii_hexdigit()))
             || (after.starts_with("u{") && after.contains('}'));
         if !ok {
             return bad("it contains a backslash (a path separator on Windows)");
         }
-        rest = if after.starts_with('\\') { &after[1..] } else { after };
+        rest = if after.starts_with('\\') {
+            &after[1..]
+        } else {
+            after
+        };
     }
     Ok(())
 }
 
 /// Extracts `paths` of a guest file system into `to`.
-pub fn extract_from(fs: &GuestFs, paths: &[String], to: &Path, metadata: bool) -> Result<ExtractStats> {
+pub fn extract_from(
+    fs: &GuestFs,
+    paths: &[String],
+    to: &Path,
+    metadata: bool,
+) -> Result<ExtractStats> {
     fs::create_dir_all(to).with_context(|| to.display().to_string())?;
     let mut stats = ExtractStats::default();
     for p in paths {
         let node = fs.lookup(p)?;
         let norm = normalize(p);
         let name = norm.rsplit('/').next().unwrap_or("").to_string();
-        let dest = if name.is_empty() { to.to_path_buf() } else {
+        let dest = if name.is_empty() {
+            to.to_path_buf()
+        } else {
             check_name(&name)?;
             to.join(&name)
         };
@@ -266,7 +317,10 @@ fn extract_node(
     depth: u32,
 ) -> Result<()> {
     if depth > Limits::default().max_dir_depth {
-        bail!("{guest_path}: deeper than {} directories", Limits::default().max_dir_depth);
+        bail!(
+            "{guest_path}: deeper than {} directories",
+            Limits::default().max_dir_depth
+        );
     }
     let meta = fs.metadata(node)?;
     match meta.kind {
@@ -277,7 +331,16 @@ fn extract_node(
             for e in entries {
                 check_name(&e.name).with_context(|| guest_path.to_string())?;
                 let child_guest = format!("{}/{}", guest_path.trim_end_matches('/'), e.name);
-                extract_node(fs, e.id, &child_guest, &dest.join(&e.name), root, metadata, stats, depth + 1)?;
+                extract_node(
+                    fs,
+                    e.id,
+                    &child_guest,
+                    &dest.join(&e.name),
+                    root,
+                    metadata,
+                    stats,
+                    depth + 1,
+                )?;
             }
         }
         FileKind::File => {
@@ -291,12 +354,17 @@ fn extract_node(
             #[cfg(unix)]
             {
                 let _ = fs::remove_file(dest);
-                std::os::unix::fs::symlink(&target, dest).with_context(|| dest.display().to_string())?;
+                std::os::unix::fs::symlink(&target, dest)
+                    .with_context(|| dest.display().to_string())?;
             }
             #[cfg(not(unix))]
-            stats.warnings.push(format!("{guest_path}: symlink to {target} not created on this platform"));
+            stats.warnings.push(format!(
+                "{guest_path}: symlink to {target} not created on this platform"
+            ));
         }
-        FileKind::Other => stats.warnings.push(format!("{guest_path}: special file skipped")),
+        FileKind::Other => stats
+            .warnings
+            .push(format!("{guest_path}: special file skipped")),
     }
     if metadata {
         crate::meta::apply(fs, node, &meta, guest_path, dest, root, stats)?;
@@ -336,6 +404,9 @@ pub fn extract(a: &ExtractArgs) -> Result<()> {
     for w in &stats.warnings {
         eprintln!("warning: {w}");
     }
-    eprintln!("extracted {} files, {} directories, {} bytes", stats.files, stats.dirs, stats.bytes);
+    eprintln!(
+        "extracted {} files, {} directories, {} bytes",
+        stats.files, stats.dirs, stats.bytes
+    );
     Ok(())
 }

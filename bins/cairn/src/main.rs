@@ -10,7 +10,12 @@ mod meta;
 mod repo_cmd;
 
 #[derive(Debug, Parser)]
-#[command(name = "cairn", version, about = "Agentless, data-aware VM backup and recovery", max_term_width = 100)]
+#[command(
+    name = "cairn",
+    version,
+    about = "Agentless, data-aware VM backup and recovery",
+    max_term_width = 100
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -46,7 +46,9 @@ pub fn apply(
         let side = root.join(SIDECAR_DIR).join(rel);
         let side_json = side.with_file_name(format!(
             "{}.json",
-            side.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "root".into())
+            side.file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "root".into())
         ));
         if let Some(parent) = side_json.parent() {
             fs::create_dir_all(parent).with_context(|| parent.display().to_string())?;
@@ -55,19 +57,27 @@ pub fn apply(
         if !meta.streams.is_empty() {
             let sdir = side.with_file_name(format!(
                 "{}.streams",
-                side.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "root".into())
+                side.file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_else(|| "root".into())
             ));
             fs::create_dir_all(&sdir).with_context(|| sdir.display().to_string())?;
             for s in &meta.streams {
-                crate::files::check_name(&s.name).with_context(|| format!("{guest_path}: stream"))?;
+                crate::files::check_name(&s.name)
+                    .with_context(|| format!("{guest_path}: stream"))?;
                 let data = fs.open_stream(node, Some(&s.name))?;
                 let out = sdir.join(&s.name);
-                let bytes = data.read_vec_at(0, usize::try_from(data.size()).context("stream too large")?)?;
+                let bytes =
+                    data.read_vec_at(0, usize::try_from(data.size()).context("stream too large")?)?;
                 fs::write(&out, bytes).with_context(|| out.display().to_string())?;
                 streams.push(json!({"name": s.name, "size": s.size, "file": format!("{}.streams/{}", rel.display(), s.name)}));
             }
         }
-        let xattrs: Vec<_> = meta.xattrs.iter().map(|x| json!({"name": x.name, "value_hex": hex(&x.value)})).collect();
+        let xattrs: Vec<_> = meta
+            .xattrs
+            .iter()
+            .map(|x| json!({"name": x.name, "value_hex": hex(&x.value)}))
+            .collect();
         let v = json!({
             "version": 1,
             "guest_path": guest_path,
@@ -84,7 +94,8 @@ pub fn apply(
             "streams": streams,
             "security_descriptor_hex": meta.security_descriptor.as_deref().map(hex),
         });
-        fs::write(&side_json, format!("{v:#}\n")).with_context(|| side_json.display().to_string())?;
+        fs::write(&side_json, format!("{v:#}\n"))
+            .with_context(|| side_json.display().to_string())?;
     }
     if meta.kind == FileKind::Symlink {
         return Ok(());
@@ -96,7 +107,9 @@ pub fn apply(
             .with_context(|| dest.display().to_string())?;
         if let Err(e) = std::os::unix::fs::chown(dest, Some(u.uid), Some(u.gid)) {
             if stats.warnings.iter().all(|w| !w.starts_with("owner")) {
-                stats.warnings.push(format!("owner not kept ({e}); it is in the catalog and sidecars"));
+                stats.warnings.push(format!(
+                    "owner not kept ({e}); it is in the catalog and sidecars"
+                ));
             }
         }
     }
@@ -107,7 +120,11 @@ pub fn apply(
     if let Some(t) = meta.atime.and_then(system_time) {
         times = times.set_accessed(t);
     }
-    let f = fs::File::options().read(true).open(dest).with_context(|| dest.display().to_string())?;
-    f.set_times(times).with_context(|| dest.display().to_string())?;
+    let f = fs::File::options()
+        .read(true)
+        .open(dest)
+        .with_context(|| dest.display().to_string())?;
+    f.set_times(times)
+        .with_context(|| dest.display().to_string())?;
     Ok(())
 }

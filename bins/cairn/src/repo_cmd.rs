@@ -7,7 +7,7 @@ use anyhow::{bail, Context, Result};
 use cairn_engine::{BackupOptions, DiskSource, Progress, ProgressFn, RestoreOptions, RestoredDisk};
 use cairn_io::ReadAt;
 use cairn_repo::{Encryption, KeyRing, LocalBackend, Repository, SlotSecret, SnapshotId};
-use cairn_vdisk::{ConvertOptions, TargetFormat, VirtualDisk};
+use cairn_vdisk::{ConvertOptions, TargetFormat};
 use clap::Args;
 use serde_json::json;
 
@@ -59,6 +59,10 @@ pub struct BackupArgs {
     /// Read everything even when a previous restore point would allow reading only changes.
     #[arg(long)]
     pub full: bool,
+    /// Read the blocks guest file systems mark free too (by default they are skipped and
+    /// restore as zeros).
+    #[arg(long)]
+    pub no_skip_free: bool,
     /// Print one JSON object.
     #[arg(long)]
     pub json: bool,
@@ -113,7 +117,9 @@ pub struct VerifyArgs {
 fn read_secret(args: &RepoArgs, confirm: bool) -> Result<SlotSecret> {
     if let Some(f) = &args.password_file {
         let s = std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?;
-        return Ok(SlotSecret::Passphrase(s.trim_end_matches(['\n', '\r']).to_string()));
+        return Ok(SlotSecret::Passphrase(
+            s.trim_end_matches(['\n', '\r']).to_string(),
+        ));
     }
     if let Ok(p) = std::env::var("CAIRN_PASSWORD") {
         return Ok(SlotSecret::Passphrase(p));
@@ -130,24 +136,34 @@ fn read_secret(args: &RepoArgs, confirm: bool) -> Result<SlotSecret> {
 
 /// Opens the repository, asking for the passphrase only when it is encrypted.
 pub fn open_repo(args: &RepoArgs) -> Result<Repository> {
-    let backend = Arc::new(LocalBackend::new(&args.repo).with_context(|| args.repo.display().to_string())?);
-    let config = cairn_repo::read_config(backend.as_ref()).with_context(|| args.repo.display().to_string())?;
+    let backend =
+        Arc::new(LocalBackend::new(&args.repo).with_context(|| args.repo.display().to_string())?);
+    let config = cairn_repo::read_config(backend.as_ref())
+        .with_context(|| args.repo.display().to_string())?;
     let mut opts = cairn_repo::OpenOptions::default();
     if let Some(k) = &args.key_file {
-        opts.key_ring = Some(KeyRing::load(k).with_context(|| format!("key file {}", k.display()))?);
+        opts.key_ring =
+            Some(KeyRing::load(k).with_context(|| format!("key file {}", k.display()))?);
     }
     let secret = match config.encryption {
         Encryption::None => None,
         _ => Some(read_secret(args, false)?),
     };
-    Repository::open(backend, &opts, secret.as_ref()).with_context(|| format!("opening repository {}", args.repo.display()))
+    Repository::open(backend, &opts, secret.as_ref())
+        .with_context(|| format!("opening repository {}", args.repo.display()))
 }
 
 pub fn init(a: &InitArgs) -> Result<()> {
-    let encryption: Encryption = a.encryption.parse().map_err(|e| anyhow::anyhow!("--encryption: {e}"))?;
+    let encryption: Encryption = a
+        .encryption
+        .parse()
+        .map_err(|e| anyhow::anyhow!("--encryption: {e}"))?;
     std::fs::create_dir_all(&a.repo.repo).with_context(|| a.repo.repo.display().to_string())?;
     let backend = Arc::new(LocalBackend::new(&a.repo.repo)?);
-    let mut opts = cairn_repo::InitOptions { encryption, ..Default::default() };
+    let mut opts = cairn_repo::InitOptions {
+        encryption,
+        ..Default::default()
+    };
     opts.keys_in_repository = a.repo.key_file.is_none();
     let secret = match encryption {
         Encryption::None => None,
@@ -164,11 +180,17 @@ pub fn init(a: &InitArgs) -> Result<()> {
             println!("{key}");
         }
         match &a.repo.key_file {
-            Some(path) => ring.save(path).with_context(|| path.display().to_string())?,
+            Some(path) => ring
+                .save(path)
+                .with_context(|| path.display().to_string())?,
             None => repo.write_key_ring(&ring)?,
         }
     }
-    eprintln!("created {} repository at {}", encryption, a.repo.repo.display());
+    eprintln!(
+        "created {} repository at {}",
+        encryption,
+        a.repo.repo.display()
+    );
     Ok(())
 }
 
@@ -176,7 +198,10 @@ pub fn init(a: &InitArgs) -> Result<()> {
 pub fn parse_time(s: &str) -> Result<i64> {
     let bad = || anyhow::anyhow!("time {s:?}: expected RFC 3339, e.g. 2024-01-31T10:00:00Z");
     let (date, rest) = s.split_once(['T', 't', ' ']).ok_or_else(bad)?;
-    let d: Vec<i64> = date.split('-').map(|x| x.parse().map_err(|_| bad())).collect::<Result<_>>()?;
+    let d: Vec<i64> = date
+        .split('-')
+        .map(|x| x.parse().map_err(|_| bad()))
+        .collect::<Result<_>>()?;
     if d.len() != 3 {
         return Err(bad());
     }
@@ -186,13 +211,26 @@ pub fn parse_time(s: &str) -> Result<i64> {
         let (c, o) = rest.split_at(i);
         let sign = if o.starts_with('-') { -1 } else { 1 };
         let (oh, om) = o[1..].split_once(':').ok_or_else(bad)?;
-        (c, sign * (oh.parse::<i64>().map_err(|_| bad())? * 3600 + om.parse::<i64>().map_err(|_| bad())? * 60))
+        (
+            c,
+            sign * (oh.parse::<i64>().map_err(|_| bad())? * 3600
+                + om.parse::<i64>().map_err(|_| bad())? * 60),
+        )
     } else {
         return Err(bad());
     };
     let clock = clock.split('.').next().unwrap_or(clock);
-    let t: Vec<i64> = clock.split(':').map(|x| x.parse().map_err(|_| bad())).collect::<Result<_>>()?;
-    if t.len() != 3 || !(1..=12).contains(&d[1]) || !(1..=31).contains(&d[2]) || t[0] > 23 || t[1] > 59 || t[2] > 60 {
+    let t: Vec<i64> = clock
+        .split(':')
+        .map(|x| x.parse().map_err(|_| bad()))
+        .collect::<Result<_>>()?;
+    if t.len() != 3
+        || !(1..=12).contains(&d[1])
+        || !(1..=31).contains(&d[2])
+        || t[0] > 23
+        || t[1] > 59
+        || t[2] > 60
+    {
         return Err(bad());
     }
     Ok(days_from_civil(d[0], d[1], d[2]) * 86_400 + t[0] * 3600 + t[1] * 60 + t[2] - offset)
@@ -231,26 +269,37 @@ fn progress_bar(total: u64, what: &str) -> Option<(indicatif::ProgressBar, Progr
     Some((bar, f))
 }
 
-/// Opens the images of one VM as backup sources.
-pub fn disk_sources(images: &[PathBuf], open: &OpenArgs) -> Result<Vec<DiskSource>> {
-    let mut out = Vec::new();
+/// Opens the images of one VM as backup sources (free guest blocks left unread unless
+/// `no_skip_free`).
+pub fn disk_sources(
+    images: &[PathBuf],
+    open: &OpenArgs,
+    no_skip_free: bool,
+) -> Result<(Vec<DiskSource>, Vec<cairn_engine::SourceReport>)> {
+    let opts = cairn_engine::SourceOptions {
+        open: open.options(),
+        skip_free: !no_skip_free,
+        ..Default::default()
+    };
+    let mut sources = Vec::new();
+    let mut reports = Vec::new();
     for path in images {
-        let disk = crate::disk::open(path, open)?;
-        let map = disk.map()?;
-        let changed = disk.changed_ranges()?;
-        let identity = disk.identity().clone();
-        let chain_ids = disk.parent_identities();
-        let label = path.file_name().map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned());
-        out.push(DiskSource { label, reader: Arc::new(disk), map, identity, chain_ids, changed });
+        let (src, report) = cairn_engine::open_disk_source(path, &opts)
+            .with_context(|| format!("opening {}", path.display()))?;
+        sources.push(src);
+        reports.push(report);
     }
-    Ok(out)
+    Ok((sources, reports))
 }
 
 pub fn backup(a: &BackupArgs) -> Result<()> {
     let repo = open_repo(&a.repo)?;
-    let sources = disk_sources(&a.images, &a.open)?;
+    let (sources, source_reports) = disk_sources(&a.images, &a.open, a.no_skip_free)?;
+    let bytes_skipped: u64 = source_reports.iter().map(|r| r.bytes_skipped).sum();
     let name = a.name.clone().unwrap_or_else(|| {
-        a.images[0].file_stem().map_or_else(|| "vm".into(), |s| s.to_string_lossy().into_owned())
+        a.images[0]
+            .file_stem()
+            .map_or_else(|| "vm".into(), |s| s.to_string_lossy().into_owned())
     });
     let total: u64 = sources.iter().map(|s| s.map.size()).sum();
     let bar = progress_bar(total, "backup");
@@ -274,6 +323,8 @@ pub fn backup(a: &BackupArgs) -> Result<()> {
                 "bytes_new": report.bytes_new,
                 "bytes_stored": report.bytes_stored,
                 "seconds": report.seconds,
+                "bytes_skipped": bytes_skipped,
+                "volumes": volumes_json(&source_reports),
                 "chunks": report.chunks,
                 "chunks_reused": report.chunks_reused,
                 "incremental_from": report.incremental_from.map(|s| s.to_string()),
@@ -282,15 +333,32 @@ pub fn backup(a: &BackupArgs) -> Result<()> {
     } else {
         println!("{}", report.restore_point);
         eprintln!(
-            "read {} bytes, {} new, {} stored, in {:.2} s{}",
+            "read {} bytes ({} free bytes skipped), {} new, {} stored, in {:.2} s{}",
             report.bytes_read,
+            bytes_skipped,
             report.bytes_new,
             report.bytes_stored,
             report.seconds,
-            report.incremental_from.map(|s| format!(" (changes since {})", short(&s))).unwrap_or_default()
+            report
+                .incremental_from
+                .map(|s| format!(" (changes since {})", short(&s)))
+                .unwrap_or_default()
         );
     }
     Ok(())
+}
+
+fn volumes_json(reports: &[cairn_engine::SourceReport]) -> serde_json::Value {
+    let mut out = Vec::new();
+    for (disk, r) in reports.iter().enumerate() {
+        for v in &r.volumes {
+            out.push(
+                json!({"disk": disk + 1, "partition": v.index, "filesystem": v.fs, "size": v.size,
+                "skipped": v.skipped, "unparsed": v.unparsed}),
+            );
+        }
+    }
+    serde_json::Value::Array(out)
 }
 
 fn short(id: &SnapshotId) -> String {
@@ -304,7 +372,11 @@ pub fn snapshots(a: &SnapshotsArgs) -> Result<()> {
         let arr: Vec<_> = list
             .iter()
             .map(|s| {
-                let disks: Vec<_> = s.disks.iter().map(|(label, size)| json!({"label": label, "size": size})).collect();
+                let disks: Vec<_> = s
+                    .disks
+                    .iter()
+                    .map(|(label, size)| json!({"label": label, "size": size}))
+                    .collect();
                 json!({
                     "id": s.id.to_string(),
                     "time": rfc3339(s.time),
@@ -321,10 +393,20 @@ pub fn snapshots(a: &SnapshotsArgs) -> Result<()> {
         println!("{}", serde_json::Value::Array(arr));
         return Ok(());
     }
-    println!("{:<12}  {:<20}  {:<16}  {:>14}  tags", "id", "time", "vm", "size");
+    println!(
+        "{:<12}  {:<20}  {:<16}  {:>14}  tags",
+        "id", "time", "vm", "size"
+    );
     for s in &list {
         let size: u64 = s.disks.iter().map(|d| d.1).sum();
-        println!("{:<12}  {:<20}  {:<16}  {:>14}  {}", short(&s.id), rfc3339(s.time), s.vm_name, size, s.tags.join(","));
+        println!(
+            "{:<12}  {:<20}  {:<16}  {:>14}  {}",
+            short(&s.id),
+            rfc3339(s.time),
+            s.vm_name,
+            size,
+            s.tags.join(",")
+        );
     }
     Ok(())
 }
@@ -333,9 +415,15 @@ pub fn snapshots(a: &SnapshotsArgs) -> Result<()> {
 pub fn resolve_restore_point(repo: &Repository, spec: &str) -> Result<SnapshotId> {
     let list = cairn_engine::snapshots(repo)?;
     if spec == "latest" {
-        return list.last().map(|s| s.id).ok_or_else(|| anyhow::anyhow!("the repository has no restore point"));
+        return list
+            .last()
+            .map(|s| s.id)
+            .ok_or_else(|| anyhow::anyhow!("the repository has no restore point"));
     }
-    let matches: Vec<_> = list.iter().filter(|s| s.id.to_string().starts_with(&spec.to_ascii_lowercase())).collect();
+    let matches: Vec<_> = list
+        .iter()
+        .filter(|s| s.id.to_string().starts_with(&spec.to_ascii_lowercase()))
+        .collect();
     match matches.as_slice() {
         [one] => Ok(one.id),
         [] => bail!("no restore point {spec}"),
@@ -354,7 +442,10 @@ pub fn restore(a: &RestoreArgs) -> Result<()> {
     if target == TargetFormat::Raw {
         let disk = RestoredDisk::open(repo.clone(), &id, disk_index)?;
         let bar = progress_bar(disk.size(), "restore");
-        let opts = RestoreOptions { progress: bar.as_ref().map(|(_, f)| f.clone()), ..Default::default() };
+        let opts = RestoreOptions {
+            progress: bar.as_ref().map(|(_, f)| f.clone()),
+            ..Default::default()
+        };
         let report = cairn_engine::restore_raw(&repo, &id, disk_index, &a.to, &opts)
             .with_context(|| format!("restoring to {}", a.to.display()))?;
         if let Some((b, _)) = bar {
@@ -368,17 +459,32 @@ pub fn restore(a: &RestoreArgs) -> Result<()> {
     }
     let disk = RestoredDisk::open(repo.clone(), &id, disk_index)?;
     let map = disk.allocation_map();
-    let report = cairn_vdisk::convert(&disk, &map, Path::new(&a.to), target, &ConvertOptions::default())
-        .with_context(|| format!("restoring to {}", a.to.display()))?;
-    eprintln!("restored {} bytes of data as {}", report.bytes_written, a.format);
+    let report = cairn_vdisk::convert(
+        &disk,
+        &map,
+        Path::new(&a.to),
+        target,
+        &ConvertOptions::default(),
+    )
+    .with_context(|| format!("restoring to {}", a.to.display()))?;
+    eprintln!(
+        "restored {} bytes of data as {}",
+        report.bytes_written, a.format
+    );
     Ok(())
 }
 
 pub fn verify(a: &VerifyArgs) -> Result<bool> {
     let repo = open_repo(&a.repo)?;
-    let mut opts = cairn_engine::VerifyOptions { read_data: a.read_data, ..Default::default() };
+    let mut opts = cairn_engine::VerifyOptions {
+        read_data: a.read_data,
+        ..Default::default()
+    };
     if let Some(s) = &a.subset {
-        let n: u8 = s.trim_end_matches('%').parse().map_err(|_| anyhow::anyhow!("--subset {s}: expected N%"))?;
+        let n: u8 = s
+            .trim_end_matches('%')
+            .parse()
+            .map_err(|_| anyhow::anyhow!("--subset {s}: expected N%"))?;
         if !(1..=100).contains(&n) {
             bail!("--subset {s}: expected 1% to 100%");
         }
@@ -411,12 +517,17 @@ pub fn verify(a: &VerifyArgs) -> Result<bool> {
     } else {
         println!(
             "{} restore points, {} index files, {} packs ({} read), {} blobs checked",
-            report.snapshots, report.index_files, report.packs, report.packs_read, report.blobs_checked
+            report.snapshots,
+            report.index_files,
+            report.packs,
+            report.packs_read,
+            report.blobs_checked
         );
         for p in &report.problems {
             println!("problem: {:?} {}: {}", p.kind, p.object, p.detail);
             for x in &p.affected {
-                let ranges: Vec<String> = x.ranges.iter().map(|(s, e)| format!("{s}..{e}")).collect();
+                let ranges: Vec<String> =
+                    x.ranges.iter().map(|(s, e)| format!("{s}..{e}")).collect();
                 println!(
                     "  breaks restore point {} ({} {}) disk {} ({}): bytes {}",
                     short(&x.snapshot),
@@ -428,7 +539,14 @@ pub fn verify(a: &VerifyArgs) -> Result<bool> {
                 );
             }
         }
-        println!("{}", if report.is_ok() { "no problems found" } else { "PROBLEMS FOUND" });
+        println!(
+            "{}",
+            if report.is_ok() {
+                "no problems found"
+            } else {
+                "PROBLEMS FOUND"
+            }
+        );
     }
     Ok(report.is_ok())
 }

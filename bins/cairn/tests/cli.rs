@@ -4,12 +4,19 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 fn cairn(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_cairn")).args(args).output().expect("run cairn")
+    Command::new(env!("CARGO_BIN_EXE_cairn"))
+        .args(args)
+        .output()
+        .expect("run cairn")
 }
 
 fn ok(args: &[&str]) -> String {
     let out = cairn(args);
-    assert!(out.status.success(), "cairn {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "cairn {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8(out.stdout).unwrap()
 }
 
@@ -18,7 +25,11 @@ fn sample() -> PathBuf {
 }
 
 fn have(tool: &str) -> bool {
-    let found = Command::new("sh").arg("-c").arg(format!("command -v {tool}")).output().is_ok_and(|o| o.status.success());
+    let found = Command::new("sh")
+        .arg("-c")
+        .arg(format!("command -v {tool}"))
+        .output()
+        .is_ok_and(|o| o.status.success());
     if !found {
         assert!(std::env::var_os("CI").is_none(), "{tool} is required in CI");
         eprintln!("skipped: {tool} not found");
@@ -29,7 +40,8 @@ fn have(tool: &str) -> bool {
 #[test]
 fn inspect_json_describes_the_sample() {
     let s = sample();
-    let v: serde_json::Value = serde_json::from_str(&ok(&["inspect", "--json", s.to_str().unwrap()])).unwrap();
+    let v: serde_json::Value =
+        serde_json::from_str(&ok(&["inspect", "--json", s.to_str().unwrap()])).unwrap();
     assert_eq!(v["format"], "vmdk");
     assert_eq!(v["subformat"], "monolithicSparse");
     assert_eq!(v["virtual_size"], 48 << 20);
@@ -54,7 +66,10 @@ fn broken_images_fail_with_one_line() {
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8(out.stderr).unwrap();
     assert_eq!(err.lines().count(), 1, "{err}");
-    assert!(err.starts_with("cairn: error: ") && err.contains("cut.vmdk"), "{err}");
+    assert!(
+        err.starts_with("cairn: error: ") && err.contains("cut.vmdk"),
+        "{err}"
+    );
     assert!(!err.contains("panicked"));
     // A missing file.
     let out = cairn(&["inspect", dir.path().join("nope.vmdk").to_str().unwrap()]);
@@ -70,12 +85,21 @@ fn ls_and_extract_agree_with_the_sleuth_kit() {
     let raw = dir.path().join("disk.raw");
     let s = sample();
     let st = Command::new("qemu-img")
-        .args(["convert", "-O", "raw", s.to_str().unwrap(), raw.to_str().unwrap()])
+        .args([
+            "convert",
+            "-O",
+            "raw",
+            s.to_str().unwrap(),
+            raw.to_str().unwrap(),
+        ])
         .status()
         .unwrap();
     assert!(st.success());
     // Partition 2 (ext4) starts at sector 34816.
-    let fls = Command::new("fls").args(["-r", "-p", "-o", "34816", raw.to_str().unwrap()]).output().unwrap();
+    let fls = Command::new("fls")
+        .args(["-r", "-p", "-o", "34816", raw.to_str().unwrap()])
+        .output()
+        .unwrap();
     assert!(fls.status.success());
     let mut tsk: Vec<(String, String)> = String::from_utf8(fls.stdout)
         .unwrap()
@@ -84,7 +108,9 @@ fn ls_and_extract_agree_with_the_sleuth_kit() {
             // "r/r 12:\thome/alice/random.bin"
             let (kind, rest) = l.split_once(' ')?;
             let (inode, path) = rest.split_once(":\t")?;
-            if path.starts_with("$OrphanFiles") || path.starts_with("lost+found") && path != "lost+found" {
+            if path.starts_with("$OrphanFiles")
+                || path.starts_with("lost+found") && path != "lost+found"
+            {
                 return None;
             }
             Some((format!("/{path}"), format!("{kind}|{inode}")))
@@ -92,20 +118,37 @@ fn ls_and_extract_agree_with_the_sleuth_kit() {
         .collect();
     tsk.sort();
     let ls = ok(&["ls", "-r", "--json", "-p", "2", s.to_str().unwrap()]);
-    let ours: Vec<serde_json::Value> = ls.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
-    let mut our_paths: Vec<String> = ours.iter().map(|v| v["path"].as_str().unwrap().to_string()).collect();
+    let ours: Vec<serde_json::Value> = ls
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let mut our_paths: Vec<String> = ours
+        .iter()
+        .map(|v| v["path"].as_str().unwrap().to_string())
+        .collect();
     our_paths.sort();
     let tsk_paths: Vec<String> = tsk.iter().map(|(p, _)| p.clone()).collect();
     assert_eq!(our_paths, tsk_paths);
 
     let out = dir.path().join("out");
-    ok(&["extract", "-p", "2", s.to_str().unwrap(), "/", "--to", out.to_str().unwrap()]);
+    ok(&[
+        "extract",
+        "-p",
+        "2",
+        s.to_str().unwrap(),
+        "/",
+        "--to",
+        out.to_str().unwrap(),
+    ]);
     for (path, kind_inode) in &tsk {
         if !kind_inode.starts_with("r/r") {
             continue;
         }
         let inode = kind_inode.split('|').nth(1).unwrap();
-        let icat = Command::new("icat").args(["-o", "34816", raw.to_str().unwrap(), inode]).output().unwrap();
+        let icat = Command::new("icat")
+            .args(["-o", "34816", raw.to_str().unwrap(), inode])
+            .output()
+            .unwrap();
         assert!(icat.status.success());
         let ours = std::fs::read(out.join(path.trim_start_matches('/'))).unwrap();
         assert_eq!(ours, icat.stdout, "{path}");
@@ -116,7 +159,15 @@ fn ls_and_extract_agree_with_the_sleuth_kit() {
 fn extract_refuses_names_that_escape() {
     let s = sample();
     let dir = tempfile::tempdir().unwrap();
-    let out = cairn(&["extract", "-p", "2", s.to_str().unwrap(), "/no/such/file", "--to", dir.path().to_str().unwrap()]);
+    let out = cairn(&[
+        "extract",
+        "-p",
+        "2",
+        s.to_str().unwrap(),
+        "/no/such/file",
+        "--to",
+        dir.path().to_str().unwrap(),
+    ]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no such file"));
 }

@@ -40,6 +40,9 @@ pub enum Error {
     /// A source or option the job cannot use.
     #[error("invalid input: {0}")]
     Invalid(String),
+    /// A source image could not be opened or mapped.
+    #[error(transparent)]
+    Source(#[from] cairn_vdisk::Error),
     /// The job was cancelled by the progress callback.
     #[error("cancelled")]
     Cancelled,

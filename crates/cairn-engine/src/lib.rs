@@ -39,10 +39,12 @@
 mod backup;
 mod error;
 mod restore;
+mod source;
 
 pub use backup::{backup, BackupOptions, BackupReport, DiskSource, Progress, ProgressFn};
 pub use error::{Error, Result};
 pub use restore::{restore_raw, RestoreOptions, RestoreReport, RestoredDisk, RESTORE_CACHE_CHUNKS};
+pub use source::{open_disk_source, skip_free_blocks, SourceOptions, SourceReport, VolumeReport};
 
 pub use cairn_repo::{RestorePointSummary, VerifyOptions, VerifyReport};
 
