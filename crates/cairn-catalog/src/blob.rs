@@ -52,13 +52,20 @@ pub struct Time {
 impl Time {
     /// RFC 3339 text in UTC.
     pub fn to_rfc3339(self) -> String {
-        cairn_vfs::Timestamp { secs: self.secs, nanos: self.nanos }.to_rfc3339()
+        cairn_vfs::Timestamp {
+            secs: self.secs,
+            nanos: self.nanos,
+        }
+        .to_rfc3339()
     }
 }
 
 impl From<cairn_vfs::Timestamp> for Time {
     fn from(t: cairn_vfs::Timestamp) -> Self {
-        Time { secs: t.secs, nanos: t.nanos }
+        Time {
+            secs: t.secs,
+            nanos: t.nanos,
+        }
     }
 }
 
@@ -113,7 +120,12 @@ pub struct Extent {
 
 impl From<cairn_vfs::FileExtent> for Extent {
     fn from(e: cairn_vfs::FileExtent) -> Self {
-        Extent { file_offset: e.file_offset, len: e.len, volume_offset: e.volume_offset, encoded: e.encoded }
+        Extent {
+            file_offset: e.file_offset,
+            len: e.len,
+            volume_offset: e.volume_offset,
+            encoded: e.encoded,
+        }
     }
 }
 
@@ -229,7 +241,13 @@ impl Entry {
     /// symlink target. Two entries with the same path, size, mtime and content id are the
     /// same version of a file.
     pub fn content_id(&self) -> BlobId {
-        let ident = (self.kind, self.size, &self.extents, &self.streams, &self.symlink_target);
+        let ident = (
+            self.kind,
+            self.size,
+            &self.extents,
+            &self.streams,
+            &self.symlink_target,
+        );
         // postcard of plain data cannot fail; an empty fallback would still be deterministic.
         let bytes = postcard::to_allocvec(&ident).unwrap_or_default();
         crate::sha256(&bytes)
@@ -268,7 +286,10 @@ where
         fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
             write!(f, "a sequence of at most {N} elements")
         }
-        fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> std::result::Result<Vec<T>, A::Error> {
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(
+            self,
+            mut seq: A,
+        ) -> std::result::Result<Vec<T>, A::Error> {
             let hint = seq.size_hint().unwrap_or(0);
             if hint > N {
                 return Err(serde::de::Error::invalid_length(hint, &self));
@@ -299,7 +320,11 @@ where
 /// Wraps `payload` in the catalog frame.
 fn frame(blob_type: u8, payload: &[u8]) -> Result<Vec<u8>> {
     if payload.len() > MAX_PAYLOAD_BYTES {
-        return Err(Error::TooLarge { what: "blob payload", found: payload.len() as u64, max: MAX_PAYLOAD_BYTES as u64 });
+        return Err(Error::TooLarge {
+            what: "blob payload",
+            found: payload.len() as u64,
+            max: MAX_PAYLOAD_BYTES as u64,
+        });
     }
     let len = u32::try_from(payload.len()).map_err(|_| Error::TooLarge {
         what: "blob payload",
@@ -320,7 +345,11 @@ fn frame(blob_type: u8, payload: &[u8]) -> Result<Vec<u8>> {
 /// Checks the frame of `bytes` and returns its payload.
 fn unframe(bytes: &[u8], want_type: u8) -> Result<&[u8]> {
     if bytes.len() < HEADER_LEN {
-        return Err(Error::Truncated { what: "blob header", need: HEADER_LEN as u64, have: bytes.len() as u64 });
+        return Err(Error::Truncated {
+            what: "blob header",
+            need: HEADER_LEN as u64,
+            have: bytes.len() as u64,
+        });
     }
     if bytes[0..8] != MAGIC {
         return Err(Error::BadMagic);
@@ -330,7 +359,10 @@ fn unframe(bytes: &[u8], want_type: u8) -> Result<&[u8]> {
         return Err(Error::UnsupportedVersion(version));
     }
     if bytes[10] != want_type {
-        return Err(Error::WrongBlobType { expected: want_type, found: bytes[10] });
+        return Err(Error::WrongBlobType {
+            expected: want_type,
+            found: bytes[10],
+        });
     }
     if bytes[11] != 0 {
         return Err(Error::UnknownFlags(bytes[11]));
@@ -338,14 +370,25 @@ fn unframe(bytes: &[u8], want_type: u8) -> Result<&[u8]> {
     let len = u32::from_le_bytes([bytes[12], bytes[13], bytes[14], bytes[15]]);
     let len_usize = usize::try_from(len).unwrap_or(usize::MAX);
     if len_usize > MAX_PAYLOAD_BYTES {
-        return Err(Error::TooLarge { what: "blob payload", found: u64::from(len), max: MAX_PAYLOAD_BYTES as u64 });
+        return Err(Error::TooLarge {
+            what: "blob payload",
+            found: u64::from(len),
+            max: MAX_PAYLOAD_BYTES as u64,
+        });
     }
     let have = bytes.len() - HEADER_LEN;
     if have < len_usize {
-        return Err(Error::Truncated { what: "blob payload", need: u64::from(len), have: have as u64 });
+        return Err(Error::Truncated {
+            what: "blob payload",
+            need: u64::from(len),
+            have: have as u64,
+        });
     }
     if have > len_usize {
-        return Err(Error::TrailingBytes { expected: u64::from(len), found: have as u64 });
+        return Err(Error::TrailingBytes {
+            expected: u64::from(len),
+            found: have as u64,
+        });
     }
     let payload = &bytes[HEADER_LEN..];
     let stored = u32::from_le_bytes([bytes[16], bytes[17], bytes[18], bytes[19]]);
@@ -358,7 +401,11 @@ fn unframe(bytes: &[u8], want_type: u8) -> Result<&[u8]> {
 
 fn check_len(what: &'static str, found: usize, max: usize) -> Result<()> {
     if found > max {
-        return Err(Error::TooLarge { what, found: found as u64, max: max as u64 });
+        return Err(Error::TooLarge {
+            what,
+            found: found as u64,
+            max: max as u64,
+        });
     }
     Ok(())
 }
@@ -366,7 +413,10 @@ fn check_len(what: &'static str, found: usize, max: usize) -> Result<()> {
 fn check_entry(e: &Entry) -> Result<()> {
     check_len("entry name", e.name.len(), MAX_NAME_BYTES)?;
     if e.name.is_empty() || e.name == "." || e.name == ".." || e.name.contains('/') {
-        return Err(Error::Invalid(format!("entry name {:?} is not a plain name", e.name)));
+        return Err(Error::Invalid(format!(
+            "entry name {:?} is not a plain name",
+            e.name
+        )));
     }
     for x in &e.xattrs {
         check_len("xattr name", x.name.len(), MAX_NAME_BYTES)?;
@@ -381,7 +431,10 @@ fn check_entry(e: &Entry) -> Result<()> {
         check_len("error message", m.len(), MAX_ERROR_BYTES)?;
     }
     if e.child.is_some() && e.kind != Kind::Dir {
-        return Err(Error::Invalid(format!("entry {:?} is not a directory but has a child blob", e.name)));
+        return Err(Error::Invalid(format!(
+            "entry {:?} is not a directory but has a child blob",
+            e.name
+        )));
     }
     Ok(())
 }
@@ -389,7 +442,10 @@ fn check_entry(e: &Entry) -> Result<()> {
 /// Encodes a directory blob. Entries must be sorted by name and within the limits.
 pub fn encode_dir(dir: &DirBlob) -> Result<Vec<u8>> {
     validate_dir(dir)?;
-    let payload = postcard::to_allocvec(dir).map_err(|e| Error::Decode { what: "directory blob", detail: e.to_string() })?;
+    let payload = postcard::to_allocvec(dir).map_err(|e| Error::Decode {
+        what: "directory blob",
+        detail: e.to_string(),
+    })?;
     frame(TYPE_DIR, &payload)
 }
 
@@ -409,7 +465,10 @@ fn validate_dir(dir: &DirBlob) -> Result<()> {
     }
     for w in dir.entries.windows(2) {
         if w[0].name > w[1].name {
-            return Err(Error::Invalid(format!("entries not sorted: {:?} before {:?}", w[0].name, w[1].name)));
+            return Err(Error::Invalid(format!(
+                "entries not sorted: {:?} before {:?}",
+                w[0].name, w[1].name
+            )));
         }
     }
     Ok(())
@@ -419,9 +478,15 @@ fn validate_dir(dir: &DirBlob) -> Result<()> {
 pub fn decode_dir(bytes: &[u8]) -> Result<DirBlob> {
     let payload = unframe(bytes, TYPE_DIR)?;
     let (dir, rest): (DirBlob, &[u8]) =
-        postcard::take_from_bytes(payload).map_err(|e| Error::Decode { what: "directory blob", detail: e.to_string() })?;
+        postcard::take_from_bytes(payload).map_err(|e| Error::Decode {
+            what: "directory blob",
+            detail: e.to_string(),
+        })?;
     if !rest.is_empty() {
-        return Err(Error::TrailingBytes { expected: (payload.len() - rest.len()) as u64, found: payload.len() as u64 });
+        return Err(Error::TrailingBytes {
+            expected: (payload.len() - rest.len()) as u64,
+            found: payload.len() as u64,
+        });
     }
     validate_dir(&dir)?;
     Ok(dir)
@@ -430,7 +495,10 @@ pub fn decode_dir(bytes: &[u8]) -> Result<DirBlob> {
 /// Encodes a security-descriptor table.
 pub fn encode_sd_table(table: &SdTable) -> Result<Vec<u8>> {
     validate_sd_table(table)?;
-    let payload = postcard::to_allocvec(table).map_err(|e| Error::Decode { what: "SD table", detail: e.to_string() })?;
+    let payload = postcard::to_allocvec(table).map_err(|e| Error::Decode {
+        what: "SD table",
+        detail: e.to_string(),
+    })?;
     frame(TYPE_SD_TABLE, &payload)
 }
 
@@ -446,9 +514,15 @@ fn validate_sd_table(table: &SdTable) -> Result<()> {
 pub fn decode_sd_table(bytes: &[u8]) -> Result<SdTable> {
     let payload = unframe(bytes, TYPE_SD_TABLE)?;
     let (table, rest): (SdTable, &[u8]) =
-        postcard::take_from_bytes(payload).map_err(|e| Error::Decode { what: "SD table", detail: e.to_string() })?;
+        postcard::take_from_bytes(payload).map_err(|e| Error::Decode {
+            what: "SD table",
+            detail: e.to_string(),
+        })?;
     if !rest.is_empty() {
-        return Err(Error::TrailingBytes { expected: (payload.len() - rest.len()) as u64, found: payload.len() as u64 });
+        return Err(Error::TrailingBytes {
+            expected: (payload.len() - rest.len()) as u64,
+            found: payload.len() as u64,
+        });
     }
     validate_sd_table(&table)?;
     Ok(table)

@@ -5,8 +5,13 @@ use std::collections::{HashMap, HashSet};
 use cairn_guestfs::{GuestFs, NodeId};
 use serde::Serialize;
 
-use crate::blob::{Entry, Extent, Kind, SdBytes, SdTable, Stream, Unix, Xattr, MAX_ERROR_BYTES, MAX_SD_ENTRIES};
-use crate::{encode_sd_table, get_sd_table, sha256, store_err, BlobId, BlobStore, DirBlob, Error, Glob, Result};
+use crate::blob::{
+    Entry, Extent, Kind, SdBytes, SdTable, Stream, Unix, Xattr, MAX_ERROR_BYTES, MAX_SD_ENTRIES,
+};
+use crate::{
+    encode_sd_table, get_sd_table, sha256, store_err, BlobId, BlobStore, DirBlob, Error, Glob,
+    Result,
+};
 
 /// Default depth limit of a catalog: deeper than any real tree (Linux PATH_MAX allows
 /// ~2048 one-letter levels, but nothing real goes past a few dozen).
@@ -28,23 +33,35 @@ pub struct CatalogOptions {
 
 impl Default for CatalogOptions {
     fn default() -> Self {
-        CatalogOptions { exclude: Vec::new(), max_depth: DEFAULT_MAX_DEPTH, base_sd_table: None }
+        CatalogOptions {
+            exclude: Vec::new(),
+            max_depth: DEFAULT_MAX_DEPTH,
+            base_sd_table: None,
+        }
     }
 }
 
 impl CatalogOptions {
     /// Options with the given exclusions.
     pub fn with_exclude(exclude: Vec<Glob>) -> Self {
-        CatalogOptions { exclude, ..Self::default() }
+        CatalogOptions {
+            exclude,
+            ..Self::default()
+        }
     }
 
     /// The exclusions every backup applies: swap and hibernation files at the volume root
     /// (case-insensitive, as they live on NTFS or FAT as often as on ext).
     pub fn default_exclusions() -> Vec<Glob> {
-        ["/pagefile.sys", "/hiberfil.sys", "/swapfile", "/swapfile.sys"]
-            .iter()
-            .filter_map(|p| Glob::with_case(p, true).ok())
-            .collect()
+        [
+            "/pagefile.sys",
+            "/hiberfil.sys",
+            "/swapfile",
+            "/swapfile.sys",
+        ]
+        .iter()
+        .filter_map(|p| Glob::with_case(p, true).ok())
+        .collect()
     }
 }
 
@@ -111,7 +128,11 @@ struct Builder<'a, S: BlobStore + ?Sized> {
 /// excluded files' volume ranges. Unreadable nodes and subtrees, directory loops and
 /// over-deep trees are recorded in the entries' `error` field; only an unreadable root
 /// fails the build.
-pub fn build_volume_catalog<S: BlobStore + ?Sized>(fs: &GuestFs, store: &S, opts: &CatalogOptions) -> Result<VolumeCatalog> {
+pub fn build_volume_catalog<S: BlobStore + ?Sized>(
+    fs: &GuestFs,
+    store: &S,
+    opts: &CatalogOptions,
+) -> Result<VolumeCatalog> {
     let mut b = Builder {
         fs,
         store,
@@ -137,7 +158,10 @@ pub fn build_volume_catalog<S: BlobStore + ?Sized>(fs: &GuestFs, store: &S, opts
     let root = fs.root();
     b.visited.insert(root);
     let root_id = b.build_dir(root, "", 0, false).map_err(|e| match e {
-        DirFailure::Fs(source) => Error::Fs { path: "/".into(), source },
+        DirFailure::Fs(source) => Error::Fs {
+            path: "/".into(),
+            source,
+        },
         DirFailure::Catalog(e) => e,
     })?;
     let sd_table = if b.sds.is_empty() {
@@ -145,7 +169,9 @@ pub fn build_volume_catalog<S: BlobStore + ?Sized>(fs: &GuestFs, store: &S, opts
     } else if !b.sd_dirty && opts.base_sd_table.is_some() {
         opts.base_sd_table
     } else {
-        let bytes = encode_sd_table(&SdTable { descriptors: std::mem::take(&mut b.sds) })?;
+        let bytes = encode_sd_table(&SdTable {
+            descriptors: std::mem::take(&mut b.sds),
+        })?;
         b.stats.blobs_written += 1;
         b.stats.blob_bytes_written += bytes.len() as u64;
         Some(store.put(bytes).map_err(store_err)?)
@@ -168,7 +194,12 @@ pub fn build_volume_catalog<S: BlobStore + ?Sized>(fs: &GuestFs, store: &S, opts
         }
         merged.push(r);
     }
-    Ok(VolumeCatalog { root: root_id, sd_table, stats: b.stats, excluded_ranges: merged })
+    Ok(VolumeCatalog {
+        root: root_id,
+        sd_table,
+        stats: b.stats,
+        excluded_ranges: merged,
+    })
 }
 
 enum DirFailure {
@@ -211,7 +242,13 @@ impl<S: BlobStore + ?Sized> Builder<'_, S> {
     }
 
     /// Builds the blob of directory `node` at `path` ("" for the root) and returns its id.
-    fn build_dir(&mut self, node: NodeId, path: &str, depth: u32, parent_excluded: bool) -> Result<BlobId, DirFailure> {
+    fn build_dir(
+        &mut self,
+        node: NodeId,
+        path: &str,
+        depth: u32,
+        parent_excluded: bool,
+    ) -> Result<BlobId, DirFailure> {
         let mut listing = self.fs.read_dir(node).map_err(DirFailure::Fs)?;
         listing.sort_by(|a, b| a.name.cmp(&b.name));
         let mut entries = Vec::with_capacity(listing.len());
@@ -237,31 +274,51 @@ impl<S: BlobStore + ?Sized> Builder<'_, S> {
                     e.atime = m.atime.map(Into::into);
                     e.ctime = m.ctime.map(Into::into);
                     e.btime = m.btime.map(Into::into);
-                    e.unix = m.unix.map(|u| Unix { mode: u.mode, uid: u.uid, gid: u.gid });
+                    e.unix = m.unix.map(|u| Unix {
+                        mode: u.mode,
+                        uid: u.uid,
+                        gid: u.gid,
+                    });
                     e.windows_attributes = m.windows_attributes;
                     e.nlink = m.nlink;
                     e.xattrs = m
                         .xattrs
                         .into_iter()
                         .take(crate::MAX_XATTRS)
-                        .filter(|x| x.value.len() <= crate::MAX_XATTR_VALUE_BYTES && x.name.len() <= crate::MAX_NAME_BYTES)
-                        .map(|x| Xattr { name: x.name, value: x.value })
+                        .filter(|x| {
+                            x.value.len() <= crate::MAX_XATTR_VALUE_BYTES
+                                && x.name.len() <= crate::MAX_NAME_BYTES
+                        })
+                        .map(|x| Xattr {
+                            name: x.name,
+                            value: x.value,
+                        })
                         .collect();
-                    e.symlink_target = m.symlink_target.filter(|t| t.len() <= crate::MAX_SYMLINK_BYTES);
+                    e.symlink_target = m
+                        .symlink_target
+                        .filter(|t| t.len() <= crate::MAX_SYMLINK_BYTES);
                     e.sd = m.security_descriptor.and_then(|sd| self.sd_ref(sd));
                     for s in m.streams.into_iter().take(crate::MAX_STREAMS) {
                         if s.name.len() > crate::MAX_NAME_BYTES {
                             continue;
                         }
                         let extents = match self.fs.extents(de.id, Some(&s.name)) {
-                            Ok(x) => x.into_iter().take(crate::MAX_EXTENTS_PER_STREAM).map(Extent::from).collect(),
+                            Ok(x) => x
+                                .into_iter()
+                                .take(crate::MAX_EXTENTS_PER_STREAM)
+                                .map(Extent::from)
+                                .collect(),
                             Err(err) => {
                                 self.stats.errors += 1;
                                 e.error = Some(short(format!("stream {}: {err}", s.name)));
                                 Vec::new()
                             }
                         };
-                        e.streams.push(Stream { name: s.name, size: s.size, extents });
+                        e.streams.push(Stream {
+                            name: s.name,
+                            size: s.size,
+                            extents,
+                        });
                     }
                 }
                 Err(err) => {
@@ -271,7 +328,9 @@ impl<S: BlobStore + ?Sized> Builder<'_, S> {
             }
             if e.kind == Kind::File && e.error.is_none() {
                 match self.fs.extents(de.id, None) {
-                    Ok(x) if x.len() <= crate::MAX_EXTENTS_PER_STREAM => e.extents = x.into_iter().map(Extent::from).collect(),
+                    Ok(x) if x.len() <= crate::MAX_EXTENTS_PER_STREAM => {
+                        e.extents = x.into_iter().map(Extent::from).collect()
+                    }
                     Ok(x) => {
                         self.stats.errors += 1;
                         e.error = Some(format!("{} extents exceed the catalog limit", x.len()));
@@ -286,7 +345,10 @@ impl<S: BlobStore + ?Sized> Builder<'_, S> {
                 self.stats.dirs += 1;
                 if depth + 1 >= self.opts.max_depth {
                     self.stats.errors += 1;
-                    e.error = Some(format!("deeper than {} directories: not walked", self.opts.max_depth));
+                    e.error = Some(format!(
+                        "deeper than {} directories: not walked",
+                        self.opts.max_depth
+                    ));
                 } else if !self.visited.insert(de.id) {
                     self.stats.errors += 1;
                     e.error = Some("directory loop: node already catalogued".into());
@@ -317,7 +379,9 @@ impl<S: BlobStore + ?Sized> Builder<'_, S> {
         let bytes = crate::encode_dir(&dir).map_err(DirFailure::Catalog)?;
         self.stats.blobs_written += 1;
         self.stats.blob_bytes_written += bytes.len() as u64;
-        self.store.put(bytes).map_err(|e| DirFailure::Catalog(store_err(e)))
+        self.store
+            .put(bytes)
+            .map_err(|e| DirFailure::Catalog(store_err(e)))
     }
 
     /// Remembers which nodes' data may be treated as free (excluded, plain volume extents)
@@ -330,7 +394,10 @@ impl<S: BlobStore + ?Sized> Builder<'_, S> {
             self.included_nodes.insert(e.node);
             return;
         }
-        let all = e.extents.iter().chain(e.streams.iter().flat_map(|s| s.extents.iter()));
+        let all = e
+            .extents
+            .iter()
+            .chain(e.streams.iter().flat_map(|s| s.extents.iter()));
         let ranges = self.excluded_nodes.entry(e.node).or_default();
         if !ranges.is_empty() {
             return; // another name of the same node: same data
@@ -338,7 +405,10 @@ impl<S: BlobStore + ?Sized> Builder<'_, S> {
         for x in all {
             if let (Some(off), false) = (x.volume_offset, x.encoded) {
                 if x.len > 0 {
-                    ranges.push(VolumeRange { offset: off, len: x.len });
+                    ranges.push(VolumeRange {
+                        offset: off,
+                        len: x.len,
+                    });
                 }
             }
         }

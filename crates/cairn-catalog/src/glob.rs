@@ -20,7 +20,10 @@ enum Tok {
     DoubleStar,
     /// `**/`: empty, or anything ending with `/`.
     Dirs,
-    Class { negated: bool, ranges: Vec<(char, char)> },
+    Class {
+        negated: bool,
+        ranges: Vec<(char, char)>,
+    },
 }
 
 /// A compiled glob pattern.
@@ -30,6 +33,9 @@ pub struct Glob {
     toks: Vec<Tok>,
     anchored: bool,
     case_insensitive: bool,
+    /// Literal text every match starts with / ends with: a cheap first test.
+    prefix: String,
+    suffix: String,
 }
 
 impl Glob {
@@ -41,13 +47,23 @@ impl Glob {
     /// Compiles a pattern; `case_insensitive` folds case (NTFS, FAT, exFAT names).
     pub fn with_case(pattern: &str, case_insensitive: bool) -> Result<Glob> {
         if pattern.is_empty() {
-            return Err(Error::Glob { pattern: pattern.into(), what: "empty pattern".into() });
+            return Err(Error::Glob {
+                pattern: pattern.into(),
+                what: "empty pattern".into(),
+            });
         }
         if pattern.len() > MAX_GLOB_LEN {
-            return Err(Error::Glob { pattern: pattern.chars().take(64).collect(), what: format!("longer than {MAX_GLOB_LEN} bytes") });
+            return Err(Error::Glob {
+                pattern: pattern.chars().take(64).collect(),
+                what: format!("longer than {MAX_GLOB_LEN} bytes"),
+            });
         }
         let anchored = pattern.contains('/');
-        let mut body: String = if case_insensitive { pattern.to_lowercase() } else { pattern.to_string() };
+        let mut body: String = if case_insensitive {
+            pattern.to_lowercase()
+        } else {
+            pattern.to_string()
+        };
         if anchored && !body.starts_with('/') {
             body.insert(0, '/');
         }
@@ -82,7 +98,10 @@ impl Glob {
                     i += 1;
                 }
                 '[' => {
-                    let (tok, next) = parse_class(&chars, i).ok_or_else(|| Error::Glob { pattern: pattern.into(), what: format!("unclosed '[' at {i}") })?;
+                    let (tok, next) = parse_class(&chars, i).ok_or_else(|| Error::Glob {
+                        pattern: pattern.into(),
+                        what: format!("unclosed '[' at {i}"),
+                    })?;
                     toks.push(tok);
                     i = next;
                 }
@@ -96,7 +115,17 @@ impl Glob {
                 }
             }
         }
-        Ok(Glob { pattern: pattern.to_string(), toks, anchored, case_insensitive })
+        let prefix: String = toks.iter().map_while(lit).collect();
+        let mut suffix: Vec<char> = toks.iter().rev().map_while(lit).collect();
+        suffix.reverse();
+        Ok(Glob {
+            pattern: pattern.to_string(),
+            toks,
+            anchored,
+            case_insensitive,
+            prefix,
+            suffix: suffix.into_iter().collect(),
+        })
     }
 
     /// The pattern as given.
@@ -111,7 +140,11 @@ impl Glob {
 
     /// Does the entry at `path` (absolute, `/`-separated, e.g. `/home/a/x.mp3`) match?
     pub fn matches(&self, path: &str) -> bool {
-        let subject = if self.anchored { path } else { path.rsplit('/').next().unwrap_or(path) };
+        let subject = if self.anchored {
+            path
+        } else {
+            path.rsplit('/').next().unwrap_or(path)
+        };
         if self.case_insensitive {
             self.match_str(&subject.to_lowercase())
         } else {
@@ -141,6 +174,9 @@ impl Glob {
     /// Dynamic programming over (tokens × characters): O(len(pattern) · len(text)), no
     /// backtracking blow-up on hostile patterns.
     fn match_str(&self, text: &str) -> bool {
+        if !text.starts_with(&self.prefix) || !text.ends_with(&self.suffix) {
+            return false;
+        }
         let t: Vec<char> = text.chars().collect();
         let n = t.len();
         let mut row = vec![false; n + 1];
@@ -174,11 +210,20 @@ impl Glob {
     }
 }
 
+fn lit(t: &Tok) -> Option<char> {
+    match t {
+        Tok::Lit(c) => Some(*c),
+        _ => None,
+    }
+}
+
 fn single(tok: &Tok, c: char) -> bool {
     match tok {
         Tok::Lit(l) => *l == c,
         Tok::One => c != '/',
-        Tok::Class { negated, ranges } => c != '/' && (ranges.iter().any(|&(a, b)| a <= c && c <= b) != *negated),
+        Tok::Class { negated, ranges } => {
+            c != '/' && (ranges.iter().any(|&(a, b)| a <= c && c <= b) != *negated)
+        }
         _ => false,
     }
 }

@@ -39,12 +39,16 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 
 pub use blob::{
-    decode_dir, decode_sd_table, encode_dir, encode_sd_table, DirBlob, Entry, Extent, Kind, SdBytes, SdTable, Stream,
-    Time, Unix, Xattr, HEADER_LEN, MAGIC, MAX_DIR_ENTRIES, MAX_ERROR_BYTES, MAX_EXTENTS_PER_STREAM, MAX_NAME_BYTES,
-    MAX_PAYLOAD_BYTES, MAX_SD_BYTES, MAX_SD_ENTRIES, MAX_STREAMS, MAX_SYMLINK_BYTES, MAX_XATTRS,
-    MAX_XATTR_VALUE_BYTES, TYPE_DIR, TYPE_SD_TABLE, VERSION,
+    decode_dir, decode_sd_table, encode_dir, encode_sd_table, DirBlob, Entry, Extent, Kind,
+    SdBytes, SdTable, Stream, Time, Unix, Xattr, HEADER_LEN, MAGIC, MAX_DIR_ENTRIES,
+    MAX_ERROR_BYTES, MAX_EXTENTS_PER_STREAM, MAX_NAME_BYTES, MAX_PAYLOAD_BYTES, MAX_SD_BYTES,
+    MAX_SD_ENTRIES, MAX_STREAMS, MAX_SYMLINK_BYTES, MAX_XATTRS, MAX_XATTR_VALUE_BYTES, TYPE_DIR,
+    TYPE_SD_TABLE, VERSION,
 };
-pub use build::{build_volume_catalog, CatalogOptions, CatalogStats, VolumeCatalog, VolumeRange, DEFAULT_MAX_DEPTH};
+pub use build::{
+    build_volume_catalog, CatalogOptions, CatalogStats, VolumeCatalog, VolumeRange,
+    DEFAULT_MAX_DEPTH,
+};
 pub use glob::{Glob, MAX_GLOB_LEN};
 pub use read::{diff, Catalog, Change, ChangeKind, EntryJson, StreamJson, What};
 pub use versions::{find_versions, RestorePointRef, Version};
@@ -225,7 +229,10 @@ impl MemStore {
 
     /// Replaces the bytes stored under `id` (tests: corrupt a blob).
     pub fn replace(&self, id: &BlobId, bytes: Vec<u8>) {
-        self.blobs.lock().unwrap_or_else(|p| p.into_inner()).insert(*id, bytes);
+        self.blobs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(*id, bytes);
     }
 }
 
@@ -245,7 +252,10 @@ impl BlobStore for MemStore {
 
     fn get(&self, id: &BlobId) -> Result<Vec<u8>, MemStoreError> {
         let blobs = self.blobs.lock().unwrap_or_else(|p| p.into_inner());
-        blobs.get(id).cloned().ok_or_else(|| MemStoreError::NotFound(hex(id)))
+        blobs
+            .get(id)
+            .cloned()
+            .ok_or_else(|| MemStoreError::NotFound(hex(id)))
     }
 }
 

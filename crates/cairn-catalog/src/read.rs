@@ -6,7 +6,9 @@ use std::sync::{Arc, Mutex};
 use serde::Serialize;
 
 use crate::blob::{Entry, Kind};
-use crate::{get_dir, get_sd_table, BlobId, BlobStore, DirBlob, Error, Glob, Result, DEFAULT_MAX_DEPTH};
+use crate::{
+    get_dir, get_sd_table, BlobId, BlobStore, DirBlob, Error, Glob, Result, DEFAULT_MAX_DEPTH,
+};
 
 /// Directory blobs kept decoded per open catalog (bounds its memory; a miss re-reads).
 const MAX_CACHED_DIRS: usize = 4096;
@@ -24,7 +26,9 @@ pub struct Catalog<'s, S: BlobStore + ?Sized> {
 
 impl<S: BlobStore + ?Sized> std::fmt::Debug for Catalog<'_, S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Catalog").field("root", &crate::hex(&self.root)).finish_non_exhaustive()
+        f.debug_struct("Catalog")
+            .field("root", &crate::hex(&self.root))
+            .finish_non_exhaustive()
     }
 }
 
@@ -135,7 +139,14 @@ impl Entry {
             gid: self.unix.map(|u| u.gid),
             attributes: self.windows_attributes,
             target: self.symlink_target.clone(),
-            streams: self.streams.iter().map(|s| StreamJson { name: s.name.clone(), size: s.size }).collect(),
+            streams: self
+                .streams
+                .iter()
+                .map(|s| StreamJson {
+                    name: s.name.clone(),
+                    size: s.size,
+                })
+                .collect(),
             excluded: self.excluded,
             error: self.error.clone(),
         }
@@ -149,7 +160,12 @@ fn join(dir: &str, name: &str) -> String {
 impl<'s, S: BlobStore + ?Sized> Catalog<'s, S> {
     /// Opens the catalog whose root directory blob is `root` (reads and checks it).
     pub fn open(store: &'s S, root: BlobId) -> Result<Self> {
-        let cat = Catalog { store, root, sd_table: None, cache: Mutex::new(HashMap::new()) };
+        let cat = Catalog {
+            store,
+            root,
+            sd_table: None,
+            cache: Mutex::new(HashMap::new()),
+        };
         cat.dir(&root)?;
         Ok(cat)
     }
@@ -172,9 +188,14 @@ impl<'s, S: BlobStore + ?Sized> Catalog<'s, S> {
 
     /// The security descriptor bytes an entry's `sd` index names.
     pub fn security_descriptor(&self, index: u32) -> Result<Option<Vec<u8>>> {
-        let Some(id) = self.sd_table else { return Ok(None) };
+        let Some(id) = self.sd_table else {
+            return Ok(None);
+        };
         let t = get_sd_table(self.store, &id)?;
-        Ok(usize::try_from(index).ok().and_then(|i| t.descriptors.get(i)).map(|s| s.0.clone()))
+        Ok(usize::try_from(index)
+            .ok()
+            .and_then(|i| t.descriptors.get(i))
+            .map(|s| s.0.clone()))
     }
 
     /// The decoded directory blob `id` (cached).
@@ -206,7 +227,10 @@ impl<'s, S: BlobStore + ?Sized> Catalog<'s, S> {
             id = match (&e.child, &e.error) {
                 (Some(c), _) => *c,
                 (None, why) => {
-                    return Err(Error::NotCatalogued { path: walked, why: why.clone().unwrap_or_else(|| "no child blob".into()) })
+                    return Err(Error::NotCatalogued {
+                        path: walked,
+                        why: why.clone().unwrap_or_else(|| "no child blob".into()),
+                    })
                 }
             };
         }
@@ -262,7 +286,11 @@ impl<'s, S: BlobStore + ?Sized> Catalog<'s, S> {
         for e in &d.entries {
             *steps += 1;
             if *steps > MAX_WALK_STEPS {
-                return Err(Error::TooLarge { what: "catalog walk steps", found: *steps, max: MAX_WALK_STEPS });
+                return Err(Error::TooLarge {
+                    what: "catalog walk steps",
+                    found: *steps,
+                    max: MAX_WALK_STEPS,
+                });
             }
             let p = join(path, &e.name);
             visit(&p, e)?;
@@ -287,7 +315,12 @@ impl<'s, S: BlobStore + ?Sized> Catalog<'s, S> {
 
     /// Changes from `self` (old) to `new`. Both catalogs must read the same store kind.
     pub fn diff(&self, new: &Catalog<'_, S>) -> Result<Vec<Change>> {
-        let mut d = Differ { old: self, new, out: Vec::new(), steps: 0 };
+        let mut d = Differ {
+            old: self,
+            new,
+            out: Vec::new(),
+            steps: 0,
+        };
         d.dirs(Some(self.root), Some(new.root), "", 0)?;
         Ok(d.out)
     }
@@ -295,14 +328,21 @@ impl<'s, S: BlobStore + ?Sized> Catalog<'s, S> {
 
 /// Changes between the catalogs rooted at `old_root` and `new_root` in one store, in path
 /// order. Subtrees with equal ids are skipped without being read.
-pub fn diff<S: BlobStore + ?Sized>(store: &S, old_root: BlobId, new_root: BlobId) -> Result<Vec<Change>> {
+pub fn diff<S: BlobStore + ?Sized>(
+    store: &S,
+    old_root: BlobId,
+    new_root: BlobId,
+) -> Result<Vec<Change>> {
     let old = Catalog::open(store, old_root)?;
     let new = Catalog::open(store, new_root)?;
     old.diff(&new)
 }
 
 fn find_name<'d>(d: &'d DirBlob, name: &str) -> Option<&'d Entry> {
-    d.entries.binary_search_by(|e| e.name.as_str().cmp(name)).ok().map(|i| &d.entries[i])
+    d.entries
+        .binary_search_by(|e| e.name.as_str().cmp(name))
+        .ok()
+        .map(|i| &d.entries[i])
 }
 
 struct Differ<'a, 'o, 'n, S: BlobStore + ?Sized> {
@@ -343,12 +383,22 @@ impl<S: BlobStore + ?Sized> Differ<'_, '_, '_, S> {
     fn step(&mut self) -> Result<()> {
         self.steps += 1;
         if self.steps > MAX_WALK_STEPS {
-            return Err(Error::TooLarge { what: "catalog diff steps", found: self.steps, max: MAX_WALK_STEPS });
+            return Err(Error::TooLarge {
+                what: "catalog diff steps",
+                found: self.steps,
+                max: MAX_WALK_STEPS,
+            });
         }
         Ok(())
     }
 
-    fn dirs(&mut self, old: Option<BlobId>, new: Option<BlobId>, path: &str, depth: u32) -> Result<()> {
+    fn dirs(
+        &mut self,
+        old: Option<BlobId>,
+        new: Option<BlobId>,
+        path: &str,
+        depth: u32,
+    ) -> Result<()> {
         if old == new {
             return Ok(());
         }
@@ -388,7 +438,10 @@ impl<S: BlobStore + ?Sized> Differ<'_, '_, '_, S> {
                     let p = join(path, &x.name);
                     let w = whats(x, y);
                     if !w.is_empty() {
-                        self.out.push(Change { path: p.clone(), kind: ChangeKind::Changed { what: w } });
+                        self.out.push(Change {
+                            path: p.clone(),
+                            kind: ChangeKind::Changed { what: w },
+                        });
                     }
                     let xc = if x.kind == Kind::Dir { x.child } else { None };
                     let yc = if y.kind == Kind::Dir { y.child } else { None };
@@ -403,8 +456,15 @@ impl<S: BlobStore + ?Sized> Differ<'_, '_, '_, S> {
 
     /// Reports `e` and everything under it as added (`added`) or removed.
     fn subtree(&mut self, e: &Entry, path: &str, added: bool, depth: u32) -> Result<()> {
-        let kind = if added { ChangeKind::Added } else { ChangeKind::Removed };
-        self.out.push(Change { path: path.to_string(), kind });
+        let kind = if added {
+            ChangeKind::Added
+        } else {
+            ChangeKind::Removed
+        };
+        self.out.push(Change {
+            path: path.to_string(),
+            kind,
+        });
         if let (Kind::Dir, Some(c)) = (e.kind, e.child) {
             if added {
                 self.dirs(None, Some(c), path, depth + 1)

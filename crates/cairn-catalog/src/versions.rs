@@ -55,8 +55,8 @@ struct Key {
 struct Search<'p> {
     pattern: &'p Glob,
     vm: usize,
-    /// (directory blob id, its path) → indices of matching versions in the subtree.
-    memo: HashMap<(BlobId, String), Arc<Vec<usize>>>,
+    /// Directory blob id → its path → indices of matching versions in the subtree.
+    memo: HashMap<BlobId, HashMap<String, Arc<Vec<usize>>>>,
     index: HashMap<Key, usize>,
     versions: Vec<(Version, Option<Time>, usize)>,
     steps: u64,
@@ -119,8 +119,14 @@ pub fn find_versions<S: BlobStore + ?Sized>(
 }
 
 impl Search<'_> {
-    fn dir<S: BlobStore + ?Sized>(&mut self, cat: &Catalog<'_, S>, id: BlobId, path: &str, depth: u32) -> Result<Arc<Vec<usize>>> {
-        if let Some(hit) = self.memo.get(&(id, path.to_string())) {
+    fn dir<S: BlobStore + ?Sized>(
+        &mut self,
+        cat: &Catalog<'_, S>,
+        id: BlobId,
+        path: &str,
+        depth: u32,
+    ) -> Result<Arc<Vec<usize>>> {
+        if let Some(hit) = self.memo.get(&id).and_then(|m| m.get(path)) {
             return Ok(hit.clone());
         }
         if depth > DEFAULT_MAX_DEPTH {
@@ -128,14 +134,29 @@ impl Search<'_> {
         }
         let d = cat.dir(&id)?;
         let mut found = Vec::new();
+        let mut p = String::with_capacity(path.len() + 64);
         for e in &d.entries {
             self.steps += 1;
             if self.steps > MAX_WALK_STEPS {
-                return Err(Error::TooLarge { what: "version search steps", found: self.steps, max: MAX_WALK_STEPS });
+                return Err(Error::TooLarge {
+                    what: "version search steps",
+                    found: self.steps,
+                    max: MAX_WALK_STEPS,
+                });
             }
-            let p = format!("{path}/{}", e.name);
+            p.clear();
+            p.push_str(path);
+            p.push('/');
+            p.push_str(&e.name);
             if self.pattern.matches(&p) {
-                let key = Key { vm: self.vm, path: p.clone(), size: e.size, mtime: e.mtime, content: e.content_id() };
+                let content = e.content_id();
+                let key = Key {
+                    vm: self.vm,
+                    path: p.clone(),
+                    size: e.size,
+                    mtime: e.mtime,
+                    content,
+                };
                 let n = self.versions.len();
                 let i = *self.index.entry(key).or_insert(n);
                 if i == n {
@@ -145,7 +166,7 @@ impl Search<'_> {
                         kind: e.kind.as_str(),
                         size: e.size,
                         mtime: e.mtime.map(Time::to_rfc3339),
-                        content: crate::hex(&e.content_id()),
+                        content: crate::hex(&content),
                         restore_points: Vec::new(),
                     };
                     self.versions.push((v, e.mtime, usize::MAX));
@@ -158,7 +179,7 @@ impl Search<'_> {
             }
         }
         let found = Arc::new(found);
-        self.memo.insert((id, path.to_string()), found.clone());
+        self.memo.entry(id).or_default().insert(path.to_string(), found.clone());
         Ok(found)
     }
 }

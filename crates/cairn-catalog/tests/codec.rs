@@ -4,44 +4,113 @@ use cairn_catalog::*;
 use proptest::prelude::*;
 
 fn arb_time() -> impl Strategy<Value = Option<Time>> {
-    proptest::option::of((any::<i64>(), 0u32..1_000_000_000).prop_map(|(secs, nanos)| Time { secs, nanos }))
+    proptest::option::of(
+        (any::<i64>(), 0u32..1_000_000_000).prop_map(|(secs, nanos)| Time { secs, nanos }),
+    )
 }
 
 fn arb_extent() -> impl Strategy<Value = Extent> {
-    (any::<u64>(), any::<u64>(), any::<Option<u64>>(), any::<bool>())
-        .prop_map(|(file_offset, len, volume_offset, encoded)| Extent { file_offset, len, volume_offset, encoded })
+    (
+        any::<u64>(),
+        any::<u64>(),
+        any::<Option<u64>>(),
+        any::<bool>(),
+    )
+        .prop_map(|(file_offset, len, volume_offset, encoded)| Extent {
+            file_offset,
+            len,
+            volume_offset,
+            encoded,
+        })
 }
 
 fn arb_entry() -> impl Strategy<Value = Entry> {
     (
         "[a-zA-Z0-9_.é日 -]{1,20}".prop_filter("not . or ..", |n| n != "." && n != ".."),
-        prop_oneof![Just(Kind::File), Just(Kind::Dir), Just(Kind::Symlink), Just(Kind::Other)],
+        prop_oneof![
+            Just(Kind::File),
+            Just(Kind::Dir),
+            Just(Kind::Symlink),
+            Just(Kind::Other)
+        ],
         any::<u64>(),
         (arb_time(), arb_time(), arb_time(), arb_time()),
-        proptest::option::of((any::<u32>(), any::<u32>(), any::<u32>()).prop_map(|(mode, uid, gid)| Unix { mode, uid, gid })),
-        (any::<Option<u32>>(), any::<u32>(), any::<u64>(), any::<Option<u32>>()),
+        proptest::option::of(
+            (any::<u32>(), any::<u32>(), any::<u32>()).prop_map(|(mode, uid, gid)| Unix {
+                mode,
+                uid,
+                gid,
+            }),
+        ),
+        (
+            any::<Option<u32>>(),
+            any::<u32>(),
+            any::<u64>(),
+            any::<Option<u32>>(),
+        ),
         proptest::collection::vec(arb_extent(), 0..5),
-        proptest::collection::vec(("[a-z.]{1,10}", proptest::collection::vec(any::<u8>(), 0..20)), 0..3),
-        proptest::collection::vec(("[a-zA-Z:.]{1,10}", any::<u64>(), proptest::collection::vec(arb_extent(), 0..3)), 0..3),
-        (any::<bool>(), any::<Option<[u8; 32]>>(), proptest::option::of("[ -~]{0,30}"), proptest::option::of("[ -~]{0,30}")),
+        proptest::collection::vec(
+            (
+                "[a-z.]{1,10}",
+                proptest::collection::vec(any::<u8>(), 0..20),
+            ),
+            0..3,
+        ),
+        proptest::collection::vec(
+            (
+                "[a-zA-Z:.]{1,10}",
+                any::<u64>(),
+                proptest::collection::vec(arb_extent(), 0..3),
+            ),
+            0..3,
+        ),
+        (
+            any::<bool>(),
+            any::<Option<[u8; 32]>>(),
+            proptest::option::of("[ -~]{0,30}"),
+            proptest::option::of("[ -~]{0,30}"),
+        ),
     )
-        .prop_map(|(name, kind, size, times, unix, (attrs, nlink, node, sd), extents, xattrs, streams, rest)| {
-            let mut e = Entry::new(name, kind, size);
-            (e.mtime, e.atime, e.ctime, e.btime) = times;
-            e.unix = unix;
-            e.windows_attributes = attrs;
-            e.nlink = nlink;
-            e.node = node;
-            e.sd = sd;
-            e.extents = extents;
-            e.xattrs = xattrs.into_iter().map(|(name, value)| Xattr { name, value }).collect();
-            e.streams = streams.into_iter().map(|(name, size, extents)| Stream { name, size, extents }).collect();
-            e.excluded = rest.0;
-            e.child = if kind == Kind::Dir { rest.1 } else { None };
-            e.symlink_target = rest.2;
-            e.error = rest.3;
-            e
-        })
+        .prop_map(
+            |(
+                name,
+                kind,
+                size,
+                times,
+                unix,
+                (attrs, nlink, node, sd),
+                extents,
+                xattrs,
+                streams,
+                rest,
+            )| {
+                let mut e = Entry::new(name, kind, size);
+                (e.mtime, e.atime, e.ctime, e.btime) = times;
+                e.unix = unix;
+                e.windows_attributes = attrs;
+                e.nlink = nlink;
+                e.node = node;
+                e.sd = sd;
+                e.extents = extents;
+                e.xattrs = xattrs
+                    .into_iter()
+                    .map(|(name, value)| Xattr { name, value })
+                    .collect();
+                e.streams = streams
+                    .into_iter()
+                    .map(|(name, size, extents)| Stream {
+                        name,
+                        size,
+                        extents,
+                    })
+                    .collect();
+                e.excluded = rest.0;
+                e.child = if kind == Kind::Dir { rest.1 } else { None };
+                e.symlink_target = rest.2;
+                e.error = rest.3;
+                e
+            },
+        )
 }
 
 proptest! {
@@ -83,8 +152,16 @@ proptest! {
 
 fn sample() -> Vec<u8> {
     let mut e = Entry::new("a.txt", Kind::File, 5);
-    e.extents.push(Extent { file_offset: 0, len: 5, volume_offset: Some(4096), encoded: false });
-    encode_dir(&DirBlob { entries: vec![e, Entry::new("b", Kind::Dir, 0)] }).unwrap()
+    e.extents.push(Extent {
+        file_offset: 0,
+        len: 5,
+        volume_offset: Some(4096),
+        encoded: false,
+    });
+    encode_dir(&DirBlob {
+        entries: vec![e, Entry::new("b", Kind::Dir, 0)],
+    })
+    .unwrap()
 }
 
 fn reframe(payload: &[u8], ty: u8) -> Vec<u8> {
@@ -103,7 +180,10 @@ fn hostile_frames_give_typed_errors() {
     assert!(decode_dir(&good).is_ok());
     // Truncated anywhere.
     for n in 0..good.len() {
-        assert!(matches!(decode_dir(&good[..n]), Err(Error::Truncated { .. })), "cut at {n}");
+        assert!(
+            matches!(decode_dir(&good[..n]), Err(Error::Truncated { .. })),
+            "cut at {n}"
+        );
     }
     let mut b = good.clone();
     b[0] = b'X';
@@ -113,7 +193,13 @@ fn hostile_frames_give_typed_errors() {
     assert!(matches!(decode_dir(&b), Err(Error::UnsupportedVersion(9))));
     let mut b = good.clone();
     b[10] = TYPE_SD_TABLE;
-    assert!(matches!(decode_dir(&b), Err(Error::WrongBlobType { expected: 1, found: 2 })));
+    assert!(matches!(
+        decode_dir(&b),
+        Err(Error::WrongBlobType {
+            expected: 1,
+            found: 2
+        })
+    ));
     let mut b = good.clone();
     b[11] = 0x80;
     assert!(matches!(decode_dir(&b), Err(Error::UnknownFlags(0x80))));
@@ -126,7 +212,13 @@ fn hostile_frames_give_typed_errors() {
     assert!(matches!(decode_dir(&b), Err(Error::BadCrc { .. })));
     let mut b = good.clone();
     b[12..16].copy_from_slice(&u32::MAX.to_le_bytes());
-    assert!(matches!(decode_dir(&b), Err(Error::TooLarge { what: "blob payload", .. })));
+    assert!(matches!(
+        decode_dir(&b),
+        Err(Error::TooLarge {
+            what: "blob payload",
+            ..
+        })
+    ));
     let mut b = good.clone();
     b.push(0);
     assert!(matches!(decode_dir(&b), Err(Error::TrailingBytes { .. })));
@@ -136,31 +228,70 @@ fn hostile_frames_give_typed_errors() {
 fn hostile_payloads_give_typed_errors() {
     // A huge entry count (varint 2^32) in an otherwise tiny payload.
     let payload = [0xff, 0xff, 0xff, 0xff, 0x0f];
-    assert!(matches!(decode_dir(&reframe(&payload, TYPE_DIR)), Err(Error::Decode { .. })));
+    assert!(matches!(
+        decode_dir(&reframe(&payload, TYPE_DIR)),
+        Err(Error::Decode { .. })
+    ));
     // Count within bounds but no bytes behind it.
     let payload = [0x80, 0x80, 0x04];
-    assert!(matches!(decode_dir(&reframe(&payload, TYPE_DIR)), Err(Error::Decode { .. })));
+    assert!(matches!(
+        decode_dir(&reframe(&payload, TYPE_DIR)),
+        Err(Error::Decode { .. })
+    ));
     // Huge SD table count, and a huge SD.
-    assert!(matches!(decode_sd_table(&reframe(&[0xff, 0xff, 0xff, 0x7f], TYPE_SD_TABLE)), Err(Error::Decode { .. })));
-    assert!(matches!(decode_sd_table(&reframe(&[1, 0xff, 0xff, 0x7f], TYPE_SD_TABLE)), Err(Error::Decode { .. })));
+    assert!(matches!(
+        decode_sd_table(&reframe(&[0xff, 0xff, 0xff, 0x7f], TYPE_SD_TABLE)),
+        Err(Error::Decode { .. })
+    ));
+    assert!(matches!(
+        decode_sd_table(&reframe(&[1, 0xff, 0xff, 0x7f], TYPE_SD_TABLE)),
+        Err(Error::Decode { .. })
+    ));
     // Unsorted entries and bad names are refused.
-    let unsorted = DirBlob { entries: vec![Entry::new("b", Kind::File, 0), Entry::new("a", Kind::File, 0)] };
+    let unsorted = DirBlob {
+        entries: vec![
+            Entry::new("b", Kind::File, 0),
+            Entry::new("a", Kind::File, 0),
+        ],
+    };
     let payload = postcard::to_allocvec(&unsorted).unwrap();
-    assert!(matches!(decode_dir(&reframe(&payload, TYPE_DIR)), Err(Error::Invalid(_))));
-    let slash = DirBlob { entries: vec![Entry::new("a/b", Kind::File, 0)] };
+    assert!(matches!(
+        decode_dir(&reframe(&payload, TYPE_DIR)),
+        Err(Error::Invalid(_))
+    ));
+    let slash = DirBlob {
+        entries: vec![Entry::new("a/b", Kind::File, 0)],
+    };
     let payload = postcard::to_allocvec(&slash).unwrap();
-    assert!(matches!(decode_dir(&reframe(&payload, TYPE_DIR)), Err(Error::Invalid(_))));
+    assert!(matches!(
+        decode_dir(&reframe(&payload, TYPE_DIR)),
+        Err(Error::Invalid(_))
+    ));
     // A name over the limit.
-    let long = DirBlob { entries: vec![Entry::new("x".repeat(MAX_NAME_BYTES + 1), Kind::File, 0)] };
+    let long = DirBlob {
+        entries: vec![Entry::new("x".repeat(MAX_NAME_BYTES + 1), Kind::File, 0)],
+    };
     let payload = postcard::to_allocvec(&long).unwrap();
-    assert!(matches!(decode_dir(&reframe(&payload, TYPE_DIR)), Err(Error::TooLarge { what: "entry name", .. })));
+    assert!(matches!(
+        decode_dir(&reframe(&payload, TYPE_DIR)),
+        Err(Error::TooLarge {
+            what: "entry name",
+            ..
+        })
+    ));
     assert!(matches!(encode_dir(&long), Err(Error::TooLarge { .. })));
 }
 
 #[test]
 fn corrupt_blob_in_store_is_an_error_not_a_panic() {
     let store = MemStore::new();
-    let leaf = put_dir(&store, &DirBlob { entries: vec![Entry::new("f", Kind::File, 1)] }).unwrap();
+    let leaf = put_dir(
+        &store,
+        &DirBlob {
+            entries: vec![Entry::new("f", Kind::File, 1)],
+        },
+    )
+    .unwrap();
     let mut d = Entry::new("d", Kind::Dir, 0);
     d.child = Some(leaf);
     let root = put_dir(&store, &DirBlob { entries: vec![d] }).unwrap();
@@ -168,15 +299,26 @@ fn corrupt_blob_in_store_is_an_error_not_a_panic() {
     let cat = Catalog::open(&store, root).unwrap();
     assert!(matches!(cat.list("/d"), Err(Error::Truncated { .. })));
     assert!(cat.walk(&mut |_, _| Ok(())).is_err());
-    assert!(matches!(Catalog::open(&store, [7; 32]), Err(Error::Store(_))));
+    assert!(matches!(
+        Catalog::open(&store, [7; 32]),
+        Err(Error::Store(_))
+    ));
 }
 
 // ---- synthetic trees: diff and search ----
 
 fn file(name: &str, size: u64, mtime: i64, at: u64) -> Entry {
     let mut e = Entry::new(name, Kind::File, size);
-    e.mtime = Some(Time { secs: mtime, nanos: 0 });
-    e.extents.push(Extent { file_offset: 0, len: size, volume_offset: Some(at), encoded: false });
+    e.mtime = Some(Time {
+        secs: mtime,
+        nanos: 0,
+    });
+    e.extents.push(Extent {
+        file_offset: 0,
+        len: size,
+        volume_offset: Some(at),
+        encoded: false,
+    });
     e
 }
 
@@ -207,7 +349,11 @@ fn diff_and_versions_on_synthetic_trees() {
         ],
     );
     let mut chmod = file("touched.txt", 5, 10, 400);
-    chmod.unix = Some(Unix { mode: 0o100600, uid: 0, gid: 0 });
+    chmod.unix = Some(Unix {
+        mode: 0o100600,
+        uid: 0,
+        gid: 0,
+    });
     let r2 = root(
         &store,
         vec![
@@ -222,28 +368,64 @@ fn diff_and_versions_on_synthetic_trees() {
     assert_eq!(
         got,
         vec![
-            ("/changed.txt".into(), ChangeKind::Changed { what: vec![What::Size, What::Mtime, What::Content] }),
+            (
+                "/changed.txt".into(),
+                ChangeKind::Changed {
+                    what: vec![What::Size, What::Mtime, What::Content]
+                }
+            ),
             ("/gone".into(), ChangeKind::Removed),
             ("/gone/g.txt".into(), ChangeKind::Removed),
             ("/new".into(), ChangeKind::Added),
             ("/new/n.txt".into(), ChangeKind::Added),
             ("/removed.txt".into(), ChangeKind::Removed),
-            ("/touched.txt".into(), ChangeKind::Changed { what: vec![What::Metadata] }),
+            (
+                "/touched.txt".into(),
+                ChangeKind::Changed {
+                    what: vec![What::Metadata]
+                }
+            ),
         ]
     );
     assert!(diff(&store, r1, r1).unwrap().is_empty());
     let json = serde_json::to_string(&diff(&store, r1, r2).unwrap()[0]).unwrap();
-    assert_eq!(json, r#"{"path":"/changed.txt","change":"changed","what":["size","mtime","content"]}"#);
+    assert_eq!(
+        json,
+        r#"{"path":"/changed.txt","change":"changed","what":["size","mtime","content"]}"#
+    );
 
     let c1 = Catalog::open(&store, r1).unwrap();
     let c2 = Catalog::open(&store, r2).unwrap();
     let rps = [
-        RestorePointRef { id: "rp1".into(), time: Time { secs: 100, nanos: 0 }, vm_name: "vm".into(), catalog: &c1 },
-        RestorePointRef { id: "rp2".into(), time: Time { secs: 200, nanos: 0 }, vm_name: "vm".into(), catalog: &c2 },
+        RestorePointRef {
+            id: "rp1".into(),
+            time: Time {
+                secs: 100,
+                nanos: 0,
+            },
+            vm_name: "vm".into(),
+            catalog: &c1,
+        },
+        RestorePointRef {
+            id: "rp2".into(),
+            time: Time {
+                secs: 200,
+                nanos: 0,
+            },
+            vm_name: "vm".into(),
+            catalog: &c2,
+        },
     ];
     let v = find_versions(&rps, &Glob::new("*.txt").unwrap(), None, None).unwrap();
-    let got: Vec<(&str, Vec<&str>)> =
-        v.iter().map(|v| (v.path.as_str(), v.restore_points.iter().map(String::as_str).collect())).collect();
+    let got: Vec<(&str, Vec<&str>)> = v
+        .iter()
+        .map(|v| {
+            (
+                v.path.as_str(),
+                v.restore_points.iter().map(String::as_str).collect(),
+            )
+        })
+        .collect();
     assert_eq!(
         got,
         vec![
@@ -256,7 +438,16 @@ fn diff_and_versions_on_synthetic_trees() {
             ("/touched.txt", vec!["rp1", "rp2"]), // mode is not part of a version's identity
         ]
     );
-    let only2 = find_versions(&rps, &Glob::new("/changed.txt").unwrap(), Some(Time { secs: 150, nanos: 0 }), None).unwrap();
+    let only2 = find_versions(
+        &rps,
+        &Glob::new("/changed.txt").unwrap(),
+        Some(Time {
+            secs: 150,
+            nanos: 0,
+        }),
+        None,
+    )
+    .unwrap();
     assert_eq!(only2.len(), 1);
     assert_eq!(only2[0].size, 6);
     assert_eq!(only2[0].restore_points, vec!["rp2".to_string()]);
@@ -266,7 +457,10 @@ fn diff_and_versions_on_synthetic_trees() {
     assert!(c2.lookup("/gone").unwrap().is_none());
     assert!(c2.lookup("/new/n.txt").unwrap().is_some());
     assert!(c2.lookup("/changed.txt/x").unwrap().is_none());
-    assert!(matches!(c2.list("/changed.txt"), Err(Error::NotADirectory(_))));
+    assert!(matches!(
+        c2.list("/changed.txt"),
+        Err(Error::NotADirectory(_))
+    ));
     assert!(matches!(c2.list("/nope"), Err(Error::NotFound(_))));
     assert_eq!(c2.lookup("/").unwrap().unwrap().child, Some(r2));
 }

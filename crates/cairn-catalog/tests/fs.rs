@@ -15,7 +15,10 @@ fn have(tool: &str) -> bool {
         .map(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
         .unwrap_or(false);
     if !found {
-        assert!(std::env::var_os("CI").is_none(), "{tool} not found (required in CI)");
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "{tool} not found (required in CI)"
+        );
         eprintln!("skipped: {tool} not found");
     }
     found
@@ -23,7 +26,11 @@ fn have(tool: &str) -> bool {
 
 fn run(cmd: &mut Command) {
     let out = cmd.env("TZ", "UTC").output().unwrap();
-    assert!(out.status.success(), "{cmd:?}: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 fn write(root: &Path, rel: &str, bytes: &[u8]) {
@@ -49,7 +56,11 @@ fn pattern(seed: u32, len: usize) -> Vec<u8> {
 fn make_tree(root: &Path) {
     for d in 0..20 {
         for f in 0..4 {
-            write(root, &format!("/proj{d:02}/src/file{f}.txt"), &pattern(d * 10 + f, 100 + 700 * f as usize));
+            write(
+                root,
+                &format!("/proj{d:02}/src/file{f}.txt"),
+                &pattern(d * 10 + f, 100 + 700 * f as usize),
+            );
         }
     }
     write(root, "/a/b/c/d/e/deep.txt", b"deep version one\n");
@@ -57,7 +68,11 @@ fn make_tree(root: &Path) {
     write(root, "/old.txt", b"to be deleted\n");
     write(root, "/big.bin", &pattern(7, 300_000));
     write(root, "/home/alice/Music/song.wav", &pattern(8, 5000));
-    write(root, "/home/alice/Music/album/track.flac", &pattern(9, 7000));
+    write(
+        root,
+        "/home/alice/Music/album/track.flac",
+        &pattern(9, 7000),
+    );
     write(root, "/home/alice/notes.txt", b"notes\n");
     write(root, "/home/bob/x.mp3", &pattern(10, 3000));
     write(root, "/pagefile.sys", &pattern(11, 20_000));
@@ -78,7 +93,12 @@ fn source_manifest(root: &Path) -> BTreeMap<String, (bool, u64, i64, BlobId)> {
             let name = e.file_name().into_string().unwrap();
             let path = format!("{rel}/{name}");
             let md = e.metadata().unwrap();
-            let mtime = md.modified().unwrap().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+            let mtime = md
+                .modified()
+                .unwrap()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_secs();
             let mtime = i64::try_from(mtime).unwrap();
             if md.is_dir() {
                 out.insert(path.clone(), (true, 0, mtime, [0; 32]));
@@ -94,8 +114,16 @@ fn source_manifest(root: &Path) -> BTreeMap<String, (bool, u64, i64, BlobId)> {
 
 /// `fls -r -p` paths (allocated entries, TSK virtual `$` files left out).
 fn fls_paths(img: &Path) -> BTreeSet<String> {
-    let out = Command::new("fls").args(["-r", "-p"]).arg(img).output().unwrap();
-    assert!(out.status.success(), "fls: {}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new("fls")
+        .args(["-r", "-p"])
+        .arg(img)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "fls: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8(out.stdout)
         .unwrap()
         .lines()
@@ -136,30 +164,59 @@ fn read_extents(vol: &dyn ReadAt, e: &Entry) -> Option<Vec<u8>> {
     Some(out)
 }
 
-fn check_against_source(img: &Path, store: &MemStore, cat: &VolumeCatalog, src: &Path, mtime_slack: i64, skip: &[&str]) {
+fn check_against_source(
+    img: &Path,
+    store: &MemStore,
+    cat: &VolumeCatalog,
+    src: &Path,
+    mtime_slack: i64,
+    skip: &[&str],
+) {
     let entries = all_entries(store, cat.root);
     let manifest = source_manifest(src);
     let vol = FileReader::open(img).unwrap();
     for (path, (is_dir, size, mtime, digest)) in &manifest {
-        let e = entries.get(path).unwrap_or_else(|| panic!("{path} missing from catalog"));
-        assert_eq!(e.kind, if *is_dir { Kind::Dir } else { Kind::File }, "{path}");
+        let e = entries
+            .get(path)
+            .unwrap_or_else(|| panic!("{path} missing from catalog"));
+        assert_eq!(
+            e.kind,
+            if *is_dir { Kind::Dir } else { Kind::File },
+            "{path}"
+        );
         let got = e.mtime.unwrap().secs;
-        assert!((got - mtime).abs() <= mtime_slack, "{path}: mtime {got} vs {mtime}");
+        assert!(
+            (got - mtime).abs() <= mtime_slack,
+            "{path}: mtime {got} vs {mtime}"
+        );
         if !is_dir {
             assert_eq!(e.size, *size, "{path}");
             let bytes = read_extents(&vol, e).expect("plain extents");
-            assert_eq!(sha(&bytes), *digest, "{path}: extents do not reproduce the file");
+            assert_eq!(
+                sha(&bytes),
+                *digest,
+                "{path}: extents do not reproduce the file"
+            );
         }
     }
-    let extra: Vec<_> = entries.keys().filter(|p| !manifest.contains_key(*p) && !skip.iter().any(|s| p.starts_with(s))).collect();
-    assert!(extra.is_empty(), "catalog has paths not in the source: {extra:?}");
+    let extra: Vec<_> = entries
+        .keys()
+        .filter(|p| !manifest.contains_key(*p) && !skip.iter().any(|s| p.starts_with(s)))
+        .collect();
+    assert!(
+        extra.is_empty(),
+        "catalog has paths not in the source: {extra:?}"
+    );
     let fls = fls_paths(img);
     let ours: BTreeSet<String> = entries.keys().cloned().collect();
     assert_eq!(ours, fls, "catalog paths differ from fls -r -p");
 }
 
 fn excludes(case_insensitive: bool) -> CatalogOptions {
-    let mut ex = vec![Glob::with_case("*.mp3", case_insensitive).unwrap(), Glob::with_case("/home/*/Music", case_insensitive).unwrap()];
+    let mut ex = vec![
+        Glob::with_case("*.mp3", case_insensitive).unwrap(),
+        Glob::with_case("/home/*/Music", case_insensitive).unwrap(),
+    ];
     ex.extend(CatalogOptions::default_exclusions());
     CatalogOptions::with_exclude(ex)
 }
@@ -176,32 +233,74 @@ fn check_exclusions(store: &MemStore, cat: &VolumeCatalog) {
     ]
     .into_iter()
     .collect();
-    let got: BTreeSet<&str> = entries.iter().filter(|(_, e)| e.excluded).map(|(p, _)| p.as_str()).collect();
+    let got: BTreeSet<&str> = entries
+        .iter()
+        .filter(|(_, e)| e.excluded)
+        .map(|(p, _)| p.as_str())
+        .collect();
     assert_eq!(got, want);
-    let excluded_files: Vec<&Entry> = entries.values().filter(|e| e.excluded && e.kind == Kind::File).collect();
+    let excluded_files: Vec<&Entry> = entries
+        .values()
+        .filter(|e| e.excluded && e.kind == Kind::File)
+        .collect();
     assert_eq!(cat.stats.excluded_files, 4);
-    assert_eq!(cat.stats.excluded_bytes, excluded_files.iter().map(|e| e.size).sum::<u64>());
-    let inside = |off: u64, len: u64| cat.excluded_ranges.iter().any(|r| r.offset <= off && off + len <= r.offset + r.len);
-    let overlaps = |off: u64, len: u64| cat.excluded_ranges.iter().any(|r| off < r.offset + r.len && r.offset < off + len);
+    assert_eq!(
+        cat.stats.excluded_bytes,
+        excluded_files.iter().map(|e| e.size).sum::<u64>()
+    );
+    let inside = |off: u64, len: u64| {
+        cat.excluded_ranges
+            .iter()
+            .any(|r| r.offset <= off && off + len <= r.offset + r.len)
+    };
+    let overlaps = |off: u64, len: u64| {
+        cat.excluded_ranges
+            .iter()
+            .any(|r| off < r.offset + r.len && r.offset < off + len)
+    };
     for e in &excluded_files {
         for x in &e.extents {
-            assert!(inside(x.volume_offset.unwrap(), x.len), "{}: extent not reported", e.name);
+            assert!(
+                inside(x.volume_offset.unwrap(), x.len),
+                "{}: extent not reported",
+                e.name
+            );
         }
     }
     let covered: u64 = cat.excluded_ranges.iter().map(|r| r.len).sum();
-    assert_eq!(covered, excluded_files.iter().flat_map(|e| &e.extents).map(|x| x.len).sum::<u64>());
+    assert_eq!(
+        covered,
+        excluded_files
+            .iter()
+            .flat_map(|e| &e.extents)
+            .map(|x| x.len)
+            .sum::<u64>()
+    );
     for e in entries.values().filter(|e| !e.excluded) {
         for x in &e.extents {
-            assert!(!overlaps(x.volume_offset.unwrap_or(u64::MAX - x.len), x.len), "{}: wrongly freed", e.name);
+            assert!(
+                !overlaps(x.volume_offset.unwrap_or(u64::MAX - x.len), x.len),
+                "{}: wrongly freed",
+                e.name
+            );
         }
     }
 }
 
 /// Second restore point: deep file rewritten, one file deleted, one added; then diff,
 /// dedup and versions across the two.
-fn check_second(store: &MemStore, first: &VolumeCatalog, second: &VolumeCatalog, bytes_first: u64, bytes_second: u64) {
+fn check_second(
+    store: &MemStore,
+    first: &VolumeCatalog,
+    second: &VolumeCatalog,
+    bytes_first: u64,
+    bytes_second: u64,
+) {
     // Only the changed directories' blobs are new: the root, /a .. /a/b/c/d/e.
-    assert!(bytes_second * 3 < bytes_first, "second catalog cost {bytes_second} bytes vs {bytes_first} for the first");
+    assert!(
+        bytes_second * 3 < bytes_first,
+        "second catalog cost {bytes_second} bytes vs {bytes_first} for the first"
+    );
     let changes = diff(store, first.root, second.root).unwrap();
     let files: Vec<(String, ChangeKind)> = changes
         .iter()
@@ -210,26 +309,52 @@ fn check_second(store: &MemStore, first: &VolumeCatalog, second: &VolumeCatalog,
         .collect();
     assert_eq!(files.len(), 3, "{changes:?}");
     assert_eq!(files[0].0, "/a/b/c/d/e/deep.txt");
-    let ChangeKind::Changed { what } = &files[0].1 else { panic!("{changes:?}") };
-    assert!(what.contains(&What::Size) && what.contains(&What::Content), "{what:?}");
+    let ChangeKind::Changed { what } = &files[0].1 else {
+        panic!("{changes:?}")
+    };
+    assert!(
+        what.contains(&What::Size) && what.contains(&What::Content),
+        "{what:?}"
+    );
     assert_eq!(files[1], ("/new.txt".to_string(), ChangeKind::Added));
     assert_eq!(files[2], ("/old.txt".to_string(), ChangeKind::Removed));
     // Any other change is a directory above a change (its mtime moved).
     for c in &changes {
         if !files.iter().any(|f| f.0 == c.path) {
-            assert!(c.path == "/a/b/c/d/e" || c.path.starts_with("/a"), "unexpected change {c:?}");
+            assert!(
+                c.path == "/a/b/c/d/e" || c.path.starts_with("/a"),
+                "unexpected change {c:?}"
+            );
         }
     }
 
     let c1 = Catalog::open(store, first.root).unwrap();
     let c2 = Catalog::open(store, second.root).unwrap();
     let rps = [
-        RestorePointRef { id: "monday".into(), time: Time { secs: 1, nanos: 0 }, vm_name: "vm1".into(), catalog: &c1 },
-        RestorePointRef { id: "tuesday".into(), time: Time { secs: 2, nanos: 0 }, vm_name: "vm1".into(), catalog: &c2 },
+        RestorePointRef {
+            id: "monday".into(),
+            time: Time { secs: 1, nanos: 0 },
+            vm_name: "vm1".into(),
+            catalog: &c1,
+        },
+        RestorePointRef {
+            id: "tuesday".into(),
+            time: Time { secs: 2, nanos: 0 },
+            vm_name: "vm1".into(),
+            catalog: &c2,
+        },
     ];
     let v = find_versions(&rps, &Glob::new("/a/b/c/d/e/*").unwrap(), None, None).unwrap();
-    let got: Vec<(&str, u64, Vec<&str>)> =
-        v.iter().map(|v| (v.path.as_str(), v.size, v.restore_points.iter().map(String::as_str).collect())).collect();
+    let got: Vec<(&str, u64, Vec<&str>)> = v
+        .iter()
+        .map(|v| {
+            (
+                v.path.as_str(),
+                v.size,
+                v.restore_points.iter().map(String::as_str).collect(),
+            )
+        })
+        .collect();
     assert_eq!(
         got,
         vec![
@@ -239,10 +364,18 @@ fn check_second(store: &MemStore, first: &VolumeCatalog, second: &VolumeCatalog,
         ]
     );
     let v = find_versions(&rps, &Glob::new("*.txt").unwrap(), None, None).unwrap();
-    let by_path = |p: &str| v.iter().filter(|x| x.path == p).map(|x| x.restore_points.clone()).collect::<Vec<_>>();
+    let by_path = |p: &str| {
+        v.iter()
+            .filter(|x| x.path == p)
+            .map(|x| x.restore_points.clone())
+            .collect::<Vec<_>>()
+    };
     assert_eq!(by_path("/new.txt"), vec![vec!["tuesday".to_string()]]);
     assert_eq!(by_path("/old.txt"), vec![vec!["monday".to_string()]]);
-    assert_eq!(by_path("/proj07/src/file2.txt"), vec![vec!["monday".to_string(), "tuesday".to_string()]]);
+    assert_eq!(
+        by_path("/proj07/src/file2.txt"),
+        vec![vec!["monday".to_string(), "tuesday".to_string()]]
+    );
     let hits = c2.find(&Glob::new("deep.txt").unwrap()).unwrap();
     assert_eq!(hits.len(), 1);
     let json = serde_json::to_value(hits[0].1.to_json(&hits[0].0)).unwrap();
@@ -261,7 +394,11 @@ fn ext4_catalog() {
     let src = tmp.path().join("src");
     make_tree(&src);
     let img = tmp.path().join("ext4.img");
-    run(Command::new("mke2fs").args(["-q", "-F", "-t", "ext4", "-b", "4096", "-d"]).arg(&src).arg(&img).arg("8M"));
+    run(Command::new("mke2fs")
+        .args(["-q", "-F", "-t", "ext4", "-b", "4096", "-d"])
+        .arg(&src)
+        .arg(&img)
+        .arg("8M"));
     let store = MemStore::new();
     let opts = excludes(false);
     let first = build_volume_catalog(&open_fs(&img), &store, &opts).unwrap();
@@ -286,7 +423,11 @@ fn ext4_catalog() {
     );
     let script_path = tmp.path().join("cmds");
     std::fs::write(&script_path, script).unwrap();
-    run(Command::new("debugfs").arg("-w").arg("-f").arg(&script_path).arg(&img));
+    run(Command::new("debugfs")
+        .arg("-w")
+        .arg("-f")
+        .arg(&script_path)
+        .arg(&img));
     let second = build_volume_catalog(&open_fs(&img), &store, &opts).unwrap();
     let bytes_second = store.new_bytes() - bytes_first;
     check_second(&store, &first, &second, bytes_first, bytes_second);
@@ -301,7 +442,10 @@ fn fat32_catalog() {
     let src = tmp.path().join("src");
     make_tree(&src);
     let img = tmp.path().join("fat32.img");
-    run(Command::new("mkfs.fat").args(["-C", "-F", "32", "-s", "1", "--invariant", "-i", "12345678"]).arg(&img).arg("40000"));
+    run(Command::new("mkfs.fat")
+        .args(["-C", "-F", "32", "-s", "1", "--invariant", "-i", "12345678"])
+        .arg(&img)
+        .arg("40000"));
     let mut mcopy = Command::new("mcopy");
     mcopy.args(["-s", "-p", "-m", "-i"]).arg(&img);
     for e in std::fs::read_dir(&src).unwrap() {
@@ -320,8 +464,16 @@ fn fat32_catalog() {
     std::fs::write(&new_deep, b"deep version two, a bit longer.\n\n").unwrap();
     let new_file = tmp.path().join("new.txt");
     std::fs::write(&new_file, b"brand new\n").unwrap();
-    run(Command::new("mcopy").args(["-o", "-i"]).arg(&img).arg(&new_deep).arg("::/a/b/c/d/e/deep.txt"));
-    run(Command::new("mcopy").arg("-i").arg(&img).arg(&new_file).arg("::/new.txt"));
+    run(Command::new("mcopy")
+        .args(["-o", "-i"])
+        .arg(&img)
+        .arg(&new_deep)
+        .arg("::/a/b/c/d/e/deep.txt"));
+    run(Command::new("mcopy")
+        .arg("-i")
+        .arg(&img)
+        .arg(&new_file)
+        .arg("::/new.txt"));
     run(Command::new("mdel").arg("-i").arg(&img).arg("::/old.txt"));
     let second = build_volume_catalog(&open_fs(&img), &store, &opts).unwrap();
     let bytes_second = store.new_bytes() - bytes_first;
