@@ -46,6 +46,7 @@ mod ids;
 mod index;
 mod manifest;
 mod pack;
+mod prune;
 mod repo;
 mod verify;
 
@@ -65,6 +66,9 @@ pub use manifest::{
     MAX_TAGS, MAX_TEXT,
 };
 pub use pack::{BlobEntry, MAX_PACK_BLOBS, MAX_PACK_BYTES, TRAILER_LEN, TRAILER_MAGIC};
+pub use prune::{
+    prune, PruneOptions, PruneReport, DEFAULT_GRACE_SECONDS, DEFAULT_REPACK_THRESHOLD_PERCENT,
+};
 pub use repo::{
     read_config, BlobEncoder, IndexProblem, InitOptions, OpenOptions, Orphans, RepoWriter,
     Repository, SnapshotListing, WriterStats, CONFIG_NAME, INDEX_DIR, INDEX_EVERY_PACKS, KEYS_NAME,

@@ -565,6 +565,15 @@ impl Repository {
         })
     }
 
+    /// Deletes the manifests of these restore points (their data stays until prune).
+    /// Deleting an absent restore point is not an error.
+    pub fn remove_restore_points(&self, ids: &[SnapshotId]) -> Result<()> {
+        for id in ids {
+            self.backend.delete(&format!("{SNAPSHOT_DIR}{id}"))?;
+        }
+        Ok(())
+    }
+
     /// Prune's starting point (read-only): packs no index names and index entries whose
     /// pack is gone. Deleting them is left to a `prune` that also checks no writer is
     /// running (a running writer's packs are unindexed until it writes its index).
