@@ -25,7 +25,7 @@ fn build(store: &MemStore, files: &[(u64, i64)]) -> BlobId {
                 .enumerate()
                 .map(|(i, &(size, mtime))| {
                     let n = d * FILES_PER_DIR + i;
-                    let ext = if n % 10 == 0 { "doc" } else { "dat" };
+                    let ext = if n.is_multiple_of(10) { "doc" } else { "dat" };
                     let mut e = Entry::new(format!("file{n:07}.{ext}"), Kind::File, size);
                     e.mtime = Some(Time {
                         secs: mtime,

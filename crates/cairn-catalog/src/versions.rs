@@ -179,7 +179,10 @@ impl Search<'_> {
             }
         }
         let found = Arc::new(found);
-        self.memo.entry(id).or_default().insert(path.to_string(), found.clone());
+        self.memo
+            .entry(id)
+            .or_default()
+            .insert(path.to_string(), found.clone());
         Ok(found)
     }
 }

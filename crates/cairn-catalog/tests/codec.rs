@@ -464,3 +464,19 @@ fn diff_and_versions_on_synthetic_trees() {
     assert!(matches!(c2.list("/nope"), Err(Error::NotFound(_))));
     assert_eq!(c2.lookup("/").unwrap().unwrap().child, Some(r2));
 }
+
+#[test]
+fn byte_example_of_the_format_doc() {
+    let blob = encode_dir(&DirBlob {
+        entries: vec![Entry::new("a", Kind::File, 0)],
+    })
+    .unwrap();
+    let payload: [u8; 22] = [
+        1, 1, b'a', 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    ];
+    let mut want = b"CAIRNCAT\x01\x00\x01\x00\x16\x00\x00\x00".to_vec();
+    want.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
+    want.extend_from_slice(&payload);
+    assert_eq!(blob, want);
+    assert_eq!(HEADER_LEN, 20);
+}
