@@ -462,7 +462,7 @@ def check_rejected(sample, path, expect_word=None):
         row(sample, f"rejected by `cairn {sub}`", ok,
             f"exit {rc}, {len(lines)} stderr line(s): {short(err, 200)}")
 
-def container(sample, fmt, sub=None, qemu_fmt=None, libyal=None, chs_rule=False, fs_part=None):
+def container(sample, fmt, sub=None, qemu_fmt=None, libyal=None, chs_rule=False, fs_part=True):
     path = os.path.join(DIR, sample)
     if not os.path.exists(path):
         row(sample, "present", False, "missing: run scripts/fetch-samples.sh")
@@ -646,10 +646,10 @@ def main():
     version3("qemu/iotest-version3.vmdk")
     check_rejected("qemu/afl9.vmdk", os.path.join(DIR, "qemu/afl9.vmdk"))
     # dissect.hypervisor 3.18: Hyper-V disks with an MBR and an empty NTFS, and seSparse.
-    container("dissect/hypervisor-dynamic.vhd", "vhd", "dynamic", "vpc", "vhdi", fs_part=True)
-    container("dissect/hypervisor-fixed.vhd", "vhd", "fixed", "vpc", "vhdi", fs_part=True)
-    container("dissect/hypervisor-dynamic.vhdx", "vhdx", None, "vhdx", "vhdi", fs_part=True)
-    container("dissect/hypervisor-fixed.vhdx", "vhdx", None, "vhdx", "vhdi", fs_part=True)
+    container("dissect/hypervisor-dynamic.vhd", "vhd", "dynamic", "vpc", "vhdi")
+    container("dissect/hypervisor-fixed.vhd", "vhd", "fixed", "vpc", "vhdi")
+    container("dissect/hypervisor-dynamic.vhdx", "vhdx", None, "vhdx", "vhdi")
+    container("dissect/hypervisor-fixed.vhdx", "vhdx", None, "vhdx", "vhdi")
     differencing("dissect/hypervisor-differencing.avhdx")
     sesparse("dissect/hypervisor-sesparse.vmdk")
     # Guest file systems.
@@ -669,7 +669,7 @@ def main():
     print("| sample | check | result | detail |")
     print("|---|---|---|---|")
     for s, c, r, d in rows:
-        d = d.replace("|", "\\|")
+        d = d.replace(DIR + "/", "").replace(WORK + "/", "").replace("|", "\\|")
         print(f"| {s} | {c} | {r} | {d} |")
     counts = {k: sum(1 for r in rows if r[2] == k) for k in ("PASS", "FAIL", "KNOWN", "SKIP")}
     print("\n" + ", ".join(f"{v} {k}" for k, v in counts.items()))

@@ -26,9 +26,12 @@ NTFS_CRATE_VERSION=0.4.0
 log() { printf '%s\n' "$*" >&2; }
 die() { log "fetch-samples: $*"; exit 1; }
 
-for tool in apt-get tar xz bunzip2 gunzip pip cargo dd sha256sum; do
+for tool in apt-get tar xz bunzip2 gunzip cargo dd sha256sum; do
     command -v "$tool" >/dev/null || die "missing tool: $tool"
 done
+if command -v pip >/dev/null; then PIP=(pip)
+elif command -v pip3 >/dev/null; then PIP=(pip3)
+else PIP=(python3 -m pip); fi
 
 # Write stdin to $1 as a sparse file (several samples are mostly zeros; one is 1 GiB).
 write_sparse() {
@@ -89,8 +92,10 @@ fetch_dissect() {
     done
     if [[ $need == 1 ]]; then
         log "dissect: pip download --no-deps --no-binary :all: ${DISSECT_PKGS[*]} (a few minutes: pip prepares sdist metadata)"
-        pip download -q --no-deps --no-binary :all: -d "$pipd" "${DISSECT_PKGS[@]}" >/dev/null ||
+        "${PIP[@]}" download -q --no-deps --no-binary :all: -d "$pipd" "${DISSECT_PKGS[@]}" >/dev/null ||
             die "pip download failed"
+    else
+        log "dissect: sdists already downloaded"
     fi
     local tmp
     tmp=$(mktemp -d "$pipd/x.XXXXXX")
