@@ -252,22 +252,19 @@ pub fn check_name(name: &str) -> Result<()> {
     if b.len() >= 2 && b[1] == b':' && b[0].is_ascii_alphabetic() {
         return bad("it starts with a drive letter");
     }
-    let mut rest = name;
-    while let Some(i) = rest.find('\\') {
+    let mut rest = name.as_bytes();
+    while let Some(i) = rest.iter().position(|&c| c == b'\\') {
         let after = &rest[i + 1..];
-        let ok = after.starts_with('\\')
-            || (after.starts_with('x')
-                && after.len() >= 3
-                && after[1..3].bytes().all(|c| c.is_ascii_hexdigit()))
-            || (after.starts_with("u{") && after.contains('}'));
+        let hex2 = after
+            .get(1..3)
+            .is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit));
+        let ok = after.first() == Some(&b'\\')
+            || (after.first() == Some(&b'x') && hex2)
+            || (after.starts_with(b"u{") && after.contains(&b'}'));
         if !ok {
             return bad("it contains a backslash (a path separator on Windows)");
         }
-        rest = if after.starts_with('\\') {
-            &after[1..]
-        } else {
-            after
-        };
+        rest = after.strip_prefix(b"\\").unwrap_or(after);
     }
     Ok(())
 }
@@ -409,4 +406,40 @@ pub fn extract(a: &ExtractArgs) -> Result<()> {
         stats.files, stats.dirs, stats.bytes
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_name;
+
+    #[test]
+    fn names_that_could_escape_are_refused() {
+        for bad in [
+            "",
+            ".",
+            "..",
+            "a/b",
+            "a\0b",
+            "C:evil",
+            "c:",
+            "dir\\..\\x",
+            "\\xé",
+            "a\\",
+            "\\u",
+        ] {
+            let bad = bad.replace("\\0", "\0");
+            assert!(check_name(&bad).is_err(), "{bad:?} should be refused");
+        }
+        for good in [
+            "a",
+            "file.txt",
+            "bad\\xffname",
+            "back\\\\slash",
+            "lone\\u{d800}",
+            "日本語",
+            "ab:c",
+        ] {
+            assert!(check_name(good).is_ok(), "{good:?} should be accepted");
+        }
+    }
 }

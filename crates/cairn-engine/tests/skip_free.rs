@@ -70,7 +70,7 @@ fn free_blocks_holding_old_data_are_skipped() {
                 x ^= x << 13;
                 x ^= x >> 7;
                 x ^= x << 17;
-                x as u8
+                x.to_le_bytes()[0]
             })
             .collect()
     };

@@ -34,22 +34,19 @@ impl TargetFormat {
             ("vmdk", Some("streamoptimized")) => Ok(TargetFormat::VmdkStreamOptimized),
             ("vhd" | "vpc", None | Some("dynamic")) => Ok(TargetFormat::VhdDynamic),
             ("vhd" | "vpc", Some("fixed")) => Ok(TargetFormat::VhdFixed),
-            (f, s) => Err(Error::Unsupported(format!("writing format {f} subformat {}", s.unwrap_or("(default)")))),
+            (f, s) => Err(Error::Unsupported(format!(
+                "writing format {f} subformat {}",
+                s.unwrap_or("(default)")
+            ))),
         }
     }
 }
 
 /// Conversion options.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct ConvertOptions {
     /// Reader/writer threads for raw output (0 = the number of cores).
     pub threads: usize,
-}
-
-impl Default for ConvertOptions {
-    fn default() -> Self {
-        ConvertOptions { threads: 0 }
-    }
 }
 
 /// What a conversion did.
@@ -66,7 +63,11 @@ pub struct ConvertReport {
 pub fn readable_map(map: &AllocationMap) -> AllocationMap {
     let mut out = AllocationMap::new(map.size());
     for r in map.runs() {
-        let kind = if r.kind == RangeKind::FromParent { RangeKind::Data } else { r.kind };
+        let kind = if r.kind == RangeKind::FromParent {
+            RangeKind::Data
+        } else {
+            r.kind
+        };
         // Runs come from a valid map, so pushing them in order cannot fail.
         let _ = out.push(r.offset, r.len, kind);
     }
@@ -84,25 +85,39 @@ pub fn convert(
 ) -> Result<ConvertReport> {
     let map = readable_map(map);
     let wrap = |format: &'static str| {
-        move |e: Box<dyn std::error::Error + Send + Sync>| Error::Format { path: out.to_path_buf(), format, source: e }
+        move |e: Box<dyn std::error::Error + Send + Sync>| Error::Format {
+            path: out.to_path_buf(),
+            format,
+            source: e,
+        }
     };
     let data = map.bytes_of(RangeKind::Data);
     match target {
         TargetFormat::Raw => return write_raw(src, &map, out, opts),
-        TargetFormat::VmdkMonolithicSparse => {
-            cairn_vmdk::write_monolithic_sparse(src, &map, out, &cairn_vmdk::WriteOptions::default())
-                .map_err(|e| wrap("vmdk")(e.into()))?
-        }
+        TargetFormat::VmdkMonolithicSparse => cairn_vmdk::write_monolithic_sparse(
+            src,
+            &map,
+            out,
+            &cairn_vmdk::WriteOptions::default(),
+        )
+        .map_err(|e| wrap("vmdk")(e.into()))?,
         TargetFormat::VmdkStreamOptimized => {
             cairn_vmdk::write_stream_optimized(src, &map, out, &cairn_vmdk::WriteOptions::default())
                 .map_err(|e| wrap("vmdk")(e.into()))?
         }
-        TargetFormat::VhdFixed => cairn_vhd::write_fixed(src, &map, out, &cairn_vhd::FixedOptions::default())
-            .map_err(|e| wrap("vhd")(e.into()))?,
-        TargetFormat::VhdDynamic => cairn_vhd::write_dynamic(src, &map, out, &cairn_vhd::DynamicOptions::default())
-            .map_err(|e| wrap("vhd")(e.into()))?,
+        TargetFormat::VhdFixed => {
+            cairn_vhd::write_fixed(src, &map, out, &cairn_vhd::FixedOptions::default())
+                .map_err(|e| wrap("vhd")(e.into()))?
+        }
+        TargetFormat::VhdDynamic => {
+            cairn_vhd::write_dynamic(src, &map, out, &cairn_vhd::DynamicOptions::default())
+                .map_err(|e| wrap("vhd")(e.into()))?
+        }
     };
-    Ok(ConvertReport { bytes_read: data, bytes_written: data })
+    Ok(ConvertReport {
+        bytes_read: data,
+        bytes_written: data,
+    })
 }
 
 /// Size of one unit of work of the raw writer.
@@ -115,7 +130,12 @@ fn pieces(map: &AllocationMap) -> Vec<Run> {
         let mut off = r.offset;
         while off < r.end() {
             let len = PIECE.min(r.end() - off);
-            v.push(Run { offset: off, len, kind: RangeKind::Data, depth: 0 });
+            v.push(Run {
+                offset: off,
+                len,
+                kind: RangeKind::Data,
+                depth: 0,
+            });
             off += len;
         }
     }
@@ -123,13 +143,21 @@ fn pieces(map: &AllocationMap) -> Vec<Run> {
 }
 
 fn temp_path(out: &Path) -> PathBuf {
-    let name = out.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = out
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     out.with_file_name(format!(".{name}.cairn-tmp-{}", std::process::id()))
 }
 
 /// Parallel sparse raw writer: workers read pieces positionally and write them at the same
 /// offset; all-zero pieces are left as holes.
-fn write_raw(src: &dyn ReadAt, map: &AllocationMap, out: &Path, opts: &ConvertOptions) -> Result<ConvertReport> {
+fn write_raw(
+    src: &dyn ReadAt,
+    map: &AllocationMap,
+    out: &Path,
+    opts: &ConvertOptions,
+) -> Result<ConvertReport> {
     let tmp = temp_path(out);
     let file = File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
     file.set_len(map.size()).map_err(|e| Error::io(&tmp, e))?;
@@ -155,15 +183,18 @@ fn write_raw(src: &dyn ReadAt, map: &AllocationMap, out: &Path, opts: &ConvertOp
                     }
                     let len = usize::try_from(p.len).unwrap_or(buf.len());
                     let chunk = &mut buf[..len];
-                    let r = src.read_exact_at(chunk, p.offset).map_err(Error::Read).and_then(|()| {
-                        read.fetch_add(p.len, Ordering::Relaxed);
-                        if chunk.iter().all(|&b| b == 0) {
-                            return Ok(());
-                        }
-                        write_all_at(&file, chunk, p.offset).map_err(|e| Error::io(&tmp, e))?;
-                        written.fetch_add(p.len, Ordering::Relaxed);
-                        Ok(())
-                    });
+                    let r = src
+                        .read_exact_at(chunk, p.offset)
+                        .map_err(Error::Read)
+                        .and_then(|()| {
+                            read.fetch_add(p.len, Ordering::Relaxed);
+                            if chunk.iter().all(|&b| b == 0) {
+                                return Ok(());
+                            }
+                            write_all_at(&file, chunk, p.offset).map_err(|e| Error::io(&tmp, e))?;
+                            written.fetch_add(p.len, Ordering::Relaxed);
+                            Ok(())
+                        });
                     if let Err(e) = r {
                         if let Ok(mut f) = failure.lock() {
                             f.get_or_insert(e);
@@ -186,7 +217,10 @@ fn write_raw(src: &dyn ReadAt, map: &AllocationMap, out: &Path, opts: &ConvertOp
             let _ = d.sync_all();
         }
     }
-    Ok(ConvertReport { bytes_read: read.into_inner(), bytes_written: written.into_inner() })
+    Ok(ConvertReport {
+        bytes_read: read.into_inner(),
+        bytes_written: written.into_inner(),
+    })
 }
 
 fn write_all_at(file: &File, mut buf: &[u8], mut offset: u64) -> std::io::Result<()> {
@@ -196,7 +230,10 @@ fn write_all_at(file: &File, mut buf: &[u8], mut offset: u64) -> std::io::Result
         while !buf.is_empty() {
             let n = file.write_at(buf, offset)?;
             if n == 0 {
-                return Err(std::io::Error::new(std::io::ErrorKind::WriteZero, "short write"));
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::WriteZero,
+                    "short write",
+                ));
             }
             buf = &buf[n..];
             offset += n as u64;
@@ -209,7 +246,10 @@ fn write_all_at(file: &File, mut buf: &[u8], mut offset: u64) -> std::io::Result
         while !buf.is_empty() {
             let n = file.seek_write(buf, offset)?;
             if n == 0 {
-                return Err(std::io::Error::new(std::io::ErrorKind::WriteZero, "short write"));
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::WriteZero,
+                    "short write",
+                ));
             }
             buf = &buf[n..];
             offset += n as u64;

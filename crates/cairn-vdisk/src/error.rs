@@ -38,7 +38,9 @@ pub enum Error {
         searched: Vec<PathBuf>,
     },
     /// The parent found is not the one the child was made from.
-    #[error("{child}: parent {parent} does not match: child expects {expected}, parent has {found}")]
+    #[error(
+        "{child}: parent {parent} does not match: child expects {expected}, parent has {found}"
+    )]
     ParentMismatch {
         /// The child image.
         child: PathBuf,
@@ -73,7 +75,10 @@ pub enum Error {
 
 impl Error {
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        Error::Io { path: path.into(), source }
+        Error::Io {
+            path: path.into(),
+            source,
+        }
     }
 }
 

@@ -72,7 +72,11 @@ pub struct LayerInfo {
 impl LayerInfo {
     /// This layer's own allocation map (no parents).
     pub fn layer_map(&self) -> Result<AllocationMap> {
-        self.layer.layer_map().map_err(|source| Error::Format { path: self.path.clone(), format: self.format, source })
+        self.layer.layer_map().map_err(|source| Error::Format {
+            path: self.path.clone(),
+            format: self.format,
+            source,
+        })
     }
 
     /// The opened layer (with its parent attached).
@@ -92,15 +96,25 @@ pub fn open_layer(path: &Path, limits: &Limits) -> Result<Box<dyn DiskLayer>> {
     let fmt = probe_format(path)?;
     let wrap = |format: &'static str| {
         let path = path.to_path_buf();
-        move |e: Box<dyn std::error::Error + Send + Sync>| Error::Format { path, format, source: e }
+        move |e: Box<dyn std::error::Error + Send + Sync>| Error::Format {
+            path,
+            format,
+            source: e,
+        }
     };
     Ok(match fmt {
-        ImageFormat::Vmdk => Box::new(cairn_vmdk::VmdkImage::open(path, limits).map_err(|e| wrap("vmdk")(e.into()))?),
-        ImageFormat::Vhd => Box::new(cairn_vhd::VhdImage::open(path, limits).map_err(|e| wrap("vhd")(e.into()))?),
-        ImageFormat::Vhdx => Box::new(cairn_vhdx::VhdxImage::open(path, limits).map_err(|e| wrap("vhdx")(e.into()))?),
-        ImageFormat::Qcow2 => {
-            Box::new(cairn_qcow2::Qcow2Image::open(path, limits).map_err(|e| wrap("qcow2")(e.into()))?)
+        ImageFormat::Vmdk => {
+            Box::new(cairn_vmdk::VmdkImage::open(path, limits).map_err(|e| wrap("vmdk")(e.into()))?)
         }
+        ImageFormat::Vhd => {
+            Box::new(cairn_vhd::VhdImage::open(path, limits).map_err(|e| wrap("vhd")(e.into()))?)
+        }
+        ImageFormat::Vhdx => {
+            Box::new(cairn_vhdx::VhdxImage::open(path, limits).map_err(|e| wrap("vhdx")(e.into()))?)
+        }
+        ImageFormat::Qcow2 => Box::new(
+            cairn_qcow2::Qcow2Image::open(path, limits).map_err(|e| wrap("qcow2")(e.into()))?,
+        ),
         ImageFormat::Raw => Box::new(RawImage::open(path).map_err(|e| Error::io(path, e))?),
     })
 }
@@ -118,10 +132,17 @@ impl VirtualDisk {
                 return Err(Error::ChainCycle { path: cur });
             }
             if opened.len() >= usize::try_from(opts.limits.max_chain_depth).unwrap_or(usize::MAX) {
-                return Err(Error::ChainTooDeep { path: cur, limit: opts.limits.max_chain_depth });
+                return Err(Error::ChainTooDeep {
+                    path: cur,
+                    limit: opts.limits.max_chain_depth,
+                });
             }
             let layer = open_layer(&cur, &opts.limits)?;
-            let link = if opts.no_parents { None } else { layer.parent_link() };
+            let link = if opts.no_parents {
+                None
+            } else {
+                layer.parent_link()
+            };
             opened.push((cur.clone(), layer));
             let Some(link) = link else { break };
             let parent_path = resolve_parent(&cur, &link.hints, &opts.search_paths)?;
@@ -140,7 +161,13 @@ impl VirtualDisk {
         for (p, mut layer) in opened.into_iter().rev() {
             if let Some(parent) = below.take() {
                 let format = layer.format();
-                layer.attach_parent(parent).map_err(|source| Error::Format { path: p.clone(), format, source })?;
+                layer
+                    .attach_parent(parent)
+                    .map_err(|source| Error::Format {
+                        path: p.clone(),
+                        format,
+                        source,
+                    })?;
             }
             let layer: Arc<dyn DiskLayer> = Arc::from(layer);
             layers.push(LayerInfo {
@@ -213,7 +240,11 @@ impl VirtualDisk {
     /// The identities of the layers below the top, nearest first: what an incremental
     /// backup compares with the disk it captured last time.
     pub fn parent_identities(&self) -> Vec<DiskIdentity> {
-        self.layers.iter().skip(1).map(|l| l.identity.clone()).collect()
+        self.layers
+            .iter()
+            .skip(1)
+            .map(|l| l.identity.clone())
+            .collect()
     }
 }
 
@@ -245,17 +276,28 @@ fn check_parent(
             if found.uuid.as_ref() == Some(u) {
                 Ok(())
             } else {
-                Err(mismatch(format!("uuid {}", hex(u)), found.uuid.map_or("no uuid".into(), |f| format!("uuid {}", hex(&f)))))
+                Err(mismatch(
+                    format!("uuid {}", hex(u)),
+                    found
+                        .uuid
+                        .map_or("no uuid".into(), |f| format!("uuid {}", hex(&f))),
+                ))
             }
         }
         E::ContentId(c) => match &found.content_id {
             Some(f) if f.eq_ignore_ascii_case(c) => Ok(()),
-            Some(f) => Err(mismatch(format!("content id {c}"), format!("content id {f}"))),
+            Some(f) => Err(mismatch(
+                format!("content id {c}"),
+                format!("content id {f}"),
+            )),
             None => Err(mismatch(format!("content id {c}"), "no content id".into())),
         },
         // New expectation kinds: refuse rather than trust.
         #[allow(unreachable_patterns)]
-        other => Err(mismatch(format!("{other:?}"), "an expectation this version cannot check".into())),
+        other => Err(mismatch(
+            format!("{other:?}"),
+            "an expectation this version cannot check".into(),
+        )),
     }
 }
 
@@ -271,7 +313,10 @@ fn resolve_parent(child: &Path, hints: &[String], search: &[PathBuf]) -> Result<
     let dir = child.parent().map(Path::to_path_buf).unwrap_or_default();
     let mut tried = Vec::new();
     for hint in hints {
-        let h = hint.strip_prefix("file://").unwrap_or(hint).trim_end_matches('\0');
+        let h = hint
+            .strip_prefix("file://")
+            .unwrap_or(hint)
+            .trim_end_matches('\0');
         if h.is_empty() || h.contains('\0') {
             continue;
         }
@@ -295,5 +340,9 @@ fn resolve_parent(child: &Path, hints: &[String], search: &[PathBuf]) -> Result<
             tried.push(c);
         }
     }
-    Err(Error::ParentNotFound { child: child.to_path_buf(), hints: hints.to_vec(), searched: tried })
+    Err(Error::ParentNotFound {
+        child: child.to_path_buf(),
+        hints: hints.to_vec(),
+        searched: tried,
+    })
 }

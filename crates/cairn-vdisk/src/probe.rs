@@ -26,7 +26,9 @@ const SESPARSE_MAGIC: [u8; 8] = [0xbe, 0xba, 0xfe, 0xca, 0, 0, 0, 0];
 pub fn probe_format(path: &Path) -> Result<ImageFormat> {
     let f = FileReader::open(path).map_err(|e| Error::io(path, e))?;
     let mut head = [0u8; 1024];
-    let n = f.read_at(&mut head, 0).map_err(|e| Error::io(path, e.into()))?;
+    let n = f
+        .read_at(&mut head, 0)
+        .map_err(|e| Error::io(path, e.into()))?;
     let head = &head[..n];
     let starts = |m: &[u8]| head.len() >= m.len() && &head[..m.len()] == m;
     if starts(b"KDMV") || starts(b"COWD") || starts(&SESPARSE_MAGIC) || is_vmdk_descriptor(head) {
@@ -45,7 +47,8 @@ pub fn probe_format(path: &Path) -> Result<ImageFormat> {
     for tail_len in [512u64, 511] {
         if size >= tail_len {
             let mut tail = [0u8; 8];
-            f.read_exact_at(&mut tail, size - tail_len).map_err(|e| Error::io(path, e.into()))?;
+            f.read_exact_at(&mut tail, size - tail_len)
+                .map_err(|e| Error::io(path, e.into()))?;
             if &tail == b"conectix" {
                 return Ok(ImageFormat::Vhd);
             }
@@ -59,9 +62,15 @@ pub fn probe_format(path: &Path) -> Result<ImageFormat> {
 fn is_vmdk_descriptor(head: &[u8]) -> bool {
     let text_len = head.iter().position(|&b| b == 0).unwrap_or(head.len());
     let text = &head[..text_len];
-    if text.iter().any(|&b| b < 0x09 || (b > 0x0d && b < 0x20 && b != 0x1b)) {
+    if text
+        .iter()
+        .any(|&b| b < 0x09 || (b > 0x0d && b < 0x20 && b != 0x1b))
+    {
         return false;
     }
     let s = String::from_utf8_lossy(text);
-    s.starts_with("# Disk DescriptorFile") || s.lines().take(16).any(|l| l.trim_start().starts_with("createType"))
+    s.starts_with("# Disk DescriptorFile")
+        || s.lines()
+            .take(16)
+            .any(|l| l.trim_start().starts_with("createType"))
 }

@@ -12,7 +12,9 @@ pub struct RawImage {
 impl RawImage {
     /// Opens a raw image file.
     pub fn open(path: &Path) -> std::io::Result<Self> {
-        Ok(RawImage { file: FileReader::open(path)? })
+        Ok(RawImage {
+            file: FileReader::open(path)?,
+        })
     }
 }
 
@@ -38,7 +40,10 @@ impl DiskLayer for RawImage {
     fn parent_link(&self) -> Option<ParentLink> {
         None
     }
-    fn attach_parent(&mut self, _parent: Arc<dyn DiskLayer>) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    fn attach_parent(
+        &mut self,
+        _parent: Arc<dyn DiskLayer>,
+    ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         Err("a raw image has no parent".into())
     }
     /// Every byte of a raw file is data as far as the format says; zero runs are found by

@@ -6,7 +6,10 @@ use cairn_io::{RangeKind, ReadAt};
 use cairn_vdisk::{convert, ConvertOptions, Error, OpenOptions, TargetFormat, VirtualDisk};
 
 fn have(tool: &str) -> bool {
-    let ok = Command::new(tool).arg("--version").output().is_ok_and(|o| o.status.success());
+    let ok = Command::new(tool)
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
     if !ok {
         assert!(std::env::var_os("CI").is_none(), "{tool} is required in CI");
         eprintln!("skipped: {tool} not found");
@@ -16,7 +19,11 @@ fn have(tool: &str) -> bool {
 
 fn run(cmd: &mut Command) -> Vec<u8> {
     let out = cmd.output().expect("spawn");
-    assert!(out.status.success(), "{cmd:?}: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     out.stdout
 }
 
@@ -65,10 +72,10 @@ fn make_raw(dir: &Path) -> PathBuf {
                 x ^= x << 13;
                 x ^= x >> 7;
                 x ^= x << 17;
-                (x >> 24) as u8
+                (x >> 24).to_le_bytes()[0]
             }
             1 => 0,
-            2 => (i % 251) as u8,
+            2 => u8::try_from(i % 251).unwrap(),
             _ => 0,
         };
     }
@@ -88,9 +95,33 @@ fn vmdk_delta_chain_resolves_and_reads_like_qemu() {
     let d1 = dir.path().join("delta1.vmdk");
     let d2 = dir.path().join("delta2.vmdk");
     // Relative parent names, as hypervisors write them.
-    qemu_img(&["create", "-q", "-f", "vmdk", "-b", "base.vmdk", "-F", "vmdk", p(&d1)]);
-    qemu_io("vmdk", &d1, &["write -P 0xab 1M 64k", "write -P 0x11 5000k 3k"]);
-    qemu_img(&["create", "-q", "-f", "vmdk", "-b", "delta1.vmdk", "-F", "vmdk", p(&d2)]);
+    qemu_img(&[
+        "create",
+        "-q",
+        "-f",
+        "vmdk",
+        "-b",
+        "base.vmdk",
+        "-F",
+        "vmdk",
+        p(&d1),
+    ]);
+    qemu_io(
+        "vmdk",
+        &d1,
+        &["write -P 0xab 1M 64k", "write -P 0x11 5000k 3k"],
+    );
+    qemu_img(&[
+        "create",
+        "-q",
+        "-f",
+        "vmdk",
+        "-b",
+        "delta1.vmdk",
+        "-F",
+        "vmdk",
+        p(&d2),
+    ]);
     qemu_io("vmdk", &d2, &["write -P 0xcd 2M 128k", "write -z 0 64k"]);
 
     let disk = VirtualDisk::open(&d2, &OpenOptions::default()).unwrap();
@@ -100,7 +131,8 @@ fn vmdk_delta_chain_resolves_and_reads_like_qemu() {
     // The changed ranges of the top layer are exactly its own allocation: what qemu-img map
     // reports at depth 0.
     let changed = disk.changed_ranges().unwrap().unwrap();
-    let map: serde_json::Value = serde_json::from_slice(&qemu_img(&["map", "--output=json", p(&d2)])).unwrap();
+    let map: serde_json::Value =
+        serde_json::from_slice(&qemu_img(&["map", "--output=json", p(&d2)])).unwrap();
     let mut qemu_top = Vec::new();
     for e in map.as_array().unwrap() {
         if e["depth"] == 0 && (e["data"] == true || e["zero"] == true) && e["present"] != false {
@@ -129,7 +161,10 @@ fn vmdk_delta_chain_resolves_and_reads_like_qemu() {
     let other = dir.path().join("elsewhere");
     std::fs::create_dir(&other).unwrap();
     std::fs::rename(dir.path().join("base.bak"), other.join("base.vmdk")).unwrap();
-    let opts = OpenOptions { search_paths: vec![other], ..OpenOptions::default() };
+    let opts = OpenOptions {
+        search_paths: vec![other],
+        ..OpenOptions::default()
+    };
     assert_eq!(VirtualDisk::open(&d2, &opts).unwrap().layers().len(), 3);
 }
 
@@ -156,7 +191,17 @@ fn qcow2_over_raw_base_and_cycles() {
     let dir = tempfile::tempdir().unwrap();
     let raw = make_raw(dir.path());
     let top = dir.path().join("top.qcow2");
-    qemu_img(&["create", "-q", "-f", "qcow2", "-b", "base.raw", "-F", "raw", p(&top)]);
+    qemu_img(&[
+        "create",
+        "-q",
+        "-f",
+        "qcow2",
+        "-b",
+        "base.raw",
+        "-F",
+        "raw",
+        p(&top),
+    ]);
     qemu_io("qcow2", &top, &["write -P 0x5a 3M 200k"]);
     let disk = VirtualDisk::open(&top, &OpenOptions::default()).unwrap();
     assert_eq!(disk.layers()[1].format, "raw");
@@ -167,8 +212,28 @@ fn qcow2_over_raw_base_and_cycles() {
     let a = dir.path().join("a.qcow2");
     let b = dir.path().join("b.qcow2");
     qemu_img(&["create", "-q", "-f", "qcow2", p(&a), "1M"]);
-    qemu_img(&["create", "-q", "-f", "qcow2", "-b", "a.qcow2", "-F", "qcow2", p(&b)]);
-    qemu_img(&["rebase", "-u", "-f", "qcow2", "-b", "b.qcow2", "-F", "qcow2", p(&a)]);
+    qemu_img(&[
+        "create",
+        "-q",
+        "-f",
+        "qcow2",
+        "-b",
+        "a.qcow2",
+        "-F",
+        "qcow2",
+        p(&b),
+    ]);
+    qemu_img(&[
+        "rebase",
+        "-u",
+        "-f",
+        "qcow2",
+        "-b",
+        "b.qcow2",
+        "-F",
+        "qcow2",
+        p(&a),
+    ]);
     let err = VirtualDisk::open(&b, &OpenOptions::default()).unwrap_err();
     assert!(matches!(err, Error::ChainCycle { .. }), "{err}");
 }
@@ -186,7 +251,11 @@ fn conversions_pass_qemu_check_and_compare() {
     let map = disk.map().unwrap();
     for (target, name, qfmt) in [
         (TargetFormat::Raw, "out.raw", "raw"),
-        (TargetFormat::VmdkMonolithicSparse, "out-sparse.vmdk", "vmdk"),
+        (
+            TargetFormat::VmdkMonolithicSparse,
+            "out-sparse.vmdk",
+            "vmdk",
+        ),
         (TargetFormat::VmdkStreamOptimized, "out-stream.vmdk", "vmdk"),
         (TargetFormat::VhdFixed, "out-fixed.vhd", "vpc"),
         (TargetFormat::VhdDynamic, "out-dyn.vhd", "vpc"),
@@ -205,5 +274,8 @@ fn conversions_pass_qemu_check_and_compare() {
     // The raw output is sparse where the source was unallocated.
     let meta = std::fs::metadata(dir.path().join("out.raw")).unwrap();
     use std::os::unix::fs::MetadataExt;
-    assert!(meta.blocks() * 512 < meta.len(), "raw output should have holes");
+    assert!(
+        meta.blocks() * 512 < meta.len(),
+        "raw output should have holes"
+    );
 }
