@@ -471,9 +471,11 @@ fn byte_example_of_the_format_doc() {
         entries: vec![Entry::new("a", Kind::File, 0)],
     })
     .unwrap();
-    let payload: [u8; 22] = [
-        1, 1, b'a', 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-    ];
+    let mut payload = vec![1u8, 1, b'a'];
+    payload.extend_from_slice(&[0; 9]); // kind, size, allocated, 4 times, unix, attributes
+    payload.push(1); // nlink
+    payload.extend_from_slice(&[0; 9]); // node .. error
+    assert_eq!(payload.len(), 22);
     let mut want = b"CAIRNCAT\x01\x00\x01\x00\x16\x00\x00\x00".to_vec();
     want.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
     want.extend_from_slice(&payload);

@@ -479,3 +479,88 @@ fn fat32_catalog() {
     let bytes_second = store.new_bytes() - bytes_first;
     check_second(&store, &first, &second, bytes_first, bytes_second);
 }
+
+#[test]
+fn ntfs_catalog_dedups_security_descriptors() {
+    if !have("mkntfs") || !have("ntfscp") || !have("fls") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let img = tmp.path().join("ntfs.img");
+    std::fs::File::create(&img)
+        .unwrap()
+        .set_len(16 << 20)
+        .unwrap();
+    run(Command::new("mkntfs")
+        .args(["-q", "-F", "-Q", "-T", "-c", "4096"])
+        .arg(&img));
+    let mut sources = BTreeMap::new();
+    for i in 0..6u32 {
+        let name = format!("file{i}.bin");
+        let bytes = pattern(100 + i, 3000 + 5000 * i as usize);
+        let p = tmp.path().join(&name);
+        std::fs::write(&p, &bytes).unwrap();
+        run(Command::new("ntfscp")
+            .arg("-q")
+            .arg(&img)
+            .arg(&p)
+            .arg(format!("/{name}")));
+        sources.insert(format!("/{name}"), bytes);
+    }
+    let ads = tmp.path().join("ads");
+    std::fs::write(&ads, b"stream via ntfscp -N\n").unwrap();
+    run(Command::new("ntfscp")
+        .args(["-q", "-N", "ads1"])
+        .arg(&img)
+        .arg(&ads)
+        .arg("/file1.bin"));
+
+    let store = MemStore::new();
+    let cat = build_volume_catalog(&open_fs(&img), &store, &CatalogOptions::default()).unwrap();
+    let entries = all_entries(&store, cat.root);
+    // fls lists named streams as `path:stream`; the catalog keeps them in `streams`.
+    let fls: BTreeSet<String> = fls_paths(&img)
+        .into_iter()
+        .filter(|p| !p.contains(':'))
+        .collect();
+    let ours: BTreeSet<String> = entries
+        .keys()
+        .filter(|p| !p.rsplit('/').next().unwrap().starts_with('$'))
+        .cloned()
+        .collect();
+    assert_eq!(ours, fls);
+    let vol = FileReader::open(&img).unwrap();
+    for (path, bytes) in &sources {
+        let e = &entries[path];
+        assert_eq!(e.size, bytes.len() as u64);
+        if let Some(got) = read_extents(&vol, e) {
+            assert_eq!(sha(&got), sha(bytes), "{path}");
+        }
+    }
+    let f1 = &entries["/file1.bin"];
+    assert_eq!(f1.streams.len(), 1);
+    assert_eq!(
+        (f1.streams[0].name.as_str(), f1.streams[0].size),
+        ("ads1", 21)
+    );
+
+    // Security descriptors: every file has one, the table holds each distinct SD once.
+    let sd_id = cat.sd_table.expect("NTFS has security descriptors");
+    let table = decode_sd_table(&store.get(&sd_id).unwrap()).unwrap();
+    let with_sd: Vec<u32> = entries.values().filter_map(|e| e.sd).collect();
+    assert!(with_sd.len() >= sources.len());
+    assert!(table.descriptors.len() < with_sd.len(), "SDs not shared");
+    let distinct: BTreeSet<&Vec<u8>> = table.descriptors.iter().map(|s| &s.0).collect();
+    assert_eq!(distinct.len(), table.descriptors.len());
+    let reader = Catalog::open(&store, cat.root)
+        .unwrap()
+        .with_sd_table(cat.sd_table);
+    let sd = reader.security_descriptor(f1.sd.unwrap()).unwrap().unwrap();
+    assert_eq!(sd[0], 1, "self-relative SD revision 1");
+
+    // The next build on top of this table reuses its indices: same root, same table.
+    let mut opts = CatalogOptions::default();
+    opts.base_sd_table = cat.sd_table;
+    let again = build_volume_catalog(&open_fs(&img), &store, &opts).unwrap();
+    assert_eq!((again.root, again.sd_table), (cat.root, cat.sd_table));
+}
