@@ -13,9 +13,10 @@ use crate::{
     Result,
 };
 
-/// Default depth limit of a catalog: deeper than any real tree (Linux PATH_MAX allows
-/// ~2048 one-letter levels, but nothing real goes past a few dozen).
-pub const DEFAULT_MAX_DEPTH: u32 = 512;
+/// Depth limit of a catalog (building and reading): as `cairn_io::Limits::max_dir_depth`,
+/// deeper than any real tree, and shallow enough for the recursive walks to fit a 2 MiB
+/// thread stack.
+pub const DEFAULT_MAX_DEPTH: u32 = 256;
 
 /// How to build a catalog.
 #[derive(Debug, Clone)]

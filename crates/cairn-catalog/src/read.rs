@@ -21,6 +21,7 @@ pub struct Catalog<'s, S: BlobStore + ?Sized> {
     store: &'s S,
     root: BlobId,
     sd_table: Option<BlobId>,
+    case_insensitive: bool,
     cache: Mutex<HashMap<BlobId, Arc<DirBlob>>>,
 }
 
@@ -164,10 +165,18 @@ impl<'s, S: BlobStore + ?Sized> Catalog<'s, S> {
             store,
             root,
             sd_table: None,
+            case_insensitive: false,
             cache: Mutex::new(HashMap::new()),
         };
         cat.dir(&root)?;
         Ok(cat)
+    }
+
+    /// Path lookups ([`Catalog::list`], [`Catalog::lookup`]) fall back to a case-insensitive
+    /// match when no name matches exactly (NTFS, FAT, exFAT catalogs).
+    pub fn with_case_insensitive_paths(mut self, yes: bool) -> Self {
+        self.case_insensitive = yes;
+        self
     }
 
     /// Attaches the volume's SD table (for [`Catalog::security_descriptor`]).
@@ -220,7 +229,8 @@ impl<'s, S: BlobStore + ?Sized> Catalog<'s, S> {
             walked.push('/');
             walked.push_str(part);
             let d = self.dir(&id)?;
-            let e = find_name(&d, part).ok_or_else(|| Error::NotFound(walked.clone()))?;
+            let e = find_name(&d, part, self.case_insensitive)
+                .ok_or_else(|| Error::NotFound(walked.clone()))?;
             if e.kind != Kind::Dir {
                 return Err(Error::NotADirectory(walked));
             }
@@ -262,7 +272,7 @@ impl<'s, S: BlobStore + ?Sized> Catalog<'s, S> {
             Err(e) => return Err(e),
         };
         let d = self.dir(&id)?;
-        Ok(find_name(&d, name).cloned())
+        Ok(find_name(&d, name, self.case_insensitive).cloned())
     }
 
     /// Visits every entry depth first, names in order: `visit(path, entry)`.
@@ -338,11 +348,17 @@ pub fn diff<S: BlobStore + ?Sized>(
     old.diff(&new)
 }
 
-fn find_name<'d>(d: &'d DirBlob, name: &str) -> Option<&'d Entry> {
-    d.entries
+fn find_name<'d>(d: &'d DirBlob, name: &str, case_insensitive: bool) -> Option<&'d Entry> {
+    let exact = d
+        .entries
         .binary_search_by(|e| e.name.as_str().cmp(name))
         .ok()
-        .map(|i| &d.entries[i])
+        .map(|i| &d.entries[i]);
+    if exact.is_some() || !case_insensitive {
+        return exact;
+    }
+    let folded = name.to_lowercase();
+    d.entries.iter().find(|e| e.name.to_lowercase() == folded)
 }
 
 struct Differ<'a, 'o, 'n, S: BlobStore + ?Sized> {

@@ -482,3 +482,54 @@ fn byte_example_of_the_format_doc() {
     assert_eq!(blob, want);
     assert_eq!(HEADER_LEN, 20);
 }
+
+#[test]
+fn over_deep_blob_trees_are_refused_without_overflowing_the_stack() {
+    let store = MemStore::new();
+    let mut id = put_dir(&store, &DirBlob::default()).unwrap();
+    for _ in 0..DEFAULT_MAX_DEPTH + 10 {
+        let mut d = Entry::new("d", Kind::Dir, 0);
+        d.child = Some(id);
+        id = put_dir(&store, &DirBlob { entries: vec![d] }).unwrap();
+    }
+    let empty = put_dir(&store, &DirBlob::default()).unwrap();
+    let cat = Catalog::open(&store, id).unwrap();
+    assert!(matches!(
+        cat.walk(&mut |_, _| Ok(())),
+        Err(Error::TooDeep(_))
+    ));
+    assert!(matches!(diff(&store, empty, id), Err(Error::TooDeep(_))));
+    let rps = [RestorePointRef {
+        id: "x".into(),
+        time: Time { secs: 0, nanos: 0 },
+        vm_name: "vm".into(),
+        catalog: &cat,
+    }];
+    assert!(matches!(
+        find_versions(&rps, &Glob::new("*").unwrap(), None, None),
+        Err(Error::TooDeep(_))
+    ));
+    // Path lookups are iterative and still work.
+    assert!(cat.lookup(&"/d".repeat(100)).unwrap().is_some());
+}
+
+#[test]
+fn case_insensitive_lookup_is_opt_in() {
+    let store = MemStore::new();
+    let root = put_dir(
+        &store,
+        &DirBlob {
+            entries: vec![Entry::new("Pagefile.SYS", Kind::File, 1)],
+        },
+    )
+    .unwrap();
+    let exact = Catalog::open(&store, root).unwrap();
+    assert!(exact.lookup("/pagefile.sys").unwrap().is_none());
+    let folded = Catalog::open(&store, root)
+        .unwrap()
+        .with_case_insensitive_paths(true);
+    assert_eq!(
+        folded.lookup("/pagefile.sys").unwrap().unwrap().name,
+        "Pagefile.SYS"
+    );
+}
