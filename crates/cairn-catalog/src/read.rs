@@ -11,7 +11,7 @@ use crate::{
 };
 
 /// Directory blobs kept decoded per open catalog (bounds its memory; a miss re-reads).
-const MAX_CACHED_DIRS: usize = 4096;
+const MAX_CACHED_DIRS: usize = 1024;
 /// Most entries one walk or diff visits: a hostile blob tree (the same child id under many
 /// names, nested) could otherwise be exponentially large.
 pub(crate) const MAX_WALK_STEPS: u64 = 1 << 30;
@@ -221,6 +221,15 @@ impl<'s, S: BlobStore + ?Sized> Catalog<'s, S> {
         Ok(d)
     }
 
+    /// The decoded directory blob `id`, not kept: whole-tree walks read each blob once, and
+    /// caching them would hold a whole catalog in memory.
+    pub fn dir_uncached(&self, id: &BlobId) -> Result<Arc<DirBlob>> {
+        if let Some(d) = self.cache.lock().unwrap_or_else(|p| p.into_inner()).get(id) {
+            return Ok(d.clone());
+        }
+        Ok(Arc::new(get_dir(self.store, id)?))
+    }
+
     /// The blob id of the directory at `path`.
     fn dir_id(&self, path: &str) -> Result<BlobId> {
         let mut id = self.root;
@@ -292,7 +301,7 @@ impl<'s, S: BlobStore + ?Sized> Catalog<'s, S> {
         if depth > DEFAULT_MAX_DEPTH {
             return Err(Error::TooDeep(path.to_string()));
         }
-        let d = self.dir(&id)?;
+        let d = self.dir_uncached(&id)?;
         for e in &d.entries {
             *steps += 1;
             if *steps > MAX_WALK_STEPS {
@@ -423,11 +432,11 @@ impl<S: BlobStore + ?Sized> Differ<'_, '_, '_, S> {
         }
         let empty = Arc::new(DirBlob::default());
         let a = match old {
-            Some(id) => self.old.dir(&id)?,
+            Some(id) => self.old.dir_uncached(&id)?,
             None => empty.clone(),
         };
         let b = match new {
-            Some(id) => self.new.dir(&id)?,
+            Some(id) => self.new.dir_uncached(&id)?,
             None => empty,
         };
         let (mut i, mut j) = (0, 0);

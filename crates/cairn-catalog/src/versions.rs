@@ -132,7 +132,7 @@ impl Search<'_> {
         if depth > DEFAULT_MAX_DEPTH {
             return Err(Error::TooDeep(path.to_string()));
         }
-        let d = cat.dir(&id)?;
+        let d = cat.dir_uncached(&id)?;
         let mut found = Vec::new();
         let mut p = String::with_capacity(path.len() + 64);
         for e in &d.entries {
