@@ -51,6 +51,13 @@ impl CatalogOptions {
         }
     }
 
+    /// Whether names on `fs` compare case-insensitively (NTFS, FAT, exFAT): build exclusion
+    /// globs with [`Glob::with_case`] and open catalogs with
+    /// [`crate::Catalog::with_case_insensitive_paths`] accordingly.
+    pub fn case_insensitive(fs: &GuestFs) -> bool {
+        !matches!(fs, GuestFs::Ext(_))
+    }
+
     /// The exclusions every backup applies: swap and hibernation files at the volume root
     /// (case-insensitive, as they live on NTFS or FAT as often as on ext).
     pub fn default_exclusions() -> Vec<Glob> {

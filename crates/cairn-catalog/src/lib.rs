@@ -9,6 +9,12 @@
 //! repository, which deduplicates them), so an unchanged subtree has the same id in the next
 //! restore point and costs nothing. The byte format is in `docs/formats/catalog.md`.
 //!
+//! - Build: [`build_volume_catalog`] walks a [`cairn_guestfs::GuestFs`] children first and
+//!   returns a [`VolumeCatalog`] (root id, SD table id, counts, excluded files' volume ranges).
+//! - Read: [`Catalog::open`], then `list`, `lookup`, `walk`, `find`, `diff` ([`diff`]), and
+//!   [`Entry::to_json`] for the CLI.
+//! - Search across restore points: [`find_versions`].
+//!
 //! ```
 //! use cairn_catalog::{Catalog, DirBlob, Entry, Kind, MemStore, put_dir, Glob};
 //!

@@ -564,3 +564,23 @@ fn ntfs_catalog_dedups_security_descriptors() {
     let again = build_volume_catalog(&open_fs(&img), &store, &opts).unwrap();
     assert_eq!((again.root, again.sd_table), (cat.root, cat.sd_table));
 }
+
+#[test]
+fn case_insensitivity_follows_the_file_system() {
+    if !have("mkfs.fat") || !have("mke2fs") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let fat = tmp.path().join("fat.img");
+    run(Command::new("mkfs.fat")
+        .args(["-C", "-F", "12"])
+        .arg(&fat)
+        .arg("1024"));
+    assert!(CatalogOptions::case_insensitive(&open_fs(&fat)));
+    let ext = tmp.path().join("ext.img");
+    run(Command::new("mke2fs")
+        .args(["-q", "-F", "-t", "ext4"])
+        .arg(&ext)
+        .arg("4M"));
+    assert!(!CatalogOptions::case_insensitive(&open_fs(&ext)));
+}
