@@ -79,6 +79,8 @@ pub struct BackupOptions {
     pub no_incremental: bool,
     /// Progress callback.
     pub progress: Option<ProgressFn>,
+    /// Guest volumes (with their catalogs) to record in the restore point.
+    pub volumes: Vec<cairn_repo::VolumeRecord>,
 }
 
 impl fmt::Debug for BackupOptions {
@@ -493,6 +495,7 @@ pub fn backup(
             bytes_stored: stats.bytes_stored,
             millis: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
         },
+        volumes: opts.volumes.clone(),
     };
     let id = repo.save_manifest(&manifest)?;
     Ok(BackupReport {

@@ -62,12 +62,14 @@ pub use ids::{BlobId, BlobKind, ObjectId, SnapshotId};
 pub use index::{pack_name, BlobIndex, IndexEntry, IndexFile, IndexPack, MAX_INDEX_FILE_BYTES};
 pub use manifest::{
     BackupStats, DiskManifest, DiskRecord, Manifest, ManifestFile, RestorePointSummary,
-    StoredIdentity, LIST_ENTRIES_PER_BLOB, MAX_CHAIN, MAX_DISKS, MAX_DISK_SIZE, MAX_MANIFEST_BYTES,
-    MAX_TAGS, MAX_TEXT,
+    StoredIdentity, VolumeRecord, LIST_ENTRIES_PER_BLOB, MAX_CATALOG_BLOBS, MAX_CHAIN, MAX_DISKS,
+    MAX_DISK_SIZE, MAX_MANIFEST_BYTES, MAX_TAGS, MAX_TEXT, MAX_VOLUMES,
 };
 pub use pack::{BlobEntry, MAX_PACK_BLOBS, MAX_PACK_BYTES, TRAILER_LEN, TRAILER_MAGIC};
 pub use prune::{
-    prune, PruneOptions, PruneReport, DEFAULT_GRACE_SECONDS, DEFAULT_REPACK_THRESHOLD_PERCENT,
+    prune, remove_stale_temp_files, PendingFile, PruneOptions, PruneReport, UnindexedPack,
+    DEFAULT_GRACE_SECONDS, DEFAULT_REPACK_THRESHOLD_PERCENT, ENTRIES_PER_FILE,
+    MAX_PENDING_FILE_BYTES, PENDING_DIR, PENDING_MAGIC,
 };
 pub use repo::{
     read_config, BlobEncoder, IndexProblem, InitOptions, OpenOptions, Orphans, RepoWriter,

@@ -98,6 +98,46 @@ pub struct Manifest {
     pub disks: Vec<DiskManifest>,
     /// Counters.
     pub stats: BackupStats,
+    /// The guest volumes found on the disks, with their file catalogs.
+    pub volumes: Vec<VolumeRecord>,
+}
+
+/// Most volumes one restore point records.
+pub const MAX_VOLUMES: usize = 4096;
+/// Most catalog blobs one volume references (a directory blob per directory).
+pub const MAX_CATALOG_BLOBS: usize = 16 << 20;
+
+/// A guest volume of a restore point: what file system it holds and, when it could be
+/// read, the root of its file catalog (see docs/formats/catalog.md).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct VolumeRecord {
+    /// Disk position in the manifest.
+    pub disk: u32,
+    /// Partition number (0: the whole disk).
+    pub partition: u32,
+    /// Start on the disk, bytes.
+    pub start: u64,
+    /// Size, bytes.
+    pub size: u64,
+    /// Probed file system (`ntfs`, `ext4`, `fat32`, `unknown`...).
+    pub fs: String,
+    /// Root directory blob of the catalog; `None` when the file system was not parsed.
+    pub catalog_root: Option<BlobId>,
+    /// Security-descriptor table blob of the catalog.
+    pub sd_table: Option<BlobId>,
+    /// Every metadata blob the catalog uses (directory blobs, SD table): what verify and
+    /// prune must keep.
+    pub catalog_blobs: Vec<BlobId>,
+    /// Bytes of the volume left unread (free blocks, excluded files, swap).
+    pub bytes_skipped: u64,
+    /// Why the volume was backed up block by block without a catalog, if it was.
+    pub note: Option<String>,
+    /// Files in the catalog.
+    pub files: u64,
+    /// Directories in the catalog.
+    pub dirs: u64,
+    /// Files excluded by pattern (their data left unread).
+    pub excluded_files: u64,
 }
 
 impl Manifest {
@@ -115,6 +155,23 @@ impl Manifest {
         }
         if self.disks.len() > MAX_DISKS {
             return bad(format!("{} disks, at most {MAX_DISKS}", self.disks.len()));
+        }
+        if self.volumes.len() > MAX_VOLUMES {
+            return bad(format!(
+                "{} volumes, at most {MAX_VOLUMES}",
+                self.volumes.len()
+            ));
+        }
+        for v in &self.volumes {
+            if v.catalog_blobs.len() > MAX_CATALOG_BLOBS
+                || v.fs.len() > MAX_TEXT
+                || v.note.as_ref().is_some_and(|n| n.len() > MAX_TEXT)
+            {
+                return bad(format!(
+                    "volume {} of disk {}: oversized record",
+                    v.partition, v.disk
+                ));
+            }
         }
         for (n, d) in self.disks.iter().enumerate() {
             if d.label.len() > MAX_TEXT || d.chain.len() > MAX_CHAIN {
@@ -180,6 +237,8 @@ pub struct ManifestFile {
     pub disks: Vec<DiskRecord>,
     /// See [`Manifest::stats`].
     pub stats: BackupStats,
+    /// See [`Manifest::volumes`].
+    pub volumes: Vec<VolumeRecord>,
 }
 
 impl ManifestFile {
@@ -192,6 +251,7 @@ impl ManifestFile {
             parent: self.parent,
             disks: Vec::new(),
             stats: self.stats,
+            volumes: self.volumes.clone(),
         };
         as_manifest.validate(name)?;
         if self.disks.len() > MAX_DISKS {

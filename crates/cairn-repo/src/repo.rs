@@ -456,6 +456,7 @@ impl Repository {
             parent: f.parent,
             disks,
             stats: f.stats,
+            volumes: f.volumes,
         };
         m.validate(&name)?;
         Ok(m)
@@ -508,6 +509,13 @@ impl Repository {
                     }
                 }
             }
+            for v in &m.volumes {
+                for id in &v.catalog_blobs {
+                    if !idx.contains(id) {
+                        return Err(Error::BlobMissing(*id));
+                    }
+                }
+            }
         }
         let mut w = self.writer()?;
         let enc = w.encoder();
@@ -538,6 +546,7 @@ impl Repository {
             parent: m.parent,
             disks,
             stats: m.stats,
+            volumes: m.volumes.clone(),
         };
         let id = ObjectId::random()?;
         let sealer = self.crypto.sealer()?;

@@ -167,6 +167,13 @@ impl Repository {
                         }
                     }
                 }
+                for v in &m.volumes {
+                    for id in &v.catalog_blobs {
+                        if !idx.contains(id) {
+                            missing.insert(*id, ());
+                        }
+                    }
+                }
             }
             for id in missing.into_keys() {
                 report.problems.push(Problem {

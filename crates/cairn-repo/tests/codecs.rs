@@ -88,6 +88,19 @@ fn arb_manifest() -> impl Strategy<Value = ManifestFile> {
                 bytes_stored: s.2,
                 millis: s.3,
             },
+            volumes: if time % 2 == 0 {
+                vec![]
+            } else {
+                vec![cairn_repo::VolumeRecord {
+                    disk: 0,
+                    partition: 2,
+                    fs: "ntfs".into(),
+                    catalog_root: parent.map(BlobId),
+                    catalog_blobs: parent.map(BlobId).into_iter().collect(),
+                    bytes_skipped: s.0,
+                    ..Default::default()
+                }]
+            },
         })
 }
 
@@ -143,6 +156,7 @@ fn hostile_structures_get_typed_errors() {
             lists: vec![BlobId([1; 32])],
         }],
         stats: BackupStats::default(),
+        volumes: vec![],
     };
     assert!(matches!(
         decode::manifest(&frame_of(FileKind::Manifest, &m)),
@@ -286,6 +300,7 @@ fn encrypted_files_cannot_be_swapped_or_downgraded() {
         parent: None,
         disks: vec![],
         stats: BackupStats::default(),
+        volumes: vec![],
     };
     let s1 = repo.save_manifest(&m).unwrap();
     let s2 = repo
@@ -393,6 +408,12 @@ fn manifest_chunk_lists_span_blobs_and_deduplicate() {
             chunks,
         }],
         stats: BackupStats::default(),
+        volumes: vec![cairn_repo::VolumeRecord {
+            fs: "ext4".into(),
+            partition: 1,
+            note: Some("example".into()),
+            ..Default::default()
+        }],
     };
     let s1 = repo.save_manifest(&m).unwrap();
     let blobs_after_first = repo.index().len();
