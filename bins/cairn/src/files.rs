@@ -14,8 +14,17 @@ use crate::disk::{open, OpenArgs};
 
 #[derive(Debug, Args)]
 pub struct LsArgs {
-    /// The image.
+    /// The image, or with --repo a restore point `RP[:DISK[:PARTITION]]`.
     pub image: PathBuf,
+    /// List a restore point of this repository (from its catalog) instead of an image.
+    #[arg(long, value_name = "DIR")]
+    pub repo: Option<PathBuf>,
+    /// Passphrase file of the repository.
+    #[arg(long, value_name = "FILE")]
+    pub password_file: Option<PathBuf>,
+    /// Key ring kept outside the repository.
+    #[arg(long, value_name = "PATH")]
+    pub key_file: Option<PathBuf>,
     /// Path inside the volume (default `/`).
     pub path: Option<String>,
     /// Partition number, counted from 1 as `cairn inspect` prints it.
@@ -176,6 +185,21 @@ fn normalize(path: &str) -> String {
 }
 
 pub fn ls(a: &LsArgs) -> Result<()> {
+    if let Some(repo) = &a.repo {
+        let args = crate::repo_cmd::RepoArgs {
+            repo: repo.clone(),
+            password_file: a.password_file.clone(),
+            key_file: a.key_file.clone(),
+        };
+        let spec = a.image.to_string_lossy();
+        return crate::catalog_cmd::ls(
+            &args,
+            &spec,
+            a.path.as_deref().unwrap_or("/"),
+            a.recursive,
+            a.json,
+        );
+    }
     let fs = open_guest(&a.image, &a.open, a.partition)?;
     list(&fs, a.path.as_deref().unwrap_or("/"), a.recursive, a.json)
 }

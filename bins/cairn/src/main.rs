@@ -4,6 +4,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod catalog_cmd;
 mod disk;
 mod files;
 mod meta;
@@ -29,7 +30,7 @@ enum Command {
     Map(disk::MapArgs),
     /// Convert an image (and its parents) to raw, VMDK or VHD.
     Convert(disk::ConvertArgs),
-    /// List files of a guest file system inside an image.
+    /// List files of a guest file system inside an image (or, with --repo, a restore point).
     Ls(files::LsArgs),
     /// Copy files or directory trees out of a guest file system inside an image.
     Extract(files::ExtractArgs),
@@ -45,6 +46,12 @@ enum Command {
     Restore(repo_cmd::RestoreArgs),
     /// Check the repository's structure and, with --read-data, every blob.
     Verify(repo_cmd::VerifyArgs),
+    /// Find every version of files matching a pattern across restore points.
+    Find(catalog_cmd::FindArgs),
+    /// Files added, removed and changed between two restore points.
+    Diff(catalog_cmd::DiffArgs),
+    /// Restore files or directory trees from a restore point.
+    RestoreFile(catalog_cmd::RestoreFileArgs),
 }
 
 fn main() -> ExitCode {
@@ -56,6 +63,9 @@ fn main() -> ExitCode {
         Command::Ls(a) => files::ls(&a),
         Command::Extract(a) => files::extract(&a),
         Command::Df(a) => files::df(&a),
+        Command::Find(a) => catalog_cmd::find(&a),
+        Command::Diff(a) => catalog_cmd::diff(&a),
+        Command::RestoreFile(a) => catalog_cmd::restore_file(&a),
         Command::Init(a) => repo_cmd::init(&a),
         Command::Backup(a) => repo_cmd::backup(&a),
         Command::Snapshots(a) => repo_cmd::snapshots(&a),

@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
-use cairn_engine::{BackupOptions, DiskSource, Progress, ProgressFn, RestoreOptions, RestoredDisk};
+use cairn_engine::{BackupOptions, Progress, ProgressFn, RestoreOptions, RestoredDisk};
 use cairn_io::ReadAt;
 use cairn_repo::{Encryption, KeyRing, LocalBackend, Repository, SlotSecret, SnapshotId};
 use cairn_vdisk::{ConvertOptions, TargetFormat};
@@ -59,6 +59,13 @@ pub struct BackupArgs {
     /// Read everything even when a previous restore point would allow reading only changes.
     #[arg(long)]
     pub full: bool,
+    /// Guest path glob whose files' data is not backed up (repeatable): `*.mp3`,
+    /// `/home/*/Music`. Matching files stay listed in the catalog, marked excluded.
+    #[arg(long)]
+    pub exclude: Vec<String>,
+    /// Do not build file catalogs.
+    #[arg(long)]
+    pub no_catalog: bool,
     /// Read the blocks guest file systems mark free too (by default they are skipped and
     /// restore as zeros).
     #[arg(long)]
@@ -269,33 +276,26 @@ fn progress_bar(total: u64, what: &str) -> Option<(indicatif::ProgressBar, Progr
     Some((bar, f))
 }
 
-/// Opens the images of one VM as backup sources (free guest blocks left unread unless
-/// `no_skip_free`).
-pub fn disk_sources(
-    images: &[PathBuf],
-    open: &OpenArgs,
-    no_skip_free: bool,
-) -> Result<(Vec<DiskSource>, Vec<cairn_engine::SourceReport>)> {
-    let opts = cairn_engine::SourceOptions {
-        open: open.options(),
-        skip_free: !no_skip_free,
-        ..Default::default()
-    };
-    let mut sources = Vec::new();
-    let mut reports = Vec::new();
-    for path in images {
-        let (src, report) = cairn_engine::open_disk_source(path, &opts)
-            .with_context(|| format!("opening {}", path.display()))?;
-        sources.push(src);
-        reports.push(report);
-    }
-    Ok((sources, reports))
-}
-
 pub fn backup(a: &BackupArgs) -> Result<()> {
     let repo = open_repo(&a.repo)?;
-    let (sources, source_reports) = disk_sources(&a.images, &a.open, a.no_skip_free)?;
-    let bytes_skipped: u64 = source_reports.iter().map(|r| r.bytes_skipped).sum();
+    let name = a.name.clone().unwrap_or_else(|| {
+        a.images[0]
+            .file_stem()
+            .map_or_else(|| "vm".into(), |s| s.to_string_lossy().into_owned())
+    });
+    let source_opts = cairn_engine::SourceOptions {
+        open: a.open.options(),
+        skip_free: !a.no_skip_free,
+        catalog: !a.no_catalog,
+        exclude: a.exclude.clone(),
+        ..Default::default()
+    };
+    let images: Vec<&Path> = a.images.iter().map(PathBuf::as_path).collect();
+    let prepared = cairn_engine::prepare_vm(&repo, &name, &images, &source_opts)
+        .context("reading the disks")?;
+    let bytes_skipped = prepared.bytes_skipped;
+    let sources = prepared.sources;
+    let volumes = prepared.volumes;
     let name = a.name.clone().unwrap_or_else(|| {
         a.images[0]
             .file_stem()
@@ -308,6 +308,7 @@ pub fn backup(a: &BackupArgs) -> Result<()> {
         time: a.time.as_deref().map(parse_time).transpose()?,
         no_incremental: a.full,
         progress: bar.as_ref().map(|(_, f)| f.clone()),
+        volumes: volumes.clone(),
         ..Default::default()
     };
     let report = cairn_engine::backup(&repo, &name, &sources, &opts).context("backup")?;
@@ -324,7 +325,7 @@ pub fn backup(a: &BackupArgs) -> Result<()> {
                 "bytes_stored": report.bytes_stored,
                 "seconds": report.seconds,
                 "bytes_skipped": bytes_skipped,
-                "volumes": volumes_json(&source_reports),
+                "volumes": volumes_json(&volumes),
                 "chunks": report.chunks,
                 "chunks_reused": report.chunks_reused,
                 "incremental_from": report.incremental_from.map(|s| s.to_string()),
@@ -348,16 +349,15 @@ pub fn backup(a: &BackupArgs) -> Result<()> {
     Ok(())
 }
 
-fn volumes_json(reports: &[cairn_engine::SourceReport]) -> serde_json::Value {
-    let mut out = Vec::new();
-    for (disk, r) in reports.iter().enumerate() {
-        for v in &r.volumes {
-            out.push(
-                json!({"disk": disk + 1, "partition": v.index, "filesystem": v.fs, "size": v.size,
-                "skipped": v.skipped, "unparsed": v.unparsed}),
-            );
-        }
-    }
+fn volumes_json(volumes: &[cairn_repo::VolumeRecord]) -> serde_json::Value {
+    let out: Vec<_> = volumes
+        .iter()
+        .map(|v| {
+            json!({"disk": v.disk + 1, "partition": v.partition, "filesystem": v.fs, "size": v.size,
+                "skipped": v.bytes_skipped, "files": v.files, "dirs": v.dirs, "excluded_files": v.excluded_files,
+                "cataloged": v.catalog_root.is_some(), "unparsed": v.note})
+        })
+        .collect();
     serde_json::Value::Array(out)
 }
 

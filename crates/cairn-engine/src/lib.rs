@@ -38,13 +38,24 @@
 
 mod backup;
 mod error;
+mod jobs;
 mod restore;
 mod source;
+mod store;
 
 pub use backup::{backup, BackupOptions, BackupReport, DiskSource, Progress, ProgressFn};
 pub use error::{Error, Result};
+pub use jobs::{
+    expand_vms, next_due, open_repository, policy, removal_list, restore_points, run_due,
+    throttle_source, vm_disk_images, vm_name, JobRunReport, RunOptions, ThrottledReader,
+    HOOK_TIMEOUT, MAX_DISKS_PER_VM, MAX_GLOB_WALK_DEPTH, MAX_GLOB_WALK_ENTRIES,
+};
 pub use restore::{restore_raw, RestoreOptions, RestoreReport, RestoredDisk, RESTORE_CACHE_CHUNKS};
-pub use source::{open_disk_source, skip_free_blocks, SourceOptions, SourceReport, VolumeReport};
+pub use source::{
+    open_disk_source, prepare_vm, skip_free_blocks, PreparedVm, SourceOptions, SourceReport,
+    VolumeReport,
+};
+pub use store::{RepoCatalogStore, RepoReadStore};
 
 pub use cairn_repo::{RestorePointSummary, VerifyOptions, VerifyReport};
 
