@@ -113,9 +113,15 @@ pub struct VerifyArgs {
     /// Read, decrypt and re-hash blob data too.
     #[arg(long)]
     pub read_data: bool,
-    /// With --read-data, read only this share of the packs, e.g. 10%.
+    /// With --read-data, read only this share of the packs, e.g. 10%; with
+    /// --recoverable, the share of files whose contents are read (default all).
     #[arg(long, value_name = "N%")]
     pub subset: Option<String>,
+    /// Instead of the repository, check that this restore point is recoverable: re-read it
+    /// through the partition table and guest file systems, every directory and (a subset
+    /// of) file contents, against its catalog.
+    #[arg(long, value_name = "RESTORE_POINT")]
+    pub recoverable: Option<String>,
     /// Print one JSON object.
     #[arg(long)]
     pub json: bool,
@@ -475,6 +481,16 @@ pub fn restore(a: &RestoreArgs) -> Result<()> {
 }
 
 pub fn verify(a: &VerifyArgs) -> Result<bool> {
+    if let Some(rp) = &a.recoverable {
+        let pct = match &a.subset {
+            Some(s) => s
+                .trim_end_matches('%')
+                .parse::<u8>()
+                .map_err(|_| anyhow::anyhow!("--subset {s}: expected N%"))?,
+            None => 100,
+        };
+        return crate::catalog_cmd::verify_recoverable(&a.repo, rp, pct.clamp(1, 100), a.json);
+    }
     let repo = open_repo(&a.repo)?;
     let mut opts = cairn_engine::VerifyOptions {
         read_data: a.read_data,

@@ -219,6 +219,36 @@ fn find_diff_ls_and_restore_file_across_two_restore_points() {
             "{path}"
         );
     }
+    // The restore point is recoverable through the file-system layer...
+    let v = ok(&[
+        "verify",
+        "--repo",
+        s(&repo),
+        "--recoverable",
+        &ids[1],
+        "--json",
+    ]);
+    let vols: Vec<serde_json::Value> = v
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(vols.len(), 2);
+    assert!(
+        vols.iter()
+            .all(|v| v["recoverable"] == true && v["files_read"].as_u64().unwrap() > 0),
+        "{v}"
+    );
+    // ... and a damaged pack makes it not recoverable (non-zero exit), never a panic.
+    for entry in walk(&repo.join("packs")) {
+        let mut bytes = std::fs::read(&entry).unwrap();
+        let mid = bytes.len() / 2;
+        bytes[mid] ^= 0x55;
+        std::fs::write(&entry, bytes).unwrap();
+    }
+    let broken = cairn(&["verify", "--repo", s(&repo), "--recoverable", &ids[1]]);
+    assert_ne!(broken.status.code(), Some(0));
+    assert!(!String::from_utf8_lossy(&broken.stderr).contains("panicked"));
+
     // A path that does not exist is one clear error.
     let bad = cairn(&[
         "restore-file",
@@ -230,4 +260,17 @@ fn find_diff_ls_and_restore_file_across_two_restore_points() {
         s(&out),
     ]);
     assert_eq!(bad.status.code(), Some(1));
+}
+
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
 }
