@@ -577,11 +577,6 @@ fn run_one(
         removed: Vec::new(),
         warnings: Vec::new(),
     };
-    if !job.exclude.is_empty() {
-        report
-            .warnings
-            .push("exclude globs are not applied yet (they need the guest file catalog)".into());
-    }
     let mut result = match &job.pre_hook {
         Some(argv) => run_hook("pre_hook", argv, &job.name, vm_path),
         None => Ok(()),
