@@ -22,6 +22,7 @@ members = ["."]
 
 [dependencies]
 libfuzzer-sys = "0.4"
+crc32fast = "1"
 cairn-io = { path = "../crates/cairn-io" }
 TOML
 for c in ../crates/*/; do
