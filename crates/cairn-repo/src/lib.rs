@@ -67,8 +67,8 @@ pub use manifest::{
 };
 pub use pack::{BlobEntry, MAX_PACK_BLOBS, MAX_PACK_BYTES, TRAILER_LEN, TRAILER_MAGIC};
 pub use prune::{
-    prune, remove_stale_temp_files, PendingFile, PruneOptions, PruneReport, UnindexedPack,
-    DEFAULT_GRACE_SECONDS, DEFAULT_REPACK_THRESHOLD_PERCENT, ENTRIES_PER_FILE,
+    prune, reindex_retired, remove_stale_temp_files, PendingFile, PruneOptions, PruneReport,
+    UnindexedPack, DEFAULT_GRACE_SECONDS, DEFAULT_REPACK_THRESHOLD_PERCENT, ENTRIES_PER_FILE,
     MAX_PENDING_FILE_BYTES, PENDING_DIR, PENDING_MAGIC,
 };
 pub use repo::{

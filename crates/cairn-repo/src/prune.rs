@@ -366,6 +366,82 @@ impl Io<'_> {
     }
 }
 
+fn read_pendings(repo: &Repository) -> Result<Vec<(String, PendingFile)>> {
+    let backend = repo.backend();
+    let mut pendings = Vec::new();
+    for name in backend.list(PENDING_DIR)? {
+        let id = id_of(&name)?;
+        // Swept by a prune meanwhile (this may run in a backup, concurrently).
+        let size = match backend.size(&name) {
+            Ok(s) => s,
+            Err(_) if !backend.exists(&name)? => continue,
+            Err(e) => return Err(e),
+        };
+        if size > MAX_PENDING_FILE_BYTES + HEADER_LEN as u64 {
+            return Err(Error::BadLength {
+                name,
+                offset: 0,
+                field: "file size",
+                found: size,
+                expected: format!("at most {}", MAX_PENDING_FILE_BYTES + HEADER_LEN as u64),
+            });
+        }
+        let bytes = match backend.get(&name) {
+            Ok(b) => b,
+            Err(Error::NotFound { .. }) => continue,
+            Err(_) if !backend.exists(&name)? => continue,
+            Err(e) => return Err(e),
+        };
+        let f = decode_pending(repo, &name, &id, &bytes)?;
+        pendings.push((name, f));
+    }
+    Ok(pendings)
+}
+
+/// Makes `wanted` readable again when a prune retired the packs holding them after the
+/// backup that reuses them started: packs of pending-deletion objects holding a wanted blob
+/// no index names are indexed again. A backup calls this after committing its manifest
+/// (with the blob ids the manifest references); prune does the same for every restore point
+/// at each run. Returns how many packs were indexed again.
+pub fn reindex_retired(repo: &Repository, wanted: &[BlobId]) -> Result<u64> {
+    repo.reload_index()?;
+    let missing: HashSet<BlobId> = {
+        let idx = repo.index();
+        wanted
+            .iter()
+            .filter(|b| !idx.contains(b))
+            .copied()
+            .collect()
+    };
+    if missing.is_empty() {
+        return Ok(0);
+    }
+    let mut back: Vec<IndexPack> = Vec::new();
+    let mut seen: HashSet<ObjectId> = HashSet::new();
+    for (_, pf) in read_pendings(repo)? {
+        for p in pf.packs {
+            if seen.contains(&p.id) || !p.blobs.iter().any(|b| missing.contains(&b.id)) {
+                continue;
+            }
+            if repo.backend().exists(&pack_name(&p.id))? {
+                seen.insert(p.id);
+                back.push(p);
+            }
+        }
+    }
+    let n = back.len() as u64;
+    if !back.is_empty() {
+        let io = Io {
+            repo,
+            sealer: repo.crypto().sealer()?,
+            dry_run: false,
+        };
+        io.write_index(back)?;
+        repo.reload_index()?;
+    }
+    Ok(n)
+}
+
 /// Every blob some restore point needs: chunks and chunk-list blobs. A manifest that cannot
 /// be read stops prune (its blobs would look unreferenced); one deleted meanwhile is skipped.
 fn referenced(repo: &Repository) -> Result<HashSet<BlobId>> {
@@ -384,6 +460,11 @@ fn referenced(repo: &Repository) -> Result<HashSet<BlobId>> {
                     }
                     for d in &m.disks {
                         out.extend(d.chunks.iter().flatten().copied());
+                    }
+                    for v in &m.volumes {
+                        out.extend(v.catalog_root);
+                        out.extend(v.sd_table);
+                        out.extend(v.catalog_blobs.iter().copied());
                     }
                     break;
                 }
@@ -446,22 +527,7 @@ fn run(repo: &Repository, opts: &PruneOptions) -> Result<PruneReport> {
         files.push((name, f));
     }
     // 2. Pending-deletion objects.
-    let mut pendings: Vec<(String, PendingFile)> = Vec::new();
-    for name in backend.list(PENDING_DIR)? {
-        let id = id_of(&name)?;
-        let size = backend.size(&name)?;
-        if size > MAX_PENDING_FILE_BYTES + HEADER_LEN as u64 {
-            return Err(Error::BadLength {
-                name,
-                offset: 0,
-                field: "file size",
-                found: size,
-                expected: format!("at most {}", MAX_PENDING_FILE_BYTES + HEADER_LEN as u64),
-            });
-        }
-        let bytes = backend.get(&name)?;
-        pendings.push((name.clone(), decode_pending(repo, &name, &id, &bytes)?));
-    }
+    let pendings = read_pendings(repo)?;
     // 3. Manifests, after the index files: a manifest committed later references only
     //    blobs in index files this run does not touch, or blobs its backup saw before (the
     //    grace period covers those).
@@ -495,6 +561,22 @@ fn run(repo: &Repository, opts: &PruneOptions) -> Result<PruneReport> {
             .chain(pf.unindexed.iter().map(|u| u.id));
         if !ripe {
             young_packs.extend(ids);
+            // A backup that reused a blob of a pack retired after it started has committed:
+            // index the pack again now so its restore point reads (the file stays, so the
+            // pack is not retired again before the file is swept).
+            for p in &pf.packs {
+                if packs.contains_key(&p.id) || !present.contains(&pack_name(&p.id)) {
+                    continue;
+                }
+                if p.blobs
+                    .iter()
+                    .any(|b| live.contains(&b.id) && !indexed_blobs.contains(&b.id))
+                {
+                    indexed_blobs.extend(p.blobs.iter().map(|b| b.id));
+                    packs.insert(p.id, p.clone());
+                    resurrect.push(p.clone());
+                }
+            }
             continue;
         }
         swept.push(name.clone());

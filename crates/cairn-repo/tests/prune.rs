@@ -1,0 +1,677 @@
+//! Prune: space is freed, kept restore points stay whole, dry runs change nothing, the grace
+//! period protects running backups, repacking, prune under concurrent backups, and a crash
+//! at every mutating step — unencrypted and encrypted.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+
+use cairn_repo::{
+    prune, reindex_retired, Backend, BackupStats, BlobId, BlobKind, DiskManifest, Encryption,
+    Error, InitOptions, KdfParams, Manifest, MemoryBackend, OpenOptions, PruneOptions, Repository,
+    Result, SlotSecret, SnapshotId, StoredIdentity, VerifyOptions, PACK_DIR, PENDING_DIR,
+};
+
+const CHUNK: usize = 64 << 10;
+const GRACE: i64 = 1000;
+const T0: i64 = 1_000_000;
+
+/// 64 KiB of incompressible bytes determined by `seed`.
+fn content(seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut out = Vec::with_capacity(CHUNK);
+    while out.len() < CHUNK {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        out.extend_from_slice(&x.to_le_bytes());
+    }
+    out
+}
+
+fn secret(encrypted: bool) -> Option<SlotSecret> {
+    encrypted.then(|| SlotSecret::Passphrase("prune test".into()))
+}
+
+fn init(backend: Arc<dyn Backend>, encrypted: bool) -> Repository {
+    let opts = InitOptions {
+        pack_target: 1 << 20,
+        encryption: if encrypted {
+            Encryption::Aes256Gcm
+        } else {
+            Encryption::None
+        },
+        kdf: Some(KdfParams::insecure_for_tests()),
+        time: Some(T0),
+        ..InitOptions::default()
+    };
+    Repository::init(backend, &opts, secret(encrypted).as_ref()).unwrap()
+}
+
+fn open(backend: Arc<dyn Backend>, encrypted: bool) -> Result<Repository> {
+    Repository::open(backend, &OpenOptions::default(), secret(encrypted).as_ref())
+}
+
+fn manifest(chunks: Vec<Option<BlobId>>, time: i64) -> Manifest {
+    Manifest {
+        vm_name: "vm".into(),
+        time,
+        tags: Vec::new(),
+        parent: None,
+        disks: vec![DiskManifest {
+            label: "disk0".into(),
+            size: (chunks.len() * CHUNK) as u64,
+            chunk_size: u32::try_from(CHUNK).unwrap(),
+            identity: StoredIdentity::default(),
+            chain: Vec::new(),
+            chunks,
+        }],
+        stats: BackupStats::default(),
+        volumes: Vec::new(),
+    }
+}
+
+/// A backup of the blobs `seeds` (deduplicated against what this instance's index holds).
+fn backup(repo: &Repository, seeds: &[u64], time: i64) -> SnapshotId {
+    let mut w = repo.writer().unwrap();
+    let enc = w.encoder();
+    let mut chunks = Vec::new();
+    for &s in seeds {
+        let data = content(s);
+        let id = enc.id(&data);
+        if !w.has_blob(&id) {
+            w.add(&enc.encode(BlobKind::Data, id, &data).unwrap())
+                .unwrap();
+        }
+        chunks.push(Some(id));
+    }
+    w.finish().unwrap();
+    let ids: Vec<BlobId> = chunks.iter().flatten().copied().collect();
+    let rp = repo.save_manifest(&manifest(chunks, time)).unwrap();
+    // What a backup does after its commit (see docs/prune.md).
+    reindex_retired(repo, &ids).unwrap();
+    rp
+}
+
+/// Reads every blob of the restore point and compares it with its content.
+fn check_rp(repo: &Repository, id: &SnapshotId, seeds: &[u64]) {
+    repo.reload_index().unwrap();
+    let m = repo.load_manifest(id).unwrap();
+    let chunks = &m.disks[0].chunks;
+    assert_eq!(chunks.len(), seeds.len());
+    for (c, s) in chunks.iter().zip(seeds) {
+        let b = c.unwrap();
+        assert_eq!(
+            repo.read_blob(&b).unwrap(),
+            content(*s),
+            "restore point {id}"
+        );
+    }
+}
+
+fn verify_ok(repo: &Repository) {
+    let r = repo
+        .verify(&VerifyOptions {
+            read_data: true,
+            ..VerifyOptions::default()
+        })
+        .unwrap();
+    assert!(r.is_ok(), "verify: {:?}", r.problems);
+}
+
+fn pack_bytes(b: &dyn Backend) -> u64 {
+    b.list(PACK_DIR)
+        .unwrap()
+        .iter()
+        .map(|n| b.size(n).unwrap())
+        .sum()
+}
+
+fn opts(now: i64) -> PruneOptions {
+    PruneOptions {
+        dry_run: false,
+        grace_seconds: GRACE,
+        repack_threshold_percent: 50,
+        now: Some(now),
+    }
+}
+
+fn snapshot_objects(b: &dyn Backend) -> BTreeMap<String, Vec<u8>> {
+    b.list("")
+        .unwrap()
+        .into_iter()
+        .map(|n| {
+            let v = b.get(&n).unwrap();
+            (n, v)
+        })
+        .collect()
+}
+
+fn copy_backend(from: &dyn Backend) -> Arc<MemoryBackend> {
+    let to = Arc::new(MemoryBackend::new());
+    for (n, v) in snapshot_objects(from) {
+        to.put(&n, &v).unwrap();
+    }
+    to
+}
+
+fn seeds(r: std::ops::Range<u64>) -> Vec<u64> {
+    r.collect()
+}
+
+fn frees_space(encrypted: bool) {
+    let b = Arc::new(MemoryBackend::new());
+    let repo = init(b.clone(), encrypted);
+    let (s1, s2, s3) = (seeds(0..40), seeds(30..60), seeds(50..70));
+    let rp1 = backup(&repo, &s1, 1);
+    let rp2 = backup(&repo, &s2, 2);
+    let rp3 = backup(&repo, &s3, 3);
+    let before = pack_bytes(b.as_ref());
+    repo.remove_restore_points(&[rp1]).unwrap();
+
+    // First run: marks only.
+    let r = prune(&repo, &opts(T0)).unwrap();
+    assert_eq!(r.packs_deleted, 0);
+    assert_eq!(r.bytes_freed, 0);
+    assert!(r.kept_for_grace > 0, "{r:?}");
+    assert!(r.blobs_removed >= 30, "{r:?}");
+    assert!(r.index_files_rewritten > 0, "{r:?}");
+    assert_eq!(b.list(PENDING_DIR).unwrap().len(), 1);
+    verify_ok(&repo);
+    check_rp(&repo, &rp2, &s2);
+    check_rp(&repo, &rp3, &s3);
+
+    // Inside the grace period nothing is deleted.
+    let r = prune(&repo, &opts(T0 + GRACE - 1)).unwrap();
+    assert_eq!(r.packs_deleted, 0, "{r:?}");
+
+    // After it: the marked packs go.
+    let r = prune(&repo, &opts(T0 + GRACE + 1)).unwrap();
+    assert!(r.packs_deleted >= 2, "{r:?}");
+    assert!(r.bytes_freed > 0);
+    let after = pack_bytes(b.as_ref());
+    assert!(after < before, "{after} >= {before}");
+    // 30 of 70 chunks were dropped: at least a quarter of the space comes back.
+    assert!(after * 4 < before * 3, "{after} vs {before}");
+    assert!(b.list(PENDING_DIR).unwrap().is_empty());
+
+    let again = open(b.clone(), encrypted).unwrap();
+    verify_ok(&again);
+    check_rp(&again, &rp2, &s2);
+    check_rp(&again, &rp3, &s3);
+    assert_eq!(again.list_snapshots().unwrap().len(), 2);
+
+    // Nothing left to do.
+    let r = prune(&again, &opts(T0 + 3 * GRACE)).unwrap();
+    assert_eq!(r.packs_deleted, 0, "{r:?}");
+    assert_eq!(r.kept_for_grace, 0, "{r:?}");
+}
+
+#[test]
+fn prune_frees_space_and_keeps_restore_points() {
+    frees_space(false);
+}
+
+#[test]
+fn prune_frees_space_encrypted() {
+    frees_space(true);
+}
+
+fn dry_run(encrypted: bool) {
+    let b = Arc::new(MemoryBackend::new());
+    let repo = init(b.clone(), encrypted);
+    let rp1 = backup(&repo, &seeds(0..40), 1);
+    let _rp2 = backup(&repo, &seeds(35..50), 2);
+    repo.remove_restore_points(&[rp1]).unwrap();
+    let dry = PruneOptions {
+        dry_run: true,
+        ..opts(T0)
+    };
+    let before = snapshot_objects(b.as_ref());
+    let r = prune(&repo, &dry).unwrap();
+    assert!(r.kept_for_grace > 0 && r.blobs_removed > 0, "{r:?}");
+    assert_eq!(snapshot_objects(b.as_ref()), before);
+
+    // A real mark, then a dry sweep.
+    let real = prune(&repo, &opts(T0)).unwrap();
+    assert_eq!(real.blobs_removed, r.blobs_removed);
+    let before = snapshot_objects(b.as_ref());
+    let r = prune(
+        &repo,
+        &PruneOptions {
+            dry_run: true,
+            ..opts(T0 + GRACE)
+        },
+    )
+    .unwrap();
+    assert!(r.packs_deleted > 0 && r.bytes_freed > 0, "{r:?}");
+    assert_eq!(snapshot_objects(b.as_ref()), before);
+    let r2 = prune(&repo, &opts(T0 + GRACE)).unwrap();
+    assert_eq!(r2.packs_deleted, r.packs_deleted);
+    assert_eq!(r2.bytes_freed, r.bytes_freed);
+}
+
+#[test]
+fn dry_run_changes_nothing() {
+    dry_run(false);
+    dry_run(true);
+}
+
+/// A backend that fails every put matching `fail_prefix` (an interrupted backup).
+#[derive(Debug)]
+struct FailPuts {
+    inner: Arc<dyn Backend>,
+    fail_prefix: &'static str,
+}
+
+impl Backend for FailPuts {
+    fn get(&self, name: &str) -> Result<Vec<u8>> {
+        self.inner.get(name)
+    }
+    fn get_range(&self, name: &str, offset: u64, len: u64) -> Result<Vec<u8>> {
+        self.inner.get_range(name, offset, len)
+    }
+    fn put(&self, name: &str, data: &[u8]) -> Result<()> {
+        if name.starts_with(self.fail_prefix) {
+            return Err(Error::Invalid("simulated interruption".into()));
+        }
+        self.inner.put(name, data)
+    }
+    fn list(&self, prefix: &str) -> Result<Vec<String>> {
+        self.inner.list(prefix)
+    }
+    fn delete(&self, name: &str) -> Result<()> {
+        self.inner.delete(name)
+    }
+    fn exists(&self, name: &str) -> Result<bool> {
+        self.inner.exists(name)
+    }
+    fn size(&self, name: &str) -> Result<u64> {
+        self.inner.size(name)
+    }
+}
+
+fn grace(encrypted: bool) {
+    let b = Arc::new(MemoryBackend::new());
+    let repo = init(b.clone(), encrypted);
+    let kept = seeds(0..10);
+    let rp0 = backup(&repo, &kept, 1);
+
+    // A running backup: packs and index written, manifest not yet.
+    let running = open(b.clone(), encrypted).unwrap();
+    let run_seeds = seeds(100..130);
+    let mut w = running.writer().unwrap();
+    let enc = w.encoder();
+    let mut chunks = Vec::new();
+    for &s in &run_seeds {
+        let d = content(s);
+        let id = enc.id(&d);
+        w.add(&enc.encode(BlobKind::Data, id, &d).unwrap()).unwrap();
+        chunks.push(Some(id));
+    }
+    w.finish().unwrap();
+
+    // An interrupted backup: a pack no index names.
+    let broken: Arc<dyn Backend> = Arc::new(FailPuts {
+        inner: b.clone(),
+        fail_prefix: "index/",
+    });
+    let interrupted = open(broken, encrypted).unwrap();
+    let mut w = interrupted.writer().unwrap();
+    let enc = w.encoder();
+    for s in 200..220u64 {
+        let d = content(s);
+        let id = enc.id(&d);
+        let _ = w.add(&enc.encode(BlobKind::Data, id, &d).unwrap());
+    }
+    assert!(w.finish().is_err());
+    repo.reload_index().unwrap();
+    let orphans = repo.orphans().unwrap();
+    assert!(!orphans.unindexed_packs.is_empty());
+    let packs_before = b.list(PACK_DIR).unwrap();
+
+    // Prune sees the running backup's blobs unreferenced and the orphan: it only marks.
+    let r = prune(&repo, &opts(T0)).unwrap();
+    assert_eq!(r.packs_deleted, 0, "{r:?}");
+    assert!(
+        r.kept_for_grace > orphans.unindexed_packs.len() as u64,
+        "{r:?}"
+    );
+    let r = prune(&repo, &opts(T0 + GRACE - 1)).unwrap();
+    assert_eq!(r.packs_deleted, 0, "{r:?}");
+    for p in &packs_before {
+        assert!(b.exists(p).unwrap(), "{p} deleted inside the grace period");
+    }
+
+    // The running backup commits (it started before the mark, finishes within the grace).
+    let rp1 = running.save_manifest(&manifest(chunks, 2)).unwrap();
+
+    // After the grace period: the orphan goes, the committed backup's packs are indexed
+    // again instead of deleted.
+    let r = prune(&repo, &opts(T0 + GRACE + 1)).unwrap();
+    assert_eq!(
+        r.orphans_deleted,
+        orphans.unindexed_packs.len() as u64,
+        "{r:?}"
+    );
+    for p in &orphans.unindexed_packs {
+        assert!(!b.exists(p).unwrap());
+    }
+    let again = open(b.clone(), encrypted).unwrap();
+    verify_ok(&again);
+    check_rp(&again, &rp0, &kept);
+    check_rp(&again, &rp1, &run_seeds);
+    // Later runs keep them too.
+    prune(&again, &opts(T0 + 3 * GRACE)).unwrap();
+    prune(&again, &opts(T0 + 5 * GRACE)).unwrap();
+    let again = open(b.clone(), encrypted).unwrap();
+    verify_ok(&again);
+    check_rp(&again, &rp1, &run_seeds);
+}
+
+#[test]
+fn grace_period_protects_new_packs() {
+    grace(false);
+    grace(true);
+}
+
+fn repack(encrypted: bool) {
+    let b = Arc::new(MemoryBackend::new());
+    let repo = init(b.clone(), encrypted);
+    let all = seeds(0..64);
+    let rp1 = backup(&repo, &all, 1);
+    let sparse: Vec<u64> = (0..64).step_by(8).collect();
+    let rp2 = backup(&repo, &sparse, 2);
+    let packs_before = b.list(PACK_DIR).unwrap();
+    assert!(packs_before.len() >= 4);
+    let before = pack_bytes(b.as_ref());
+    repo.remove_restore_points(&[rp1]).unwrap();
+
+    let r = prune(&repo, &opts(T0)).unwrap();
+    assert!(r.packs_repacked >= 4, "{r:?}");
+    verify_ok(&repo);
+    check_rp(&repo, &rp2, &sparse);
+    let r = prune(&repo, &opts(T0 + GRACE)).unwrap();
+    assert!(r.packs_deleted >= 4, "{r:?}");
+    let after = pack_bytes(b.as_ref());
+    assert!(after * 4 < before, "{after} vs {before}");
+    let again = open(b.clone(), encrypted).unwrap();
+    verify_ok(&again);
+    check_rp(&again, &rp2, &sparse);
+    let idx = again.index();
+    assert_eq!(idx.len(), sparse.len() + 1, "8 data blobs and rp2's list");
+}
+
+#[test]
+fn repacking_moves_live_blobs_out_of_mostly_empty_packs() {
+    repack(false);
+    repack(true);
+}
+
+/// Counts mutating operations and fails every one after the first `budget` (a kill: the
+/// process does nothing more).
+#[derive(Debug)]
+struct KillAfter {
+    inner: Arc<dyn Backend>,
+    budget: AtomicI64,
+}
+
+impl KillAfter {
+    fn step(&self) -> Result<()> {
+        if self.budget.fetch_sub(1, Ordering::SeqCst) <= 0 {
+            Err(Error::Invalid("killed".into()))
+        } else {
+            Ok(())
+        }
+    }
+}
+
+impl Backend for KillAfter {
+    fn get(&self, name: &str) -> Result<Vec<u8>> {
+        self.inner.get(name)
+    }
+    fn get_range(&self, name: &str, offset: u64, len: u64) -> Result<Vec<u8>> {
+        self.inner.get_range(name, offset, len)
+    }
+    fn put(&self, name: &str, data: &[u8]) -> Result<()> {
+        self.step()?;
+        self.inner.put(name, data)
+    }
+    fn list(&self, prefix: &str) -> Result<Vec<String>> {
+        self.inner.list(prefix)
+    }
+    fn delete(&self, name: &str) -> Result<()> {
+        self.step()?;
+        self.inner.delete(name)
+    }
+    fn exists(&self, name: &str) -> Result<bool> {
+        self.inner.exists(name)
+    }
+    fn size(&self, name: &str) -> Result<u64> {
+        self.inner.size(name)
+    }
+}
+
+fn crash(encrypted: bool) {
+    // State: three restore points, one forgotten, an orphan pack, a first mark done.
+    let b = Arc::new(MemoryBackend::new());
+    let repo = init(b.clone(), encrypted);
+    let (s1, s2, s3) = (
+        seeds(0..40),
+        seeds(30..60),
+        seeds(5..70).into_iter().step_by(5).collect::<Vec<_>>(),
+    );
+    let rp1 = backup(&repo, &s1, 1);
+    let rp2 = backup(&repo, &s2, 2);
+    let rp3 = backup(&repo, &s3, 3);
+    let broken: Arc<dyn Backend> = Arc::new(FailPuts {
+        inner: b.clone(),
+        fail_prefix: "index/",
+    });
+    let interrupted = open(broken, encrypted).unwrap();
+    let mut w = interrupted.writer().unwrap();
+    let enc = w.encoder();
+    for s in 300..320u64 {
+        let d = content(s);
+        let _ = w.add(&enc.encode(BlobKind::Data, enc.id(&d), &d).unwrap());
+    }
+    assert!(w.finish().is_err());
+    repo.remove_restore_points(&[rp1]).unwrap();
+    let kept = [(rp2, s2.clone()), (rp3, s3.clone())];
+
+    // Scenario A: the first (marking, repacking) run is killed. Scenario B: a sweeping
+    // run (with more to mark: rp2 forgotten too) is killed.
+    let state_a = copy_backend(b.as_ref());
+    prune(&repo, &opts(T0)).unwrap();
+    repo.remove_restore_points(&[rp2]).unwrap();
+    let state_b = copy_backend(b.as_ref());
+    let scenarios: [(Arc<MemoryBackend>, i64, &[(SnapshotId, Vec<u64>)]); 2] =
+        [(state_a, T0, &kept[..]), (state_b, T0 + GRACE, &kept[1..])];
+
+    for (state, now, kept) in scenarios {
+        // How many mutations a full run makes.
+        let counter = Arc::new(KillAfter {
+            inner: copy_backend(state.as_ref()),
+            budget: AtomicI64::new(i64::MAX),
+        });
+        let r = open(counter.clone(), encrypted).unwrap();
+        prune(&r, &opts(now)).unwrap();
+        let total = i64::MAX - counter.budget.load(Ordering::SeqCst);
+        assert!(total >= 3, "{total} mutations");
+        for n in 0..total {
+            let mem = copy_backend(state.as_ref());
+            let killer = Arc::new(KillAfter {
+                inner: mem.clone(),
+                budget: AtomicI64::new(n),
+            });
+            let r = open(killer, encrypted).unwrap();
+            assert!(prune(&r, &opts(now)).is_err(), "kill after {n} of {total}");
+            drop(r);
+            let again = open(mem.clone(), encrypted).unwrap();
+            verify_ok(&again);
+            for (id, s) in kept {
+                check_rp(&again, id, s);
+            }
+            // Later runs complete and everything converges.
+            for k in 0..3 {
+                prune(&again, &opts(now + (k + 1) * GRACE)).unwrap();
+            }
+            let again = open(mem.clone(), encrypted).unwrap();
+            verify_ok(&again);
+            for (id, s) in kept {
+                check_rp(&again, id, s);
+            }
+            assert!(
+                again.orphans().unwrap().unindexed_packs.is_empty(),
+                "kill after {n}"
+            );
+            assert!(mem.list(PENDING_DIR).unwrap().is_empty(), "kill after {n}");
+        }
+    }
+}
+
+#[test]
+fn crash_at_every_step() {
+    crash(false);
+}
+
+#[test]
+fn crash_at_every_step_encrypted() {
+    crash(true);
+}
+
+/// Prune runs `r` at simulated time `r * GRACE * 2 / 3`: a mark of run `r` is swept by run
+/// `r + 2`. A backup that saw the index after run `g` must commit before run `g + 3`
+/// starts (the grace period exceeds every backup): prune waits for that.
+#[derive(Default)]
+struct Clock {
+    state: Mutex<(i64, HashMap<u64, i64>)>,
+    cv: Condvar,
+}
+
+#[test]
+fn prune_under_fire() {
+    for encrypted in [false, true] {
+        let b = Arc::new(MemoryBackend::new());
+        let repo = init(b.clone(), encrypted);
+        drop(repo);
+        let clock = Arc::new(Clock::default());
+        let expected: Arc<Mutex<HashMap<SnapshotId, Vec<u64>>>> = Arc::default();
+        const BACKUPS: u64 = 10;
+        const RUNS: i64 = 12;
+        let step = GRACE * 2 / 3;
+
+        let backups = {
+            let (b, clock, expected) = (b.clone(), clock.clone(), expected.clone());
+            std::thread::spawn(move || {
+                let mut pool: Vec<u64> = Vec::new();
+                for k in 0..BACKUPS {
+                    {
+                        let mut s = clock.state.lock().unwrap();
+                        let g = s.0;
+                        s.1.insert(k, g);
+                    }
+                    let repo = open(b.clone(), encrypted).unwrap();
+                    // New data plus blobs of earlier backups (some of them pruned).
+                    let mut s: Vec<u64> = (0..5).map(|i| 1000 + k * 10 + i).collect();
+                    for i in 0..5u64 {
+                        if !pool.is_empty() {
+                            let pick =
+                                usize::try_from((k * 7 + i * 13) % pool.len() as u64).unwrap();
+                            s.push(pool[pick]);
+                        }
+                    }
+                    std::thread::yield_now();
+                    let id = backup(&repo, &s, i64::try_from(k).unwrap() + 10);
+                    pool.extend(&s[..5]);
+                    expected.lock().unwrap().insert(id, s);
+                    {
+                        let mut st = clock.state.lock().unwrap();
+                        st.1.remove(&k);
+                    }
+                    clock.cv.notify_all();
+                }
+            })
+        };
+
+        for run in 1..=RUNS {
+            {
+                let mut s = clock.state.lock().unwrap();
+                while s.1.values().any(|&g| g + 3 <= run) {
+                    s = clock.cv.wait(s).unwrap();
+                }
+            }
+            let repo = open(b.clone(), encrypted).unwrap();
+            // Forget all but the two newest restore points.
+            let (sums, bad) = repo.summaries().unwrap();
+            assert!(bad.is_empty());
+            if sums.len() > 2 {
+                let old: Vec<SnapshotId> = sums[..sums.len() - 2].iter().map(|s| s.id).collect();
+                repo.remove_restore_points(&old).unwrap();
+                let mut e = expected.lock().unwrap();
+                for id in &old {
+                    e.remove(id);
+                }
+            }
+            prune(&repo, &opts(T0 + run * step)).unwrap();
+            {
+                let mut s = clock.state.lock().unwrap();
+                s.0 = run;
+            }
+            clock.cv.notify_all();
+            std::thread::yield_now();
+        }
+        backups.join().unwrap();
+        let repo = open(b.clone(), encrypted).unwrap();
+        verify_ok(&repo);
+        for (id, s) in expected.lock().unwrap().iter() {
+            check_rp(&repo, id, s);
+        }
+        // Quiet now: a few more runs converge, and everything kept still reads back.
+        for k in 1..=4 {
+            prune(&repo, &opts(T0 + (RUNS + 2 * k) * step)).unwrap();
+        }
+        let repo = open(b.clone(), encrypted).unwrap();
+        verify_ok(&repo);
+        for (id, s) in expected.lock().unwrap().iter() {
+            check_rp(&repo, id, s);
+        }
+        assert!(b.list(PENDING_DIR).unwrap().is_empty());
+    }
+}
+
+#[test]
+fn catalog_blobs_are_kept() {
+    let b = Arc::new(MemoryBackend::new());
+    let repo = init(b.clone(), false);
+    let data = seeds(0..4);
+    // Catalog blobs: metadata blobs only a volume record references.
+    let mut w = repo.writer().unwrap();
+    let enc = w.encoder();
+    let cat: Vec<Vec<u8>> = (0..3u64).map(|s| content(5000 + s)).collect();
+    let ids: Vec<BlobId> = cat.iter().map(|c| enc.id(c)).collect();
+    for (c, id) in cat.iter().zip(&ids) {
+        w.add(&enc.encode(BlobKind::Meta, *id, c).unwrap()).unwrap();
+    }
+    w.finish().unwrap();
+    let mut m = manifest(Vec::new(), 1);
+    m.disks.clear();
+    m.volumes.push(cairn_repo::VolumeRecord {
+        catalog_root: Some(ids[0]),
+        sd_table: Some(ids[1]),
+        catalog_blobs: ids.clone(),
+        ..cairn_repo::VolumeRecord::default()
+    });
+    let rp = repo.save_manifest(&m).unwrap();
+    let other = backup(&repo, &data, 2);
+    repo.remove_restore_points(&[other]).unwrap();
+    prune(&repo, &opts(T0)).unwrap();
+    let r = prune(&repo, &opts(T0 + GRACE)).unwrap();
+    assert!(r.packs_deleted > 0, "{r:?}");
+    let again = open(b.clone(), false).unwrap();
+    verify_ok(&again);
+    assert_eq!(again.list_snapshots().unwrap(), vec![rp]);
+    for (c, id) in cat.iter().zip(&ids) {
+        assert_eq!(&again.read_blob(id).unwrap(), c);
+    }
+}
