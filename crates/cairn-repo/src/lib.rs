@@ -114,6 +114,11 @@ pub mod decode {
         Ok(m)
     }
 
+    /// Decodes and validates an unencrypted pending-deletion object (`pending/<id>`).
+    pub fn pending_file(bytes: &[u8]) -> Result<crate::PendingFile> {
+        crate::prune::decode_pending(&Crypto::none(), "pending", &ObjectId::default(), bytes)
+    }
+
     /// Parses an unencrypted pack (header, CRC, trailer, directory) and decodes every blob.
     pub fn pack(bytes: &[u8]) -> Result<Vec<Vec<u8>>> {
         let c = Crypto::none();

@@ -164,8 +164,8 @@ fn encode_framed(magic: &[u8; 8], sealed: bool, payload: &[u8]) -> Vec<u8> {
 }
 
 /// Decodes a pending-deletion object (`crypto` is the repository's); `id` is the object's id.
-fn decode_pending(
-    repo: &Repository,
+pub(crate) fn decode_pending(
+    crypto: &crate::crypto::Crypto,
     name: &str,
     id: &ObjectId,
     bytes: &[u8],
@@ -231,7 +231,6 @@ fn decode_pending(
         });
     }
     let sealed = flags & frame::FLAG_SEALED != 0;
-    let crypto = repo.crypto();
     if sealed != (crypto.encryption() != Encryption::None) {
         return Err(Error::Crypto {
             name: name.into(),
@@ -392,7 +391,7 @@ fn read_pendings(repo: &Repository) -> Result<Vec<(String, PendingFile)>> {
             Err(_) if !backend.exists(&name)? => continue,
             Err(e) => return Err(e),
         };
-        let f = decode_pending(repo, &name, &id, &bytes)?;
+        let f = decode_pending(repo.crypto(), &name, &id, &bytes)?;
         pendings.push((name, f));
     }
     Ok(pendings)

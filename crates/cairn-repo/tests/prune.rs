@@ -452,6 +452,9 @@ impl Backend for KillAfter {
     }
 }
 
+/// A restore point and the seeds of its blobs.
+type Kept = (SnapshotId, Vec<u64>);
+
 fn crash(encrypted: bool) {
     // State: three restore points, one forgotten, an orphan pack, a first mark done.
     let b = Arc::new(MemoryBackend::new());
@@ -485,7 +488,7 @@ fn crash(encrypted: bool) {
     prune(&repo, &opts(T0)).unwrap();
     repo.remove_restore_points(&[rp2]).unwrap();
     let state_b = copy_backend(b.as_ref());
-    let scenarios: [(Arc<MemoryBackend>, i64, &[(SnapshotId, Vec<u64>)]); 2] =
+    let scenarios: [(Arc<MemoryBackend>, i64, &[Kept]); 2] =
         [(state_a, T0, &kept[..]), (state_b, T0 + GRACE, &kept[1..])];
 
     for (state, now, kept) in scenarios {
