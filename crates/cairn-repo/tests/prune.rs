@@ -678,3 +678,82 @@ fn catalog_blobs_are_kept() {
         assert_eq!(&again.read_blob(id).unwrap(), c);
     }
 }
+
+#[test]
+fn local_repository_grace_zero_and_temp_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let local = Arc::new(cairn_repo::LocalBackend::new(dir.path()).unwrap());
+    let repo = init(local.clone(), false);
+    let (s1, s2) = (seeds(0..30), seeds(20..40));
+    let rp1 = backup(&repo, &s1, 1);
+    let rp2 = backup(&repo, &s2, 2);
+    let before = pack_bytes(local.as_ref());
+    repo.remove_restore_points(&[rp1]).unwrap();
+    // A temporary file of an interrupted write.
+    let tmp = dir.path().join("packs").join(".tmp-1-2-x");
+    std::fs::write(&tmp, b"partial").unwrap();
+
+    // Grace 0: marks and deletes in one call (no backup running).
+    let r = prune(
+        &repo,
+        &PruneOptions {
+            grace_seconds: 0,
+            now: None,
+            ..opts(0)
+        },
+    )
+    .unwrap();
+    assert!(r.packs_deleted > 0 && r.bytes_freed > 0, "{r:?}");
+    assert_eq!(r.kept_for_grace, 0, "{r:?}");
+    assert!(pack_bytes(local.as_ref()) < before);
+    let again = open(local.clone(), false).unwrap();
+    verify_ok(&again);
+    check_rp(&again, &rp2, &s2);
+
+    // The temporary file is young: kept; once older than the grace period: deleted.
+    let young = PruneOptions::default();
+    assert_eq!(
+        cairn_repo::remove_stale_temp_files(&local, &young).unwrap(),
+        0
+    );
+    let later = PruneOptions {
+        now: Some(i64::MAX / 2),
+        ..PruneOptions::default()
+    };
+    let dry = PruneOptions {
+        dry_run: true,
+        ..later
+    };
+    assert_eq!(
+        cairn_repo::remove_stale_temp_files(&local, &dry).unwrap(),
+        1
+    );
+    assert!(tmp.exists());
+    assert_eq!(
+        cairn_repo::remove_stale_temp_files(&local, &later).unwrap(),
+        1
+    );
+    assert!(!tmp.exists());
+}
+
+#[test]
+fn encrypted_pending_objects_cannot_be_swapped() {
+    let b = Arc::new(MemoryBackend::new());
+    let repo = init(b.clone(), true);
+    let rp1 = backup(&repo, &seeds(0..20), 1);
+    repo.remove_restore_points(&[rp1]).unwrap();
+    prune(&repo, &opts(T0)).unwrap();
+    let names = b.list(PENDING_DIR).unwrap();
+    assert_eq!(names.len(), 1);
+    // The same bytes under another id fail authentication: prune stops, deletes nothing.
+    let bytes = b.get(&names[0]).unwrap();
+    b.delete(&names[0]).unwrap();
+    b.put(&format!("{PENDING_DIR}{}", "ab".repeat(32)), &bytes)
+        .unwrap();
+    let packs = b.list(PACK_DIR).unwrap();
+    assert!(matches!(
+        prune(&repo, &opts(T0 + GRACE)),
+        Err(Error::Crypto { .. })
+    ));
+    assert_eq!(b.list(PACK_DIR).unwrap(), packs);
+}
