@@ -550,16 +550,20 @@ fn run(repo: &Repository, opts: &PruneOptions) -> Result<PruneReport> {
     let mut resurrect: Vec<IndexPack> = Vec::new();
     let mut to_delete: Vec<(String, u64, bool)> = Vec::new();
     let mut swept: Vec<String> = Vec::new();
-    let mut young_packs: HashSet<ObjectId> = HashSet::new();
+    let ripe = |pf: &PendingFile| pf.time <= now.saturating_sub(opts.grace_seconds);
+    // Packs of pending objects not yet ripe: never deleted nor retired again in this run.
+    let mut young_packs: HashSet<ObjectId> = pendings
+        .iter()
+        .filter(|(_, pf)| !ripe(pf))
+        .flat_map(|(_, pf)| {
+            pf.packs
+                .iter()
+                .map(|p| p.id)
+                .chain(pf.unindexed.iter().map(|u| u.id))
+        })
+        .collect();
     for (name, pf) in &pendings {
-        let ripe = pf.time <= now.saturating_sub(opts.grace_seconds);
-        let ids = pf
-            .packs
-            .iter()
-            .map(|p| p.id)
-            .chain(pf.unindexed.iter().map(|u| u.id));
-        if !ripe {
-            young_packs.extend(ids);
+        if !ripe(pf) {
             // A backup that reused a blob of a pack retired after it started has committed:
             // index the pack again now so its restore point reads (the file stays, so the
             // pack is not retired again before the file is swept).
@@ -605,7 +609,8 @@ fn run(repo: &Repository, opts: &PruneOptions) -> Result<PruneReport> {
         }
         for (p, orphan) in cands {
             let pname = pack_name(&p.id);
-            if packs.contains_key(&p.id) || !present.contains(&pname) {
+            if packs.contains_key(&p.id) || !present.contains(&pname) || young_packs.contains(&p.id)
+            {
                 continue;
             }
             let needed = p
@@ -662,10 +667,10 @@ fn run(repo: &Repository, opts: &PruneOptions) -> Result<PruneReport> {
     }
     retired.sort();
     let retired_set: HashSet<ObjectId> = retired.iter().copied().collect();
-    // Blobs that stay indexed in kept packs.
+    // Blobs that stay readable in kept packs (an indexed but absent pack keeps nothing).
     let kept_blobs: HashSet<BlobId> = packs
         .values()
-        .filter(|p| !retired_set.contains(&p.id))
+        .filter(|p| !retired_set.contains(&p.id) && present.contains(&pack_name(&p.id)))
         .flat_map(|p| p.blobs.iter().map(|b| b.id))
         .collect();
     let target = usize::try_from(repo.config().pack_target).unwrap_or(usize::MAX);
