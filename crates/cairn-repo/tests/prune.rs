@@ -757,3 +757,46 @@ fn encrypted_pending_objects_cannot_be_swapped() {
     ));
     assert_eq!(b.list(PACK_DIR).unwrap(), packs);
 }
+
+#[test]
+fn damaged_live_blob_is_not_repacked_away() {
+    let b = Arc::new(MemoryBackend::new());
+    let repo = init(b.clone(), false);
+    let all = seeds(0..16);
+    let rp1 = backup(&repo, &all, 1);
+    let sparse = vec![3u64];
+    let _rp2 = backup(&repo, &sparse, 2);
+    repo.remove_restore_points(&[rp1]).unwrap();
+    // Damage the live blob in its pack.
+    let id = repo.blob_id(&content(3));
+    let (pack, offset) = {
+        let idx = repo.index();
+        let e = *idx.get(&id).unwrap();
+        (idx.pack(e.pack).unwrap().0, e.offset)
+    };
+    let name = cairn_repo::pack_name(&pack);
+    let mut bytes = b.get(&name).unwrap();
+    bytes[usize::try_from(offset).unwrap() + 10] ^= 0xff;
+    b.put(&name, &bytes).unwrap();
+
+    prune(&repo, &opts(T0)).unwrap();
+    prune(&repo, &opts(T0 + 2 * GRACE)).unwrap();
+    // The pack is still there and indexed: verify names the damage instead of a missing blob.
+    assert!(b.exists(&name).unwrap());
+    let again = open(b.clone(), false).unwrap();
+    let r = again
+        .verify(&VerifyOptions {
+            read_data: true,
+            ..VerifyOptions::default()
+        })
+        .unwrap();
+    assert!(!r.problems.is_empty());
+    assert!(
+        r.problems
+            .iter()
+            .all(|p| p.kind != cairn_repo::ProblemKind::MissingBlob
+                && p.kind != cairn_repo::ProblemKind::MissingPack),
+        "{:?}",
+        r.problems
+    );
+}
