@@ -1,0 +1,281 @@
+//! `cairn policy check`, `forget`, `run` end to end through the binary.
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn cairn(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_cairn"))
+        .args(args)
+        .env_remove("CAIRN_PASSWORD")
+        .env_remove("CAIRN_REPOSITORY")
+        .env_remove("XDG_STATE_HOME")
+        .output()
+        .expect("run cairn")
+}
+
+fn ok(args: &[&str]) -> String {
+    let out = cairn(args);
+    assert!(
+        out.status.success(),
+        "cairn {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+#[test]
+fn policy_check_describes_the_example_and_rejects_errors_with_a_position() {
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/policy.toml");
+    let out = ok(&["policy", "check", s(&example)]);
+    for job in ["finance-db", "finance-web", "office", "lab"] {
+        assert!(out.contains(&format!("job {job}:")), "{out}");
+    }
+    assert!(out.contains("hourly at :30"), "{out}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(
+        &bad,
+        "[class.c]\nschedule = \"hourly\"\nkeep_dialy = 3\nrepository = \"/r\"\n",
+    )
+    .unwrap();
+    let out = cairn(&["policy", "check", s(&bad)]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("bad.toml:3:"), "{err}");
+}
+
+fn init_repo(repo: &Path) {
+    ok(&["init", "--repo", s(repo), "--encryption", "none"]);
+}
+
+fn make_image(path: &Path, seed: u8) {
+    let data: Vec<u8> = (0..1u32 << 20).map(|i| (i / 4096) as u8 ^ seed).collect();
+    std::fs::write(path, data).unwrap();
+}
+
+fn backup_at(repo: &Path, image: &Path, name: &str, time: &str) -> String {
+    ok(&[
+        "backup",
+        "--repo",
+        s(repo),
+        "--name",
+        name,
+        "--time",
+        time,
+        s(image),
+    ])
+    .trim()
+    .to_owned()
+}
+
+fn forget_json(repo: &Path, extra: &[&str]) -> Vec<serde_json::Value> {
+    let mut args = vec!["forget", "--repo", s(repo), "--json"];
+    args.extend_from_slice(extra);
+    ok(&args)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+fn times(list: &serde_json::Value) -> Vec<String> {
+    list.as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["time"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// The worked examples of docs/policy.md, through `cairn backup --time` and `cairn forget`.
+#[test]
+fn forget_dry_run_json_gives_the_documented_decisions() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path().join("repo");
+    init_repo(&repo);
+    let img = dir.path().join("disk.img");
+    make_image(&img, 1);
+
+    // One point every Sunday 11:00 from 2019-09-01 to 2019-11-17, keep_daily = 4.
+    let sundays = [
+        "2019-09-01",
+        "2019-09-08",
+        "2019-09-15",
+        "2019-09-22",
+        "2019-09-29",
+        "2019-10-06",
+        "2019-10-13",
+        "2019-10-20",
+        "2019-10-27",
+        "2019-11-03",
+        "2019-11-10",
+        "2019-11-17",
+    ];
+    for d in sundays {
+        backup_at(&repo, &img, "weekly-vm", &format!("{d}T11:00:00Z"));
+    }
+    // keep_last 1, daily 2, monthly 2, yearly 2 over seven points of another VM.
+    let table = [
+        "2023-06-15T12:00:00Z",
+        "2023-12-20T12:00:00Z",
+        "2024-01-01T08:00:00Z",
+        "2024-01-01T09:00:00Z",
+        "2024-01-02T12:00:00Z",
+        "2024-01-03T09:00:00Z",
+        "2024-01-03T10:00:00Z",
+    ];
+    let mut ids = std::collections::BTreeMap::new();
+    for t in table {
+        ids.insert(t, backup_at(&repo, &img, "mixed-vm", t));
+    }
+
+    let groups = forget_json(&repo, &["--dry-run", "--keep-daily", "4"]);
+    assert_eq!(groups.len(), 2);
+    let weekly = groups.iter().find(|g| g["vm"] == "weekly-vm").unwrap();
+    assert_eq!(
+        times(&weekly["keep"]),
+        [
+            "2019-11-17T11:00:00Z",
+            "2019-11-10T11:00:00Z",
+            "2019-11-03T11:00:00Z",
+            "2019-10-27T11:00:00Z"
+        ]
+    );
+    assert_eq!(weekly["remove"].as_array().unwrap().len(), 8);
+    assert!(weekly["keep"][0]["reasons"]
+        .as_array()
+        .unwrap()
+        .contains(&"daily snapshot".into()));
+
+    let rules = [
+        "--dry-run",
+        "--keep-last",
+        "1",
+        "--keep-daily",
+        "2",
+        "--keep-monthly",
+        "2",
+        "--keep-yearly",
+        "2",
+    ];
+    let groups = forget_json(&repo, &rules);
+    let mixed = groups.iter().find(|g| g["vm"] == "mixed-vm").unwrap();
+    assert_eq!(
+        times(&mixed["keep"]),
+        [
+            "2024-01-03T10:00:00Z",
+            "2024-01-02T12:00:00Z",
+            "2023-12-20T12:00:00Z"
+        ]
+    );
+    assert_eq!(
+        mixed["keep"][0]["reasons"],
+        serde_json::json!([
+            "last snapshot",
+            "daily snapshot",
+            "monthly snapshot",
+            "yearly snapshot"
+        ])
+    );
+    assert_eq!(mixed["keep"][0]["id"], ids["2024-01-03T10:00:00Z"].as_str());
+    assert_eq!(
+        times(&mixed["remove"]),
+        [
+            "2024-01-03T09:00:00Z",
+            "2024-01-01T09:00:00Z",
+            "2024-01-01T08:00:00Z",
+            "2023-06-15T12:00:00Z"
+        ]
+    );
+
+    // A dry run removed nothing; the real run removes exactly the listed points.
+    let listed = |repo: &Path| -> usize {
+        let v: serde_json::Value =
+            serde_json::from_str(&ok(&["snapshots", "--repo", s(repo), "--json"])).unwrap();
+        v.as_array().unwrap().len()
+    };
+    assert_eq!(listed(&repo), 19);
+    ok(&["forget", "--repo", s(&repo), "--keep-daily", "4"]);
+    // weekly-vm keeps 4; mixed-vm (daily 4) keeps 01-03 10:00, 01-02, 01-01 09:00,
+    // 2023-12-20.
+    assert_eq!(listed(&repo), 8);
+
+    // No rule at all is refused, as restic does.
+    let out = cairn(&["forget", "--repo", s(&repo), "--dry-run"]);
+    assert!(!out.status.success());
+}
+
+#[test]
+fn run_now_backs_up_every_vm_once_and_fails_visibly() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let repo = root.join("repo");
+    init_repo(&repo);
+    for vm in ["web01", "web02"] {
+        std::fs::create_dir_all(root.join("vms").join(vm)).unwrap();
+        make_image(&root.join("vms").join(vm).join("disk.img"), 3);
+    }
+    let policy = root.join("policy.toml");
+    std::fs::write(
+        &policy,
+        format!(
+            "[class.c]\nschedule = \"daily 02:00\"\nkeep_last = 3\nrepository = '{}'\n\n\
+             [job.web]\nclass = \"c\"\nvms = ['{}/vms/web*']\n",
+            s(&repo),
+            s(root)
+        ),
+    )
+    .unwrap();
+    let out = ok(&["run", "--policy", s(&policy), "--now"]);
+    assert_eq!(out.lines().count(), 2, "{out}");
+    assert!(out.lines().all(|l| l.contains("succeeded")), "{out}");
+    // Default state file next to the policy.
+    let state = std::fs::read_to_string(root.join(".cairn-state.json")).unwrap();
+    assert!(
+        state.contains("web01") && state.contains("succeeded"),
+        "{state}"
+    );
+    let v: serde_json::Value =
+        serde_json::from_str(&ok(&["snapshots", "--repo", s(&repo), "--json"])).unwrap();
+    let mut names: Vec<&str> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    names.sort_unstable();
+    assert_eq!(names, ["web01", "web02"]);
+    assert_eq!(v[0]["tags"], serde_json::json!(["web", "c"]));
+
+    // Not due again right away (daily), so a plain run does nothing.
+    ok(&["run", "--policy", s(&policy)]);
+    // An unknown job, and a job whose repository is missing, fail.
+    assert!(!cairn(&["run", "--policy", s(&policy), "--job", "nope"])
+        .status
+        .success());
+    let broken = root.join("broken.toml");
+    std::fs::write(
+        &broken,
+        format!(
+            "[class.c]\nschedule = \"hourly\"\nkeep_last = 1\nrepository = '{}/missing'\n\n\
+             [job.x]\nclass = \"c\"\nvms = ['{}/vms/web01']\n",
+            s(root),
+            s(root)
+        ),
+    )
+    .unwrap();
+    let state2 = root.join("state2.json");
+    let out = cairn(&[
+        "run",
+        "--policy",
+        s(&broken),
+        "--now",
+        "--state",
+        s(&state2),
+    ]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("FAILED"));
+    assert!(state2.exists());
+}
