@@ -160,7 +160,7 @@ pub fn ls(
     let cat = catalog_of(&store, vol)?;
     let print = |p: &str, e: &cairn_catalog::Entry| {
         if as_json {
-            println!(
+            outln!(
                 "{}",
                 serde_json::to_string(&e.to_json(p)).unwrap_or_default()
             );
@@ -173,7 +173,7 @@ pub fn ls(
                 Some("file") => '-',
                 _ => '?',
             };
-            println!(
+            outln!(
                 "{kind} {:>12} {:<20} {p}",
                 v["size"],
                 v["mtime"].as_str().unwrap_or("-")
@@ -282,14 +282,14 @@ pub fn find(a: &FindArgs) -> Result<()> {
                 let mut j = serde_json::to_value(&v)?;
                 j["disk"] = json!(disk + 1);
                 j["partition"] = json!(part);
-                println!("{j}");
+                outln!("{j}");
             } else {
                 let short: Vec<String> = v
                     .restore_points
                     .iter()
                     .map(|r| r[..12.min(r.len())].to_string())
                     .collect();
-                println!(
+                outln!(
                     "{}:{} {} {} bytes {} in {}",
                     disk + 1,
                     part,
@@ -331,12 +331,12 @@ pub fn diff(a: &DiffArgs) -> Result<()> {
                 })?;
                 for p in all {
                     if a.json {
-                        println!(
+                        outln!(
                             "{}",
                             json!({"disk": vn.disk + 1, "partition": vn.partition, "path": p, "change": "added"})
                         );
                     } else {
-                        println!("+ {}:{} {p}", vn.disk + 1, vn.partition);
+                        outln!("+ {}:{} {p}", vn.disk + 1, vn.partition);
                     }
                 }
                 continue;
@@ -347,7 +347,7 @@ pub fn diff(a: &DiffArgs) -> Result<()> {
                 let mut j = serde_json::to_value(&c)?;
                 j["disk"] = json!(vn.disk + 1);
                 j["partition"] = json!(vn.partition);
-                println!("{j}");
+                outln!("{j}");
             } else {
                 let j = serde_json::to_value(&c)?;
                 let sign = match j["change"].as_str() {
@@ -355,7 +355,7 @@ pub fn diff(a: &DiffArgs) -> Result<()> {
                     Some("removed") => '-',
                     _ => 'M',
                 };
-                println!("{sign} {}:{} {}", vn.disk + 1, vn.partition, c.path);
+                outln!("{sign} {}:{} {}", vn.disk + 1, vn.partition, c.path);
             }
         }
     }
@@ -514,14 +514,14 @@ pub fn verify_recoverable(
         let recoverable = problems.is_empty();
         all_ok &= recoverable;
         if as_json {
-            println!(
+            outln!(
                 "{}",
                 json!({"disk": v.disk + 1, "partition": v.partition, "filesystem": v.fs, "status": status.to_lowercase(),
                     "recoverable": recoverable, "entries": entries, "files_read": files_read, "bytes_read": bytes_read,
                     "note": v.note, "problems": problems})
             );
         } else {
-            println!(
+            outln!(
                 "disk {} partition {} ({}): {status}: {entries} entries, {files_read} files ({bytes_read} bytes) read{}",
                 v.disk + 1,
                 v.partition,
@@ -529,7 +529,7 @@ pub fn verify_recoverable(
                 v.note.as_deref().map(|n| format!(" [{n}]")).unwrap_or_default()
             );
             for p in &problems {
-                println!("  problem: {p}");
+                outln!("  problem: {p}");
             }
         }
     }

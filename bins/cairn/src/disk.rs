@@ -63,7 +63,8 @@ pub struct ConvertArgs {
 }
 
 pub fn open(path: &PathBuf, args: &OpenArgs) -> Result<VirtualDisk> {
-    VirtualDisk::open(path, &args.options()).with_context(|| format!("opening {}", path.display()))
+    // vdisk errors name the file (and the parent when a chain breaks) themselves.
+    Ok(VirtualDisk::open(path, &args.options())?)
 }
 
 fn kind_name(k: RangeKind) -> &'static str {
@@ -132,34 +133,38 @@ pub fn inspect(a: &InspectArgs) -> Result<()> {
             "filesystem": whole_disk_fs,
             "warnings": table.warnings,
         });
-        println!("{v}");
+        outln!("{v}");
         return Ok(());
     }
-    println!("image:          {}", a.image.display());
-    println!("format:         {} ({})", disk.format(), disk.subformat());
-    println!("virtual size:   {} bytes", disk.size());
-    println!("allocated:      {allocated} bytes");
+    outln!("image:          {}", a.image.display());
+    outln!("format:         {} ({})", disk.format(), disk.subformat());
+    outln!("virtual size:   {} bytes", disk.size());
+    outln!("allocated:      {allocated} bytes");
     if let Some(u) = disk.identity().uuid {
-        println!("uuid:           {}", cairn_vdisk::hex(&u));
+        outln!("uuid:           {}", cairn_vdisk::hex(&u));
     }
     if disk.layers().len() > 1 {
-        println!("chain:");
+        outln!("chain:");
         for (i, l) in disk.layers().iter().enumerate() {
-            println!("  {i}: {} ({} {})", l.path.display(), l.format, l.subformat);
+            outln!("  {i}: {} ({} {})", l.path.display(), l.format, l.subformat);
         }
     }
-    println!("partition table: {}", table.scheme.as_str());
+    outln!("partition table: {}", table.scheme.as_str());
     for (p, fs) in &parts {
-        println!(
+        outln!(
             "  {:>3}  start {:>14}  size {:>14}  {:<28} {}",
-            p.index, p.start, p.size, p.type_name, fs
+            p.index,
+            p.start,
+            p.size,
+            p.type_name,
+            fs
         );
     }
     if let Some(fs) = whole_disk_fs {
-        println!("file system:    {fs}");
+        outln!("file system:    {fs}");
     }
     for w in &table.warnings {
-        println!("warning: {w}");
+        outln!("warning: {w}");
     }
     Ok(())
 }
@@ -181,15 +186,15 @@ pub fn map(a: &MapArgs) -> Result<()> {
                 .map(|r| json!({"start": r.offset, "length": r.len, "kind": kind_name(r.kind)}))
                 .collect()
         });
-        println!(
+        outln!(
             "{}",
             json!({"virtual_size": disk.size(), "map": runs, "changed": changed})
         );
         return Ok(());
     }
-    println!("{:>16} {:>16} {:>6}  kind", "start", "length", "depth");
+    outln!("{:>16} {:>16} {:>6}  kind", "start", "length", "depth");
     for r in combined.runs() {
-        println!(
+        outln!(
             "{:>16} {:>16} {:>6}  {}",
             r.offset,
             r.len,
@@ -198,9 +203,9 @@ pub fn map(a: &MapArgs) -> Result<()> {
         );
     }
     if let Some(c) = changed {
-        println!("changed relative to the parent:");
+        outln!("changed relative to the parent:");
         for r in c.runs().iter().filter(|r| r.kind != RangeKind::Unallocated) {
-            println!(
+            outln!(
                 "{:>16} {:>16}         {}",
                 r.offset,
                 r.len,

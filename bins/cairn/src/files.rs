@@ -230,16 +230,20 @@ pub fn df(a: &DfArgs) -> Result<()> {
                     "filesystem": v.fs_kind.as_str(), "error": e}),
             })
             .collect();
-        println!("{}", serde_json::Value::Array(arr));
+        outln!("{}", serde_json::Value::Array(arr));
         return Ok(());
     }
-    println!(
+    outln!(
         "{:>4} {:<8} {:>14} {:>14} {:>14}  label",
-        "part", "fs", "size", "used", "free"
+        "part",
+        "fs",
+        "size",
+        "used",
+        "free"
     );
     for (v, info) in rows {
         match info {
-            Ok(i) => println!(
+            Ok(i) => outln!(
                 "{:>4} {:<8} {:>14} {:>14} {:>14}  {}",
                 v.index,
                 i.fs_type,
@@ -248,7 +252,7 @@ pub fn df(a: &DfArgs) -> Result<()> {
                 i.free_bytes,
                 i.label.unwrap_or_default()
             ),
-            Err(e) => println!(
+            Err(e) => outln!(
                 "{:>4} {:<8} {:>14} {:>14} {:>14}  ({e})",
                 v.index,
                 v.fs_kind.as_str(),

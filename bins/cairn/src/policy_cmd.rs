@@ -123,7 +123,7 @@ pub fn policy(a: &PolicyArgs) -> Result<()> {
     match &a.command {
         PolicyCommand::Check(c) => {
             let policy = Policy::load(&c.file)?;
-            println!("{}", policy.describe());
+            outln!("{}", policy.describe());
             Ok(())
         }
     }
@@ -188,7 +188,7 @@ pub fn run(a: &RunArgs) -> Result<()> {
     let reports = cairn_engine::run_due(&policy, &mut state, &SystemClock, &opts);
     save_state(&state_file, &state)?;
     for r in &reports {
-        println!("{}", report_line(r));
+        outln!("{}", report_line(r));
     }
     if reports.is_empty() {
         eprintln!("nothing due");
@@ -307,17 +307,20 @@ pub fn forget_cmd(a: &ForgetArgs) -> Result<()> {
                 if let (Some(job), Some(o)) = (job, v.as_object_mut()) {
                     o.insert("job".into(), json!(job));
                 }
-                println!("{v}");
+                outln!("{v}");
             } else {
-                let of_job = job.as_ref().map(|j| format!(" (job {j})")).unwrap_or_default();
-                println!(
+                let of_job = job
+                    .as_ref()
+                    .map(|j| format!(" (job {j})"))
+                    .unwrap_or_default();
+                outln!(
                     "vm {}{of_job}: keep {}, remove {}",
                     g.vm,
                     g.keep.len(),
                     g.remove.len()
                 );
                 for k in &g.keep {
-                    println!(
+                    outln!(
                         "  keep    {}  {}  {}",
                         short(&k.id),
                         rfc3339(k.time),
@@ -325,7 +328,7 @@ pub fn forget_cmd(a: &ForgetArgs) -> Result<()> {
                     );
                 }
                 for r in &g.remove {
-                    println!("  remove  {}  {}", short(&r.id), rfc3339(r.time));
+                    outln!("  remove  {}  {}", short(&r.id), rfc3339(r.time));
                 }
             }
         }
@@ -361,7 +364,7 @@ pub fn prune(a: &PruneArgs) -> Result<()> {
     };
     let r = cairn_repo::prune(&repo, &opts).context("prune")?;
     if a.json {
-        println!(
+        outln!(
             "{}",
             json!({"dry_run": a.dry_run, "packs_deleted": r.packs_deleted,
                 "packs_repacked": r.packs_repacked, "blobs_removed": r.blobs_removed,
@@ -370,7 +373,7 @@ pub fn prune(a: &PruneArgs) -> Result<()> {
         );
     } else {
         let verb = if a.dry_run { "would free" } else { "freed" };
-        println!(
+        outln!(
             "{verb} {} bytes: {} packs deleted, {} repacked, {} blobs removed, {} index files rewritten, {} orphan packs deleted, {} packs waiting for their grace period",
             r.bytes_freed,
             r.packs_deleted,

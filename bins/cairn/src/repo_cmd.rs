@@ -190,7 +190,7 @@ pub fn init(a: &InitArgs) -> Result<()> {
             let key = cairn_crypto::generate_recovery_key()?;
             ring.add_slot(secret, &SlotSecret::RecoveryKey(key.clone()), "recovery")?;
             eprintln!("recovery key (store it apart from the passphrase; it is shown once):");
-            println!("{key}");
+            outln!("{key}");
         }
         match &a.repo.key_file {
             Some(path) => ring
@@ -322,7 +322,7 @@ pub fn backup(a: &BackupArgs) -> Result<()> {
         b.finish_and_clear();
     }
     if a.json {
-        println!(
+        outln!(
             "{}",
             json!({
                 "restore_point": report.restore_point.to_string(),
@@ -338,7 +338,7 @@ pub fn backup(a: &BackupArgs) -> Result<()> {
             })
         );
     } else {
-        println!("{}", report.restore_point);
+        outln!("{}", report.restore_point);
         eprintln!(
             "read {} bytes ({} free bytes skipped), {} new, {} stored, in {:.2} s{}",
             report.bytes_read,
@@ -396,16 +396,19 @@ pub fn snapshots(a: &SnapshotsArgs) -> Result<()> {
                 })
             })
             .collect();
-        println!("{}", serde_json::Value::Array(arr));
+        outln!("{}", serde_json::Value::Array(arr));
         return Ok(());
     }
-    println!(
+    outln!(
         "{:<12}  {:<20}  {:<16}  {:>14}  tags",
-        "id", "time", "vm", "size"
+        "id",
+        "time",
+        "vm",
+        "size"
     );
     for s in &list {
         let size: u64 = s.disks.iter().map(|d| d.1).sum();
-        println!(
+        outln!(
             "{:<12}  {:<20}  {:<16}  {:>14}  {}",
             short(&s.id),
             rfc3339(s.time),
@@ -524,14 +527,14 @@ pub fn verify(a: &VerifyArgs) -> Result<bool> {
                     "blobs": p.blobs.len(), "affected": affected})
             })
             .collect();
-        println!(
+        outln!(
             "{}",
             json!({"ok": report.is_ok(), "restore_points": report.snapshots, "index_files": report.index_files,
                 "packs": report.packs, "packs_read": report.packs_read, "blobs_checked": report.blobs_checked,
                 "bytes_read": report.bytes_read, "problems": problems})
         );
     } else {
-        println!(
+        outln!(
             "{} restore points, {} index files, {} packs ({} read), {} blobs checked",
             report.snapshots,
             report.index_files,
@@ -540,11 +543,11 @@ pub fn verify(a: &VerifyArgs) -> Result<bool> {
             report.blobs_checked
         );
         for p in &report.problems {
-            println!("problem: {:?} {}: {}", p.kind, p.object, p.detail);
+            outln!("problem: {:?} {}: {}", p.kind, p.object, p.detail);
             for x in &p.affected {
                 let ranges: Vec<String> =
                     x.ranges.iter().map(|(s, e)| format!("{s}..{e}")).collect();
-                println!(
+                outln!(
                     "  breaks restore point {} ({} {}) disk {} ({}): bytes {}",
                     short(&x.snapshot),
                     x.vm_name,
@@ -555,7 +558,7 @@ pub fn verify(a: &VerifyArgs) -> Result<bool> {
                 );
             }
         }
-        println!(
+        outln!(
             "{}",
             if report.is_ok() {
                 "no problems found"

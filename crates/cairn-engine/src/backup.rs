@@ -498,6 +498,25 @@ pub fn backup(
         volumes: opts.volumes.clone(),
     };
     let id = repo.save_manifest(&manifest)?;
+    // A prune that ran meanwhile may have retired packs holding blobs this backup reused:
+    // make them indexed again (docs/prune.md). Nothing is lost if this fails; the next
+    // prune does the same.
+    let mut wanted: Vec<BlobId> = manifest
+        .disks
+        .iter()
+        .flat_map(|d| d.chunks.iter().flatten().copied())
+        .collect();
+    wanted.extend(
+        manifest
+            .volumes
+            .iter()
+            .flat_map(|v| v.catalog_blobs.iter().copied()),
+    );
+    wanted.sort_unstable();
+    wanted.dedup();
+    if let Err(e) = cairn_repo::reindex_retired(repo, &wanted) {
+        tracing::warn!("re-indexing blobs retired by a concurrent prune: {e}");
+    }
     Ok(BackupReport {
         restore_point: id,
         bytes_read: progress.bytes_read,

@@ -54,6 +54,8 @@ const BITMAP_CHUNK: usize = 64 << 10;
 /// Reparse tags decoded as links.
 pub(crate) const TAG_MOUNT_POINT: u32 = 0xA000_0003;
 pub(crate) const TAG_SYMLINK: u32 = 0xA000_000C;
+/// IO_REPARSE_TAG_WOF: Windows Overlay Filter (compressed system files).
+pub(crate) const TAG_WOF: u32 = 0x8000_0017;
 pub(crate) const TAG_WSL_SYMLINK: u32 = 0xA000_001D;
 
 /// FILE_ATTRIBUTE_* bits.
@@ -715,7 +717,15 @@ impl NtfsFs {
             Some(r) if matches!(r.tag, TAG_SYMLINK | TAG_MOUNT_POINT | TAG_WSL_SYMLINK) => {
                 FileKind::Symlink
             }
-            Some(_) => FileKind::Other,
+            // WOF-compressed files keep their data in a stream this reader does not decode:
+            // listing them as files would restore wrong bytes.
+            Some(r) if r.tag == TAG_WOF => FileKind::Other,
+            // WSL special files: AF_UNIX socket, FIFO, character and block devices.
+            Some(r) if matches!(r.tag, 0x8000_0023..=0x8000_0026) => FileKind::Other,
+            // Any other reparse point (OneDrive/cloud placeholders, dedup, ...) is still the
+            // folder or file it is: list it and read its local data, as TSK does.
+            Some(_) if node.flags & FLAG_DIRECTORY != 0 => FileKind::Dir,
+            Some(_) => FileKind::File,
             None if node.flags & FLAG_DIRECTORY != 0 => FileKind::Dir,
             None => FileKind::File,
         };

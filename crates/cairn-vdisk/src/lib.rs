@@ -106,9 +106,15 @@ pub fn open_layer(path: &Path, limits: &Limits) -> Result<Box<dyn DiskLayer>> {
         ImageFormat::Vmdk => {
             Box::new(cairn_vmdk::VmdkImage::open(path, limits).map_err(|e| wrap("vmdk")(e.into()))?)
         }
-        ImageFormat::Vhd => {
-            Box::new(cairn_vhd::VhdImage::open(path, limits).map_err(|e| wrap("vhd")(e.into()))?)
-        }
+        ImageFormat::Vhd => match cairn_vhd::VhdImage::open(path, limits) {
+            Ok(img) => Box::new(img),
+            // A footer only at the end that does not describe the file may be a stale one on
+            // a raw image (qemu also reads such files as raw): `inspect` then says `raw`.
+            Err(_) if !probe::has_leading_vhd_copy(path) => {
+                Box::new(RawImage::open(path).map_err(|io| Error::io(path, io))?)
+            }
+            Err(e) => return Err(wrap("vhd")(e.into())),
+        },
         ImageFormat::Vhdx => {
             Box::new(cairn_vhdx::VhdxImage::open(path, limits).map_err(|e| wrap("vhdx")(e.into()))?)
         }

@@ -74,3 +74,13 @@ fn is_vmdk_descriptor(head: &[u8]) -> bool {
             .take(16)
             .any(|l| l.trim_start().starts_with("createType"))
 }
+
+/// True when the file starts with a VHD footer copy (dynamic and differencing disks do; a
+/// fixed disk has its footer only at the end).
+pub(crate) fn has_leading_vhd_copy(path: &Path) -> bool {
+    let Ok(f) = FileReader::open(path) else {
+        return false;
+    };
+    let mut head = [0u8; 8];
+    f.read_exact_at(&mut head, 0).is_ok() && &head == b"conectix"
+}
