@@ -53,7 +53,9 @@ fn init_repo(repo: &Path) {
 }
 
 fn make_image(path: &Path, seed: u8) {
-    let data: Vec<u8> = (0..1u32 << 20).map(|i| (i / 4096) as u8 ^ seed).collect();
+    let data: Vec<u8> = (0..1u32 << 20)
+        .map(|i| (i / 4096).to_le_bytes()[0] ^ seed)
+        .collect();
     std::fs::write(path, data).unwrap();
 }
 

@@ -14,7 +14,9 @@ const DAY: i64 = 86_400;
 
 fn make_vm(dir: &Path, seed: u8) -> PathBuf {
     std::fs::create_dir_all(dir).unwrap();
-    let image: Vec<u8> = (0..1u32 << 20).map(|i| (i / 512) as u8 ^ seed).collect();
+    let image: Vec<u8> = (0..1u32 << 20)
+        .map(|i| (i / 512).to_le_bytes()[0] ^ seed)
+        .collect();
     std::fs::write(dir.join("disk.img"), image).unwrap();
     // Not a disk image: the runner must leave it alone.
     std::fs::write(dir.join("vm.nvram"), b"nvram").unwrap();
