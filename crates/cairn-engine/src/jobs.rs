@@ -126,8 +126,8 @@ impl JobRunReport {
 
 /// A [`ReadAt`] that keeps the average read rate at or below a cap (a token bucket):
 /// each read is charged after it completes and the reader sleeps off any debt, so
-/// concurrent readers share the budget. Bursts are limited to a tenth of a second of
-/// budget.
+/// concurrent readers share the budget. After an idle pause, bursts are limited to a
+/// tenth of a second of budget.
 pub struct ThrottledReader {
     inner: Arc<dyn ReadAt>,
     bytes_per_second: f64,
@@ -158,8 +158,9 @@ impl ThrottledReader {
             inner,
             bytes_per_second: rate,
             burst: rate / 10.0,
+            // Starts empty: the average from the first byte stays within the cap.
             bucket: Mutex::new(Bucket {
-                tokens: rate / 10.0,
+                tokens: 0.0,
                 last: Instant::now(),
             }),
         }
