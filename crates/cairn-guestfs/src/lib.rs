@@ -96,7 +96,10 @@ impl GuestFs {
                 GuestFs::Ext(cairn_ext::ExtFs::open(vol, &opts)?)
             }
             FsKind::Fat12 | FsKind::Fat16 | FsKind::Fat32 | FsKind::ExFat => {
-                GuestFs::Fat(cairn_fat::FatFs::open(vol, &cairn_fat::FatOptions::default().with_limits(limits.clone()))?)
+                GuestFs::Fat(cairn_fat::FatFs::open(
+                    vol,
+                    &cairn_fat::FatOptions::default().with_limits(limits.clone()),
+                )?)
             }
             FsKind::Ntfs => {
                 let opts = cairn_ntfs::NtfsOptions::with_limits(limits.clone());
@@ -171,7 +174,9 @@ impl GuestFs {
             let entries = self.read_dir(node)?;
             let found = entries.iter().find(|e| e.name == part).or_else(|| {
                 if case_insensitive {
-                    entries.iter().find(|e| e.name.to_lowercase() == part.to_lowercase())
+                    entries
+                        .iter()
+                        .find(|e| e.name.to_lowercase() == part.to_lowercase())
                 } else {
                     None
                 }
@@ -199,7 +204,8 @@ impl GuestFs {
             v.sort_by(|a, b| b.name.cmp(&a.name));
             Ok(v)
         };
-        let mut stack: Vec<(String, Vec<DirEntry>)> = vec![(start_path.trim_end_matches('/').to_string(), sorted(start)?)];
+        let mut stack: Vec<(String, Vec<DirEntry>)> =
+            vec![(start_path.trim_end_matches('/').to_string(), sorted(start)?)];
         while let Some((path, entries)) = stack.last_mut() {
             let Some(e) = entries.pop() else {
                 stack.pop();
@@ -209,10 +215,16 @@ impl GuestFs {
             visit(&child, &e)?;
             if e.kind == FileKind::Dir {
                 if stack.len() > usize::try_from(max_depth).unwrap_or(usize::MAX) {
-                    return Err(Error::Walk { path: child, what: format!("deeper than {max_depth} directories") });
+                    return Err(Error::Walk {
+                        path: child,
+                        what: format!("deeper than {max_depth} directories"),
+                    });
                 }
                 if !seen.insert(e.id) {
-                    return Err(Error::Walk { path: child, what: "directory loop".into() });
+                    return Err(Error::Walk {
+                        path: child,
+                        what: "directory loop".into(),
+                    });
                 }
                 let entries = sorted(e.id)?;
                 stack.push((child, entries));
@@ -264,7 +276,14 @@ pub fn volumes(disk: Arc<dyn ReadAt>) -> Result<Vec<Volume>> {
     let table = cairn_part::read_partition_table(&disk)?;
     if table.scheme == cairn_part::Scheme::None {
         let kind = cairn_part::probe_filesystem(&disk);
-        return Ok(vec![Volume { index: 0, start: 0, size: disk.size(), type_name: "-", fs_kind: kind, reader: disk }]);
+        return Ok(vec![Volume {
+            index: 0,
+            start: 0,
+            size: disk.size(),
+            type_name: "-",
+            fs_kind: kind,
+            reader: disk,
+        }]);
     }
     let mut out = Vec::new();
     for p in &table.partitions {
@@ -276,7 +295,14 @@ pub fn volumes(disk: Arc<dyn ReadAt>) -> Result<Vec<Volume>> {
         };
         let reader: Arc<dyn ReadAt> = Arc::new(slice);
         let kind = cairn_part::probe_filesystem(&reader);
-        out.push(Volume { index: p.index, start: p.start, size: p.size, type_name: p.type_name, fs_kind: kind, reader });
+        out.push(Volume {
+            index: p.index,
+            start: p.start,
+            size: p.size,
+            type_name: p.type_name,
+            fs_kind: kind,
+            reader,
+        });
     }
     Ok(out)
 }
@@ -286,16 +312,24 @@ pub fn volumes(disk: Arc<dyn ReadAt>) -> Result<Vec<Volume>> {
 pub fn select_volume(disk: Arc<dyn ReadAt>, partition: Option<u32>) -> Result<Volume> {
     let vols = volumes(disk)?;
     match partition {
-        Some(n) => vols.into_iter().find(|v| v.index == n).ok_or(Error::NoSuchPartition(n)),
+        Some(n) => vols
+            .into_iter()
+            .find(|v| v.index == n)
+            .ok_or(Error::NoSuchPartition(n)),
         None => {
             let readable: Vec<_> = vols.iter().filter(|v| is_readable(v.fs_kind)).collect();
             if vols.len() == 1 || readable.len() == 1 {
                 let pick = readable.first().map_or(0, |v| v.index);
-                vols.into_iter().find(|v| v.index == pick || pick == 0).ok_or(Error::NoSuchPartition(0))
+                vols.into_iter()
+                    .find(|v| v.index == pick || pick == 0)
+                    .ok_or(Error::NoSuchPartition(0))
             } else {
                 Err(Error::Walk {
                     path: "/".into(),
-                    what: format!("the disk has {} volumes with file systems: choose one with --partition N", readable.len()),
+                    what: format!(
+                        "the disk has {} volumes with file systems: choose one with --partition N",
+                        readable.len()
+                    ),
                 })
             }
         }
@@ -306,6 +340,13 @@ pub fn select_volume(disk: Arc<dyn ReadAt>, partition: Option<u32>) -> Result<Vo
 pub fn is_readable(kind: FsKind) -> bool {
     matches!(
         kind,
-        FsKind::Ext2 | FsKind::Ext3 | FsKind::Ext4 | FsKind::Fat12 | FsKind::Fat16 | FsKind::Fat32 | FsKind::ExFat | FsKind::Ntfs
+        FsKind::Ext2
+            | FsKind::Ext3
+            | FsKind::Ext4
+            | FsKind::Fat12
+            | FsKind::Fat16
+            | FsKind::Fat32
+            | FsKind::ExFat
+            | FsKind::Ntfs
     )
 }

@@ -136,7 +136,10 @@ pub struct PartOptions {
 
 impl Default for PartOptions {
     fn default() -> Self {
-        PartOptions { max_logical_partitions: 256, max_gpt_entries: 4096 }
+        PartOptions {
+            max_logical_partitions: 256,
+            max_gpt_entries: 4096,
+        }
     }
 }
 
@@ -187,7 +190,9 @@ fn check_bounds(disk_size: u64, table: &mut PartitionTable) {
     spans.sort_unstable();
     for w in spans.windows(2) {
         if w[1].0 < w[0].1 {
-            table.warnings.push(format!("partitions {} and {} overlap", w[0].2, w[1].2));
+            table
+                .warnings
+                .push(format!("partitions {} and {} overlap", w[0].2, w[1].2));
         }
     }
 }

@@ -4,7 +4,9 @@ use std::collections::HashSet;
 use cairn_io::le::u32_le;
 use cairn_io::ReadAt;
 
-use crate::{mbr_type_name, Error, PartOptions, Partition, PartitionTable, PartitionType, Result, Scheme};
+use crate::{
+    mbr_type_name, Error, PartOptions, Partition, PartitionTable, PartitionType, Result, Scheme,
+};
 
 const SECTOR: u64 = 512;
 const TABLE_OFFSET: usize = 446;
@@ -20,7 +22,12 @@ pub(crate) struct MbrEntry {
 
 impl MbrEntry {
     fn parse(b: &[u8]) -> MbrEntry {
-        MbrEntry { status: b[0], kind: b[4], lba: u32_le(b, 8), sectors: u32_le(b, 12) }
+        MbrEntry {
+            status: b[0],
+            kind: b[4],
+            lba: u32_le(b, 8),
+            sectors: u32_le(b, 12),
+        }
     }
 
     fn is_used(&self) -> bool {
@@ -74,10 +81,17 @@ pub(crate) fn read_mbr(disk: &dyn ReadAt) -> Result<Option<Mbr>> {
     if crate::probe::probe_filesystem(disk) != crate::FsKind::Unknown {
         return Ok(None);
     }
-    Ok(Some(Mbr { signature: u32_le(&b, 440), entries }))
+    Ok(Some(Mbr {
+        signature: u32_le(&b, 440),
+        entries,
+    }))
 }
 
-pub(crate) fn read_mbr_partitions(disk: &dyn ReadAt, mbr: &Mbr, opts: &PartOptions) -> Result<PartitionTable> {
+pub(crate) fn read_mbr_partitions(
+    disk: &dyn ReadAt,
+    mbr: &Mbr,
+    opts: &PartOptions,
+) -> Result<PartitionTable> {
     let mut partitions = Vec::new();
     let mut warnings = Vec::new();
     let mut extended: Option<MbrEntry> = None;
@@ -88,7 +102,9 @@ pub(crate) fn read_mbr_partitions(disk: &dyn ReadAt, mbr: &Mbr, opts: &PartOptio
         let index = u32::try_from(slot).unwrap_or(0) + 1;
         if is_extended(e.kind) {
             if extended.is_some() {
-                warnings.push(format!("partition {index}: a second extended partition is ignored"));
+                warnings.push(format!(
+                    "partition {index}: a second extended partition is ignored"
+                ));
             } else {
                 extended = Some(*e);
             }
@@ -139,16 +155,23 @@ fn read_logicals(
     for _ in 0..opts.max_logical_partitions {
         let offset = ebr_lba * SECTOR;
         if !seen.insert(ebr_lba) {
-            return Err(Error::BadEbrChain { offset, what: "loops back to an earlier EBR" });
+            return Err(Error::BadEbrChain {
+                offset,
+                what: "loops back to an earlier EBR",
+            });
         }
         if offset.checked_add(SECTOR).is_none_or(|e| e > disk.size()) {
-            warnings.push(format!("EBR at byte {offset} lies past the end of the disk; chain cut"));
+            warnings.push(format!(
+                "EBR at byte {offset} lies past the end of the disk; chain cut"
+            ));
             return Ok(());
         }
         let mut b = [0u8; 512];
         disk.read_exact_at(&mut b, offset)?;
         let Some(entries) = parse_sector(&b) else {
-            warnings.push(format!("EBR at byte {offset} has no 0x55AA signature; chain cut"));
+            warnings.push(format!(
+                "EBR at byte {offset} has no 0x55AA signature; chain cut"
+            ));
             return Ok(());
         };
         let logical = entries[0];
@@ -156,7 +179,9 @@ fn read_logicals(
             let p = entry_to_partition(index, &logical, ebr_lba, true);
             let end_lba = ebr_lba + u64::from(logical.lba) + u64::from(logical.sectors);
             if end_lba > ext_end {
-                warnings.push(format!("logical partition {index} runs past its extended partition"));
+                warnings.push(format!(
+                    "logical partition {index} runs past its extended partition"
+                ));
             }
             out.push(p);
             index += 1;
@@ -167,9 +192,14 @@ fn read_logicals(
         }
         ebr_lba = ext_start + u64::from(next.lba);
         if ebr_lba >= ext_end {
-            warnings.push(format!("next EBR at LBA {ebr_lba} lies outside the extended partition; chain cut"));
+            warnings.push(format!(
+                "next EBR at LBA {ebr_lba} lies outside the extended partition; chain cut"
+            ));
             return Ok(());
         }
     }
-    Err(Error::BadEbrChain { offset: ebr_lba * SECTOR, what: "is longer than the logical-partition limit" })
+    Err(Error::BadEbrChain {
+        offset: ebr_lba * SECTOR,
+        what: "is longer than the logical-partition limit",
+    })
 }

@@ -80,7 +80,11 @@ pub fn probe_filesystem(vol: &dyn ReadAt) -> FsKind {
         if incompat & EXT4_INCOMPAT != 0 || ro_compat & EXT4_RO_COMPAT != 0 {
             return FsKind::Ext4;
         }
-        return if compat & EXT_HAS_JOURNAL != 0 { FsKind::Ext3 } else { FsKind::Ext2 };
+        return if compat & EXT_HAS_JOURNAL != 0 {
+            FsKind::Ext3
+        } else {
+            FsKind::Ext2
+        };
     }
     if b.len() >= 1024 && (&b[512..520] == b"LABELONE" && &b[536..544] == b"LVM2 001") {
         return FsKind::Lvm;
@@ -117,7 +121,9 @@ fn probe_fat(b: &[u8]) -> Option<FsKind> {
     let fat_size = if fat16 != 0 { fat16 } else { fat32 };
     let total = if total16 != 0 { total16 } else { total32 };
     let root_sectors = (root_entries * 32).div_ceil(bytes_per_sector);
-    let data_start = reserved.checked_add(fats.checked_mul(fat_size)?)?.checked_add(root_sectors)?;
+    let data_start = reserved
+        .checked_add(fats.checked_mul(fat_size)?)?
+        .checked_add(root_sectors)?;
     let clusters = total.checked_sub(data_start)? / sectors_per_cluster;
     Some(if clusters < 4085 {
         FsKind::Fat12

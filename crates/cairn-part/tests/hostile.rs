@@ -18,7 +18,16 @@ fn ebr_loop_is_an_error() {
     entry(&mut disk, 100 * 512, 0, 0x83, 10, 10);
     entry(&mut disk, 100 * 512, 1, 0x05, 0, 100);
     let err = read_partition_table(&disk).unwrap_err();
-    assert!(matches!(err, Error::BadEbrChain { what: "loops back to an earlier EBR", .. }), "{err}");
+    assert!(
+        matches!(
+            err,
+            Error::BadEbrChain {
+                what: "loops back to an earlier EBR",
+                ..
+            }
+        ),
+        "{err}"
+    );
 }
 
 #[test]
@@ -28,7 +37,10 @@ fn partition_past_the_end_is_a_warning_and_open_fails() {
     let t = read_partition_table(&disk).unwrap();
     assert_eq!(t.scheme, Scheme::Mbr);
     assert!(t.warnings[0].contains("past the end"));
-    assert!(matches!(t.partitions[0].open(&disk), Err(Error::PartitionOutsideDisk { index: 1, .. })));
+    assert!(matches!(
+        t.partitions[0].open(&disk),
+        Err(Error::PartitionOutsideDisk { index: 1, .. })
+    ));
 }
 
 fn gpt_disk(sector: usize, entries: u32, entry_size: u32) -> Vec<u8> {
@@ -67,7 +79,10 @@ fn gpt_with_4096_byte_sectors() {
     let t = read_partition_table(&d).unwrap();
     assert_eq!(t.scheme, Scheme::Gpt);
     assert_eq!(t.sector_size, 4096);
-    assert_eq!((t.partitions[0].start, t.partitions[0].size), (10 * 4096, 10 * 4096));
+    assert_eq!(
+        (t.partitions[0].start, t.partitions[0].size),
+        (10 * 4096, 10 * 4096)
+    );
     assert_eq!(t.partitions[0].type_name, "Linux filesystem");
 }
 
@@ -76,7 +91,9 @@ fn gpt_absurd_entry_count_is_refused() {
     let d = gpt_disk(512, 1_000_000, 128);
     let err = read_partition_table(&d).unwrap_err();
     match err {
-        Error::NoValidGpt { primary, .. } => assert!(primary.contains("exceed the limit"), "{primary}"),
+        Error::NoValidGpt { primary, .. } => {
+            assert!(primary.contains("exceed the limit"), "{primary}")
+        }
         e => panic!("{e}"),
     }
 }

@@ -6,7 +6,11 @@ use cairn_io::FileReader;
 use cairn_part::{read_partition_table, FsKind, PartitionType, Scheme};
 
 fn have(tool: &str) -> bool {
-    let found = Command::new("sh").arg("-c").arg(format!("command -v {tool}")).output().is_ok_and(|o| o.status.success());
+    let found = Command::new("sh")
+        .arg("-c")
+        .arg(format!("command -v {tool}"))
+        .output()
+        .is_ok_and(|o| o.status.success());
     if !found {
         assert!(std::env::var_os("CI").is_none(), "{tool} is required in CI");
         eprintln!("skipped: {tool} not found");
@@ -16,7 +20,11 @@ fn have(tool: &str) -> bool {
 
 fn run(cmd: &mut Command) {
     let out = cmd.output().expect("spawn");
-    assert!(out.status.success(), "{cmd:?}: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 fn sized_file(path: &Path, size: u64) {
@@ -24,7 +32,11 @@ fn sized_file(path: &Path, size: u64) {
 }
 
 fn sfdisk_json(path: &Path) -> serde_json::Value {
-    let out = Command::new("sfdisk").arg("--json").arg(path).output().unwrap();
+    let out = Command::new("sfdisk")
+        .arg("--json")
+        .arg(path)
+        .output()
+        .unwrap();
     assert!(out.status.success());
     serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()["partitiontable"].clone()
 }
@@ -39,7 +51,11 @@ fn sfdisk_parts(v: &serde_json::Value, img: &Path) -> Vec<(u32, u64, u64)> {
         .map(|p| {
             let node = p["node"].as_str().unwrap();
             let idx: u32 = node[name.len()..].parse().unwrap();
-            (idx, p["start"].as_u64().unwrap(), p["size"].as_u64().unwrap())
+            (
+                idx,
+                p["start"].as_u64().unwrap(),
+                p["size"].as_u64().unwrap(),
+            )
         })
         .collect()
 }
@@ -68,14 +84,23 @@ fn mbr_with_extended_and_logicals_matches_sfdisk() {
         .spawn()
         .unwrap();
     use std::io::Write;
-    child.stdin.take().unwrap().write_all(script.as_bytes()).unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(script.as_bytes())
+        .unwrap();
     assert!(child.wait().unwrap().success());
 
     let disk = FileReader::open(&img).unwrap();
     let table = read_partition_table(&disk).unwrap();
     assert_eq!(table.scheme, Scheme::Mbr);
     assert_eq!(table.disk_id.as_deref(), Some("12345678"));
-    let ours: Vec<_> = table.partitions.iter().map(|p| (p.index, p.start / 512, p.size / 512)).collect();
+    let ours: Vec<_> = table
+        .partitions
+        .iter()
+        .map(|p| (p.index, p.start / 512, p.size / 512))
+        .collect();
     let theirs = sfdisk_parts(&sfdisk_json(&img), &img);
     // sfdisk reports the extended container with its full size; so do we.
     assert_eq!(ours, theirs);
@@ -96,17 +121,35 @@ fn gpt_matches_sfdisk_and_survives_a_broken_primary() {
     run(Command::new("sgdisk")
         .args(["-o", "-U", "11111111-2222-3333-4444-555555555555"])
         .args(["-n", "1:2048:34815", "-t", "1:ef00", "-c", "1:EFI system"])
-        .args(["-n", "2:34816:77823", "-t", "2:0700", "-c", "2:Basic data ünï"])
+        .args([
+            "-n",
+            "2:34816:77823",
+            "-t",
+            "2:0700",
+            "-c",
+            "2:Basic data ünï",
+        ])
         .args(["-n", "3:77824:0", "-t", "3:8300", "-c", "3:root"])
         .arg(&img));
     let disk = FileReader::open(&img).unwrap();
     let table = read_partition_table(&disk).unwrap();
     assert_eq!(table.scheme, Scheme::Gpt);
-    assert_eq!(table.disk_id.as_deref(), Some("11111111-2222-3333-4444-555555555555"));
-    let ours: Vec<_> = table.partitions.iter().map(|p| (p.index, p.start / 512, p.size / 512)).collect();
+    assert_eq!(
+        table.disk_id.as_deref(),
+        Some("11111111-2222-3333-4444-555555555555")
+    );
+    let ours: Vec<_> = table
+        .partitions
+        .iter()
+        .map(|p| (p.index, p.start / 512, p.size / 512))
+        .collect();
     let theirs = sfdisk_parts(&sfdisk_json(&img), &img);
     assert_eq!(ours, theirs);
-    let names: Vec<_> = table.partitions.iter().map(|p| (p.type_name, p.name.clone().unwrap())).collect();
+    let names: Vec<_> = table
+        .partitions
+        .iter()
+        .map(|p| (p.type_name, p.name.clone().unwrap()))
+        .collect();
     assert_eq!(
         names,
         vec![
@@ -124,7 +167,14 @@ fn gpt_matches_sfdisk_and_survives_a_broken_primary() {
     let disk = FileReader::open(&img).unwrap();
     let table2 = read_partition_table(&disk).unwrap();
     assert_eq!(table2.partitions, table.partitions);
-    assert!(table2.warnings.iter().any(|w| w.contains("primary GPT header unusable")), "{:?}", table2.warnings);
+    assert!(
+        table2
+            .warnings
+            .iter()
+            .any(|w| w.contains("primary GPT header unusable")),
+        "{:?}",
+        table2.warnings
+    );
 
     // Corrupt the backup too: a typed error.
     let n = bytes.len();
@@ -156,11 +206,17 @@ fn probes_file_systems_made_by_their_tools() {
         let img = dir.path().join(format!("fs{i}.img"));
         sized_file(&img, *size);
         let mut cmd = Command::new(tool);
-        cmd.args(*args).arg(&img).stdout(std::process::Stdio::null());
+        cmd.args(*args)
+            .arg(&img)
+            .stdout(std::process::Stdio::null());
         run(&mut cmd);
         let vol = FileReader::open(&img).unwrap();
         assert_eq!(cairn_part::probe_filesystem(&vol), *want, "{tool} {args:?}");
         // A bare file system has no partition table.
-        assert_eq!(read_partition_table(&vol).unwrap().scheme, Scheme::None, "{tool} {args:?}");
+        assert_eq!(
+            read_partition_table(&vol).unwrap().scheme,
+            Scheme::None,
+            "{tool} {args:?}"
+        );
     }
 }
