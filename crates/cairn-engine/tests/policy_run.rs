@@ -319,3 +319,102 @@ fn throttled_backup_restores_the_same_bytes() {
         std::fs::read(vm.join("disk.img")).unwrap()
     );
 }
+
+fn have(tool: &str) -> bool {
+    let found = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!("command -v {tool}"))
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !found {
+        assert!(std::env::var_os("CI").is_none(), "{tool} is required in CI");
+        eprintln!("skipped: {tool} not found");
+    }
+    found
+}
+
+fn sh(cmd: &str, args: &[&str]) {
+    let out = std::process::Command::new(cmd).args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{cmd} {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The desktops class's `exclude = ["*.mp3"]`: the song's blocks are not read, so the
+/// restored image has zeros there, while the other file's data is intact. The FAT image is
+/// made by mkfs.fat and mcopy.
+#[test]
+fn class_exclusions_leave_the_excluded_files_data_unread() {
+    if !have("mkfs.fat") || !have("mcopy") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let vm = root.join("vms/pc02");
+    std::fs::create_dir_all(&vm).unwrap();
+    let img = vm.join("disk.img");
+    sh("mkfs.fat", &["-C", p(&img).as_str(), "8192"]);
+    let song: Vec<u8> = (0..256u32 << 10)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13).to_le_bytes()[0] | 1)
+        .collect();
+    let notes: Vec<u8> = b"quarterly numbers\n".repeat(120_000);
+    std::fs::write(root.join("song.mp3"), &song).unwrap();
+    std::fs::write(root.join("notes.txt"), &notes).unwrap();
+    // notes first: the song lands beyond the first MiB, which is always read (boot code).
+    for f in ["notes.txt", "song.mp3"] {
+        sh(
+            "mcopy",
+            &[
+                "-i",
+                p(&img).as_str(),
+                p(&root.join(f)).as_str(),
+                &format!("::/{f}"),
+            ],
+        );
+    }
+    let repo = make_repo(&root.join("repo"));
+    let text = format!(
+        r#"
+        [class.desktops]
+        schedule = "daily 02:00"
+        keep_daily = 7
+        exclude = ["*.mp3"]
+        repository = '{repo}'
+
+        [job.office]
+        class = "desktops"
+        vms = ['{vm}']
+        "#,
+        repo = p(&repo),
+        vm = p(&vm),
+    );
+    let policy = Policy::parse(&text).unwrap();
+    let clock = FakeClock::new(JAN_1);
+    let reports = run_due(
+        &policy,
+        &mut RunState::new(),
+        &clock,
+        &RunOptions::default(),
+    );
+    assert_eq!(reports.len(), 1);
+    assert_eq!(
+        reports[0].outcome,
+        RunOutcome::Succeeded,
+        "{}",
+        reports[0].summary()
+    );
+    assert!(reports[0].bytes_skipped >= song.len() as u64);
+    let rp = reports[0].restore_point.unwrap();
+    let out = root.join("restored.raw");
+    let repo = open(&repo);
+    cairn_engine::restore_raw(&repo, &rp, 0, &out, &Default::default()).unwrap();
+    let restored = std::fs::read(out).unwrap();
+    let original = std::fs::read(&img).unwrap();
+    let find = |hay: &[u8], needle: &[u8]| hay.windows(needle.len()).position(|w| w == needle);
+    let at = find(&original, &song[..4096]).expect("song in the image");
+    assert!(at >= 1 << 20, "the first MiB of a volume is always read");
+    assert!(restored[at..at + song.len()].iter().all(|&b| b == 0));
+    assert!(find(&restored, &notes[..4096]).is_some());
+}
