@@ -233,9 +233,14 @@ pub fn daemon(a: &DaemonArgs) -> Result<()> {
             }
         };
         let now = clock.now();
-        let wait = next
-            .map_or(DAEMON_MAX_SLEEP_SECONDS, |t| t.saturating_sub(now))
-            .clamp(1, DAEMON_MAX_SLEEP_SECONDS);
+        // Everything due ran in this pass, so a time already past belongs to a pair held
+        // back by its window (or a VM busy elsewhere): check again after the full pause
+        // rather than spinning.
+        let wait = match next {
+            Some(t) if t > now => t.saturating_sub(now),
+            _ => DAEMON_MAX_SLEEP_SECONDS,
+        }
+        .clamp(1, DAEMON_MAX_SLEEP_SECONDS);
         std::thread::sleep(Duration::from_secs(wait.unsigned_abs()));
     }
 }

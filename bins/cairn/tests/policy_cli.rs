@@ -281,3 +281,45 @@ fn run_now_backs_up_every_vm_once_and_fails_visibly() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("FAILED"));
     assert!(state2.exists());
 }
+
+#[test]
+fn forget_then_prune_frees_the_space_of_removed_restore_points() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path().join("repo");
+    init_repo(&repo);
+    let (old, new) = (dir.path().join("old.img"), dir.path().join("new.img"));
+    make_image(&old, 1);
+    make_image(&new, 0x80);
+    backup_at(&repo, &old, "vm", "2024-01-01T00:00:00Z");
+    let kept = backup_at(&repo, &new, "vm", "2024-01-02T00:00:00Z");
+    ok(&["forget", "--repo", s(&repo), "--keep-last", "1"]);
+
+    let prune = |extra: &[&str]| -> serde_json::Value {
+        let mut args = vec!["prune", "--repo", s(&repo), "--json", "--grace-hours", "0"];
+        args.extend_from_slice(extra);
+        serde_json::from_str(&ok(&args)).unwrap()
+    };
+    let dry = prune(&["--dry-run"]);
+    assert_eq!(dry["dry_run"], true);
+    // Marking and deleting may take two passes (the grace protocol); stop once freed.
+    let mut freed = 0;
+    for _ in 0..3 {
+        freed += prune(&[])["bytes_freed"].as_u64().unwrap();
+        if freed > 0 {
+            break;
+        }
+    }
+    assert!(freed > 0, "prune freed nothing");
+    let v: serde_json::Value = serde_json::from_str(&ok(&[
+        "verify",
+        "--repo",
+        s(&repo),
+        "--read-data",
+        "--json",
+    ]))
+    .unwrap();
+    assert_eq!(v["ok"], true, "{v}");
+    let v: serde_json::Value =
+        serde_json::from_str(&ok(&["snapshots", "--repo", s(&repo), "--json"])).unwrap();
+    assert_eq!(v[0]["id"], kept.as_str());
+}
