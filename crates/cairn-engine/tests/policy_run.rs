@@ -418,3 +418,95 @@ fn class_exclusions_leave_the_excluded_files_data_unread() {
     assert!(restored[at..at + song.len()].iter().all(|&b| b == 0));
     assert!(find(&restored, &notes[..4096]).is_some());
 }
+
+/// Encrypted repositories: a job's `password_file`, a `key_file` (key ring outside the
+/// repository) with the runner's passphrase, and a wrong password failing only its job.
+#[test]
+fn jobs_open_encrypted_repositories_with_their_key_reference() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let vm = make_vm(&root.join("vms/enc"), 8);
+    let init = |path: &Path, keys_in_repository: bool| -> Repository {
+        std::fs::create_dir_all(path).unwrap();
+        let opts = InitOptions {
+            encryption: cairn_repo::Encryption::Aes256Gcm,
+            keys_in_repository,
+            kdf: Some(cairn_repo::KdfParams::insecure_for_tests()),
+            ..Default::default()
+        };
+        Repository::init(
+            Arc::new(LocalBackend::new(path).unwrap()),
+            &opts,
+            Some(&cairn_repo::SlotSecret::Passphrase("s3cret".into())),
+        )
+        .unwrap()
+    };
+    let with_pass = root.join("repo-pass");
+    init(&with_pass, true);
+    let with_key = root.join("repo-key");
+    let ring_file = root.join("ring.key");
+    init(&with_key, false)
+        .key_ring()
+        .unwrap()
+        .save(&ring_file)
+        .unwrap();
+    std::fs::write(root.join("good.pass"), "s3cret\n").unwrap();
+    std::fs::write(root.join("bad.pass"), "guess\n").unwrap();
+    let text = format!(
+        r#"
+        [class.c]
+        schedule = "hourly"
+        keep_last = 3
+        repository = '{with_pass}'
+
+        [job.a-password]
+        class = "c"
+        vms = ['{vm}']
+        password_file = '{root}/good.pass'
+
+        [job.b-keyring]
+        class = "c"
+        vms = ['{vm}']
+        repository = '{with_key}'
+        key_file = '{ring}'
+
+        [job.c-wrong]
+        class = "c"
+        vms = ['{vm}']
+        password_file = '{root}/bad.pass'
+        "#,
+        with_pass = p(&with_pass),
+        with_key = p(&with_key),
+        ring = p(&ring_file),
+        vm = p(&vm),
+        root = p(root),
+    );
+    let policy = Policy::parse(&text).unwrap();
+    let clock = FakeClock::new(JAN_1);
+    let mut state = RunState::new();
+    let opts = RunOptions {
+        now_all: true,
+        passphrase: Some("s3cret".into()),
+        ..Default::default()
+    };
+    let reports = run_due(&policy, &mut state, &clock, &opts);
+    let outcome = |job: &str| {
+        reports
+            .iter()
+            .find(|r| r.job == job)
+            .map(|r| (r.failed(), r.summary()))
+            .unwrap()
+    };
+    assert!(!outcome("a-password").0, "{}", outcome("a-password").1);
+    assert!(!outcome("b-keyring").0, "{}", outcome("b-keyring").1);
+    let (failed, summary) = outcome("c-wrong");
+    assert!(failed && summary.contains("repo-pass"), "{summary}");
+    let open_pass = cairn_engine::open_repository(
+        &with_pass,
+        Some(&cairn_engine::policy::KeyRef::PasswordFile(
+            root.join("good.pass"),
+        )),
+    )
+    .unwrap();
+    assert_eq!(snapshots(&open_pass).unwrap().len(), 1);
+}
