@@ -185,10 +185,18 @@ pub fn run(a: &RunArgs) -> Result<()> {
         job: a.job.clone(),
         passphrase: None,
     };
-    let reports = cairn_engine::run_due(&policy, &mut state, &SystemClock, &opts);
+    // Each run is printed and the state saved as soon as it ends.
+    let mut save_error = None;
+    let reports =
+        cairn_engine::run_due_each(&policy, &mut state, &SystemClock, &opts, &mut |r, state| {
+            outln!("{}", report_line(r));
+            if let Err(e) = save_state(&state_file, state) {
+                save_error.get_or_insert(e);
+            }
+        });
     save_state(&state_file, &state)?;
-    for r in &reports {
-        outln!("{}", report_line(r));
+    if let Some(e) = save_error {
+        return Err(e);
     }
     if reports.is_empty() {
         eprintln!("nothing due");
@@ -217,11 +225,18 @@ pub fn daemon(a: &DaemonArgs) -> Result<()> {
         // A policy broken while the daemon runs is logged; the daemon keeps trying.
         let next = match Policy::load(&a.policy) {
             Ok(policy) => {
-                let reports =
-                    cairn_engine::run_due(&policy, &mut state, &clock, &RunOptions::default());
-                for r in &reports {
-                    eprintln!("{}", report_line(r));
-                }
+                cairn_engine::run_due_each(
+                    &policy,
+                    &mut state,
+                    &clock,
+                    &RunOptions::default(),
+                    &mut |r, state| {
+                        eprintln!("{}", report_line(r));
+                        if let Err(e) = save_state(&state_file, state) {
+                            eprintln!("{} cannot save the run state: {e:#}", rfc3339(clock.now()));
+                        }
+                    },
+                );
                 if let Err(e) = save_state(&state_file, &state) {
                     eprintln!("{} cannot save the run state: {e:#}", rfc3339(clock.now()));
                 }

@@ -490,6 +490,19 @@ pub fn run_due(
     clock: &dyn Clock,
     opts: &RunOptions,
 ) -> Vec<JobRunReport> {
+    run_due_each(policy, state, clock, opts, &mut |_, _| {})
+}
+
+/// [`run_due`], calling `each` after every run with its report and the updated state (to
+/// log the run and persist the state at once: a runner killed mid-pass then repeats only
+/// the run it was in).
+pub fn run_due_each(
+    policy: &Policy,
+    state: &mut RunState,
+    clock: &dyn Clock,
+    opts: &RunOptions,
+    each: &mut dyn FnMut(&JobRunReport, &RunState),
+) -> Vec<JobRunReport> {
     let jobs = expanded_jobs(policy, opts.job.as_deref());
     let now = clock.now();
     for (job, _) in &jobs {
@@ -546,6 +559,7 @@ pub fn run_due(
             .clone();
         let report = run_one(job, &vm_key, &vm_path, repo, state, clock);
         tracing::info!("{}", report.summary());
+        each(&report, state);
         reports.push(report);
     }
     reports

@@ -47,8 +47,8 @@ pub use backup::{backup, BackupOptions, BackupReport, DiskSource, Progress, Prog
 pub use error::{Error, Result};
 pub use jobs::{
     expand_vms, next_due, open_repository, policy, removal_list, restore_points, run_due,
-    throttle_source, vm_disk_images, vm_name, JobRunReport, RunOptions, ThrottledReader,
-    HOOK_TIMEOUT, MAX_DISKS_PER_VM, MAX_GLOB_WALK_DEPTH, MAX_GLOB_WALK_ENTRIES,
+    run_due_each, throttle_source, vm_disk_images, vm_name, JobRunReport, RunOptions,
+    ThrottledReader, HOOK_TIMEOUT, MAX_DISKS_PER_VM, MAX_GLOB_WALK_DEPTH, MAX_GLOB_WALK_ENTRIES,
 };
 pub use restore::{restore_raw, RestoreOptions, RestoreReport, RestoredDisk, RESTORE_CACHE_CHUNKS};
 pub use source::{
