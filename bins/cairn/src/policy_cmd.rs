@@ -225,7 +225,7 @@ pub fn daemon(a: &DaemonArgs) -> Result<()> {
         // A policy broken while the daemon runs is logged; the daemon keeps trying.
         let next = match Policy::load(&a.policy) {
             Ok(policy) => {
-                cairn_engine::run_due_each(
+                let reports = cairn_engine::run_due_each(
                     &policy,
                     &mut state,
                     &clock,
@@ -240,7 +240,12 @@ pub fn daemon(a: &DaemonArgs) -> Result<()> {
                 if let Err(e) = save_state(&state_file, &state) {
                     eprintln!("{} cannot save the run state: {e:#}", rfc3339(clock.now()));
                 }
-                cairn_engine::next_due(&policy, &state, clock.now())
+                // A finished run may unblock another job on the same VM: pass again soon.
+                if reports.is_empty() {
+                    cairn_engine::next_due(&policy, &state, clock.now())
+                } else {
+                    Some(clock.now().saturating_add(1))
+                }
             }
             Err(e) => {
                 eprintln!("{} policy error: {e}", rfc3339(now));
@@ -248,9 +253,8 @@ pub fn daemon(a: &DaemonArgs) -> Result<()> {
             }
         };
         let now = clock.now();
-        // Everything due ran in this pass, so a time already past belongs to a pair held
-        // back by its window (or a VM busy elsewhere): check again after the full pause
-        // rather than spinning.
+        // A pass that ran nothing leaves past times only to pairs held back by their
+        // window: check again after the full pause rather than spinning.
         let wait = match next {
             Some(t) if t > now => t.saturating_sub(now),
             _ => DAEMON_MAX_SLEEP_SECONDS,

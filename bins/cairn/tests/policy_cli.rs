@@ -323,3 +323,64 @@ fn forget_then_prune_frees_the_space_of_removed_restore_points() {
         serde_json::from_str(&ok(&["snapshots", "--repo", s(&repo), "--json"])).unwrap();
     assert_eq!(v[0]["id"], kept.as_str());
 }
+
+/// The daemon runs due jobs, logs each run with a timestamp, survives a failing job, and
+/// keeps running until killed.
+#[test]
+fn daemon_runs_due_jobs_and_survives_a_failing_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let repo = root.join("repo");
+    init_repo(&repo);
+    std::fs::create_dir_all(root.join("vms/db01")).unwrap();
+    make_image(&root.join("vms/db01/disk.img"), 5);
+    let policy = root.join("policy.toml");
+    std::fs::write(
+        &policy,
+        format!(
+            "[class.c]\nschedule = \"daily 03:00\"\nkeep_last = 3\nrepository = '{repo}'\n\n\
+             [job.a-broken]\nclass = \"c\"\nvms = ['{root}/vms/db01']\nrepository = '{root}/missing'\n\n\
+             [job.b-good]\nclass = \"c\"\nvms = ['{root}/vms/db01']\n",
+            repo = s(&repo),
+            root = s(root)
+        ),
+    )
+    .unwrap();
+    let state = root.join("state.json");
+    let log = root.join("daemon.log");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_cairn"))
+        .args(["daemon", "--policy", s(&policy), "--state", s(&state)])
+        .env_remove("XDG_STATE_HOME")
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    // The VM runs one job at a time: the broken job first, the good one on the next pass
+    // (a second later). Poll for the good job's run, bounded.
+    let mut done = false;
+    for _ in 0..600 {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        if text.contains("job b-good") {
+            done = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let still_running = child.try_wait().unwrap().is_none();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(still_running, "{text}");
+    assert!(done, "{text}");
+    assert!(
+        text.contains("job a-broken") && text.contains("FAILED"),
+        "{text}"
+    );
+    let good = text.lines().find(|l| l.contains("job b-good")).unwrap();
+    assert!(
+        good.contains("succeeded") && good.starts_with("20"),
+        "{good}"
+    );
+    let v: serde_json::Value =
+        serde_json::from_str(&ok(&["snapshots", "--repo", s(&repo), "--json"])).unwrap();
+    assert_eq!(v.as_array().unwrap().len(), 1);
+}
