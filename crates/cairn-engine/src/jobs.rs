@@ -482,7 +482,8 @@ pub fn next_due(policy: &Policy, state: &RunState, now: i64) -> Option<i64> {
 }
 
 /// Runs what is due now (everything selected with `now_all`) once, one run per VM at a
-/// time, and records each outcome in `state`. Records left `Running` by a process that died
+/// time (jobs sharing a VM run one after the other, first job by name first), and records
+/// each outcome in `state`. Records left `Running` by a process that died
 /// are closed as failed first (this runner is the only one working on `state`).
 pub fn run_due(
     policy: &Policy,
@@ -523,44 +524,54 @@ pub fn run_due_each(
         }
     }
     let resolved: Vec<ResolvedJob> = jobs.iter().map(|(j, _)| j.clone()).collect();
-    let due: Vec<(String, String)> = if opts.now_all {
-        resolved
-            .iter()
-            .flat_map(|j| {
-                j.vms
-                    .iter()
-                    .map(|v| (j.name.clone(), v.as_str().to_owned()))
-            })
-            .collect()
-    } else {
-        cairn_policy::due_jobs(&resolved, state, now)
-            .into_iter()
-            .map(|d| (d.job, d.vm))
-            .collect()
-    };
     let mut repos: BTreeMap<String, std::result::Result<Arc<Repository>, String>> = BTreeMap::new();
     let mut reports = Vec::new();
-    for (job_name, vm_key) in due {
-        let Some((job, keys)) = jobs.iter().find(|(j, _)| j.name == job_name) else {
-            continue;
+    // Pairs run in this call: each runs at most once. Passes repeat because `due_jobs`
+    // offers one job per VM at a time; a second job on a VM is due once the first is done.
+    let mut done: BTreeSet<(String, String)> = BTreeSet::new();
+    loop {
+        let due: Vec<(String, String)> = if opts.now_all {
+            resolved
+                .iter()
+                .flat_map(|j| {
+                    j.vms
+                        .iter()
+                        .map(|v| (j.name.clone(), v.as_str().to_owned()))
+                })
+                .collect()
+        } else {
+            cairn_policy::due_jobs(&resolved, state, now)
+                .into_iter()
+                .map(|d| (d.job, d.vm))
+                .collect()
         };
-        let vm_path = keys.get(&vm_key).cloned().unwrap_or_else(|| vm_key.clone());
-        let repo = repos
-            .entry(job.name.clone())
-            .or_insert_with(|| {
-                open_repository_with(
-                    &job.repository,
-                    job.key.as_ref(),
-                    opts.passphrase.as_deref(),
-                )
-                .map(Arc::new)
-                .map_err(|e| format!("repository {}: {e}", job.repository.display()))
-            })
-            .clone();
-        let report = run_one(job, &vm_key, &vm_path, repo, state, clock);
-        tracing::info!("{}", report.summary());
-        each(&report, state);
-        reports.push(report);
+        let due: Vec<(String, String)> = due.into_iter().filter(|d| !done.contains(d)).collect();
+        if due.is_empty() {
+            break;
+        }
+        for (job_name, vm_key) in due {
+            done.insert((job_name.clone(), vm_key.clone()));
+            let Some((job, keys)) = jobs.iter().find(|(j, _)| j.name == job_name) else {
+                continue;
+            };
+            let vm_path = keys.get(&vm_key).cloned().unwrap_or_else(|| vm_key.clone());
+            let repo = repos
+                .entry(job.name.clone())
+                .or_insert_with(|| {
+                    open_repository_with(
+                        &job.repository,
+                        job.key.as_ref(),
+                        opts.passphrase.as_deref(),
+                    )
+                    .map(Arc::new)
+                    .map_err(|e| format!("repository {}: {e}", job.repository.display()))
+                })
+                .clone();
+            let report = run_one(job, &vm_key, &vm_path, repo, state, clock);
+            tracing::info!("{}", report.summary());
+            each(&report, state);
+            reports.push(report);
+        }
     }
     reports
 }

@@ -510,3 +510,55 @@ fn jobs_open_encrypted_repositories_with_their_key_reference() {
     .unwrap();
     assert_eq!(snapshots(&open_pass).unwrap().len(), 1);
 }
+
+#[test]
+fn jobs_sharing_a_vm_run_one_after_the_other_in_one_call() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let vm = make_vm(&root.join("vms/shared"), 9);
+    let repo = make_repo(&root.join("repo"));
+    let text = format!(
+        r#"
+        [class.c]
+        schedule = "daily 01:00"
+        keep_last = 5
+        repository = '{repo}'
+
+        [job.second]
+        class = "c"
+        vms = ['{vm}']
+
+        [job.first]
+        class = "c"
+        vms = ['{vm}']
+        "#,
+        repo = p(&repo),
+        vm = p(&vm),
+    );
+    let policy = Policy::parse(&text).unwrap();
+    let clock = FakeClock::new(JAN_1);
+    let mut state = RunState::new();
+    let mut seen = Vec::new();
+    let reports = cairn_engine::run_due_each(
+        &policy,
+        &mut state,
+        &clock,
+        &RunOptions::default(),
+        &mut |r, st| {
+            // The state handed over already holds this run's outcome.
+            assert_eq!(st.record(&r.job, &p(&vm)).unwrap().outcome, r.outcome);
+            seen.push(r.job.clone());
+        },
+    );
+    assert_eq!(seen, ["first", "second"]);
+    assert_eq!(reports.len(), 2);
+    assert!(reports.iter().all(|r| !r.failed()));
+    // Both are done for today.
+    clock.advance(HOUR / 2);
+    assert!(run_due(&policy, &mut state, &clock, &RunOptions::default()).is_empty());
+    clock.set(JAN_1 + HOUR);
+    assert_eq!(
+        run_due(&policy, &mut state, &clock, &RunOptions::default()).len(),
+        2
+    );
+}
