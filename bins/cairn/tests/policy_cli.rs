@@ -384,3 +384,65 @@ fn daemon_runs_due_jobs_and_survives_a_failing_one() {
         serde_json::from_str(&ok(&["snapshots", "--repo", s(&repo), "--json"])).unwrap();
     assert_eq!(v.as_array().unwrap().len(), 1);
 }
+
+/// `forget --policy`: each job's rules apply to the restore points tagged with its name;
+/// other restore points are left alone.
+#[test]
+fn forget_with_a_policy_applies_each_jobs_rules_to_its_own_points() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let repo = root.join("repo");
+    init_repo(&repo);
+    let img = root.join("vm.img");
+    make_image(&img, 6);
+    for t in [
+        "2024-01-01T00:00:00Z",
+        "2024-01-02T00:00:00Z",
+        "2024-01-03T00:00:00Z",
+    ] {
+        ok(&[
+            "backup",
+            "--repo",
+            s(&repo),
+            "--name",
+            "vm",
+            "--tag",
+            "nightly",
+            "--time",
+            t,
+            s(&img),
+        ]);
+    }
+    backup_at(&repo, &img, "vm", "2023-12-01T00:00:00Z");
+    let policy = root.join("policy.toml");
+    std::fs::write(
+        &policy,
+        format!(
+            "[class.c]\nschedule = \"daily 01:00\"\nkeep_last = 1\nrepository = '{}'\n\n\
+             [job.nightly]\nclass = \"c\"\nvms = ['{}']\n",
+            s(&repo),
+            s(&img)
+        ),
+    )
+    .unwrap();
+    let groups = forget_json(&repo, &["--policy", s(&policy), "--dry-run"]);
+    assert_eq!(groups.len(), 1);
+    assert_eq!(groups[0]["job"], "nightly");
+    assert_eq!(times(&groups[0]["keep"]), ["2024-01-03T00:00:00Z"]);
+    assert_eq!(
+        times(&groups[0]["remove"]),
+        ["2024-01-02T00:00:00Z", "2024-01-01T00:00:00Z"]
+    );
+    // Rules on the command line and --policy do not mix.
+    assert!(!cairn(&[
+        "forget",
+        "--repo",
+        s(&repo),
+        "--policy",
+        s(&policy),
+        "--keep-last",
+        "2"
+    ])
+    .status
+    .success());
+}
