@@ -283,6 +283,22 @@ fn is_vmdk_extent_name(stem: &str) -> bool {
     }
 }
 
+/// True for a file name a VM folder's disk images have (see [`vm_disk_images`]).
+fn is_disk_image_name(path: &Path) -> bool {
+    let ext = path
+        .extension()
+        .map(|e| e.to_string_lossy().to_ascii_lowercase())
+        .unwrap_or_default();
+    if !IMAGE_EXTENSIONS.contains(&ext.as_str()) {
+        return false;
+    }
+    let stem = path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    !(ext == "vmdk" && is_vmdk_extent_name(&stem))
+}
+
 /// The disk images of a VM: the file itself, or for a folder its images (`*.vmdk`
 /// descriptors and monolithic files, `*.vhd`, `*.vhdx`, `*.qcow2`, `*.img`, `*.raw`), sorted
 /// by name, without VMDK extent files and without images that are the parent of another
@@ -307,21 +323,9 @@ pub fn vm_disk_images(vm: &Path) -> Result<Vec<PathBuf>> {
         if !path.is_file() {
             continue;
         }
-        let ext = path
-            .extension()
-            .map(|e| e.to_string_lossy().to_ascii_lowercase())
-            .unwrap_or_default();
-        if !IMAGE_EXTENSIONS.contains(&ext.as_str()) {
-            continue;
+        if is_disk_image_name(&path) {
+            images.push(path);
         }
-        let stem = path
-            .file_stem()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        if ext == "vmdk" && is_vmdk_extent_name(&stem) {
-            continue;
-        }
-        images.push(path);
     }
     images.sort();
     if images.len() > 1 {
@@ -370,8 +374,11 @@ pub fn expand_vms(job: &ResolvedJob) -> Vec<String> {
         if g.is_literal() {
             out.insert(g.as_str().to_owned());
         } else {
+            // A glob like `/vms/*.vmdk` must not turn extent files into VMs of their own.
             for p in walk_glob(g) {
-                out.insert(p);
+                if Path::new(&p).is_dir() || is_disk_image_name(Path::new(&p)) {
+                    out.insert(p);
+                }
             }
         }
     }
@@ -843,6 +850,36 @@ mod tests {
         assert_eq!(names, ["a.qcow2", "b.vmdk", "c.IMG"]);
         let empty = tempfile::tempdir().unwrap();
         assert!(vm_disk_images(empty.path()).is_err());
+    }
+
+    #[test]
+    fn globs_match_images_and_folders_not_extents() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().to_str().unwrap();
+        for f in [
+            "pc1.vmdk",
+            "pc1-flat.vmdk",
+            "pc2.vmdk",
+            "pc2-s001.vmdk",
+            "x.vmdk.lck",
+        ] {
+            std::fs::write(dir.path().join(f), b"").unwrap();
+        }
+        std::fs::create_dir(dir.path().join("vmfolder.vmdk")).unwrap();
+        let policy = Policy::parse(&format!(
+            "[class.c]\nschedule = \"hourly\"\nrepository = \"/r\"\n\
+             [job.j]\nclass = \"c\"\nvms = [\"{root}/*.vmdk\", \"{root}/none*\"]\n"
+        ))
+        .unwrap();
+        let vms = expand_vms(&policy.jobs()[0]);
+        assert_eq!(
+            vms,
+            [
+                format!("{root}/pc1.vmdk"),
+                format!("{root}/pc2.vmdk"),
+                format!("{root}/vmfolder.vmdk")
+            ]
+        );
     }
 
     #[test]
