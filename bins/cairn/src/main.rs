@@ -44,6 +44,7 @@ mod catalog_cmd;
 mod disk;
 mod files;
 mod meta;
+mod policy_cmd;
 mod repo_cmd;
 
 #[derive(Debug, Parser)]
@@ -88,6 +89,16 @@ enum Command {
     Diff(catalog_cmd::DiffArgs),
     /// Restore files or directory trees from a restore point.
     RestoreFile(catalog_cmd::RestoreFileArgs),
+    /// Check a policy file and print what each job will do.
+    Policy(policy_cmd::PolicyArgs),
+    /// Run the policy's due jobs once (from cron or a systemd timer).
+    Run(policy_cmd::RunArgs),
+    /// Run the policy's jobs on schedule until killed (SIGTERM or Ctrl-C).
+    Daemon(policy_cmd::DaemonArgs),
+    /// Remove restore points by retention rules (restic semantics).
+    Forget(policy_cmd::ForgetArgs),
+    /// Free the space of removed restore points.
+    Prune(policy_cmd::PruneArgs),
 }
 
 fn main() -> ExitCode {
@@ -102,6 +113,11 @@ fn main() -> ExitCode {
         Command::Find(a) => catalog_cmd::find(&a),
         Command::Diff(a) => catalog_cmd::diff(&a),
         Command::RestoreFile(a) => catalog_cmd::restore_file(&a),
+        Command::Policy(a) => policy_cmd::policy(&a),
+        Command::Run(a) => policy_cmd::run(&a),
+        Command::Daemon(a) => policy_cmd::daemon(&a),
+        Command::Forget(a) => policy_cmd::forget_cmd(&a),
+        Command::Prune(a) => policy_cmd::prune(&a),
         Command::Init(a) => repo_cmd::init(&a),
         Command::Backup(a) => repo_cmd::backup(&a),
         Command::Snapshots(a) => repo_cmd::snapshots(&a),
