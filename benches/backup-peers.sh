@@ -10,10 +10,10 @@
 # plus 256 MiB of "deleted leftovers" (random bytes in free space). The "next day" rewrites
 # in place (same blocks, new random bytes) 3% of the files, picked uniformly. Day 1 is also
 # a monolithicSparse VMDK (base.vmdk); day 2 is a VMDK child (child.vmdk) holding only the
-# changed 64 KiB grains, written with qemu-io. cairn backs up base.vmdk then child.vmdk (it reads only the child's
-# grains); restic and borg back up the flattened raw image (disk.raw, same path both days)
-# and must re-read all of it. Restore = the day-2 disk, written as a raw file.
-# Single run per figure (a full sequence of all three tools is ~5-10 min on 2 loaded cores);
+# changed 64 KiB grains, written with qemu-io. cairn backs up base.vmdk then child.vmdk (it
+# reads only the child's grains); restic and borg back up the flattened raw image (disk.raw,
+# same path both days) and must re-read all of it. Restore = the day-2 disk, written as a raw file.
+# Single run per figure (a full sequence of all three tools is ~5 min on 2 loaded cores);
 # the load average is printed with every row: trust CPU seconds more than wall seconds.
 set -euo pipefail
 cd "$(dirname "$0")/.."
