@@ -60,6 +60,9 @@ best() {
 
 noop() { :; }
 
-# ratio A B  -> A/B with one decimal
-ratio() { printf '%.1f' "$(echo "$1 / $2" | bc -l)"; }
+# ratio A B  -> A/B with one decimal ("n/a" when B is 0: /usr/bin/time counts in 10 ms steps)
+ratio() {
+  if (( $(echo "$2 == 0" | bc -l) )); then printf 'n/a'; return; fi
+  printf '%.1f' "$(echo "$1 / $2" | bc -l)"
+}
 mib() { printf '%.0f' "$(echo "$1 / 1048576" | bc -l)"; }
