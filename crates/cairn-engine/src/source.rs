@@ -160,41 +160,16 @@ pub fn skip_free_blocks(
         report.volumes.push(vr);
     }
     free.sort_unstable();
-    let mut out = AllocationMap::new(map.size());
+    let (out, skipped) = unmap(map, &free);
     let mut skipped_per_volume = vec![0u64; report.volumes.len()];
-    for r in map.runs() {
-        let readable = matches!(r.kind, RangeKind::Data | RangeKind::FromParent);
-        if !readable {
-            let _ = out.push_depth(r.offset, r.len, r.kind, r.depth);
-            continue;
-        }
-        let mut cur = r.offset;
-        let first = free.partition_point(|&(s, l)| s + l <= r.offset);
-        for &(s, l) in &free[first..] {
-            if s >= r.end() {
-                break;
-            }
-            let fs = s.max(cur);
-            let fe = (s + l).min(r.end());
-            if fs >= fe {
-                continue;
-            }
-            if fs > cur {
-                let _ = out.push_depth(cur, fs - cur, r.kind, r.depth);
-            }
-            let _ = out.push(fs, fe - fs, RangeKind::Unallocated);
-            report.bytes_skipped += fe - fs;
-            if let Some(i) = report
-                .volumes
-                .iter()
-                .position(|v| v.start <= fs && fs < v.start + v.size)
-            {
-                skipped_per_volume[i] += fe - fs;
-            }
-            cur = fe;
-        }
-        if cur < r.end() {
-            let _ = out.push_depth(cur, r.end() - cur, r.kind, r.depth);
+    for &(fs, len) in &skipped {
+        report.bytes_skipped += len;
+        if let Some(i) = report
+            .volumes
+            .iter()
+            .position(|v| v.start <= fs && fs < v.start + v.size)
+        {
+            skipped_per_volume[i] += len;
         }
     }
     for (v, s) in report.volumes.iter_mut().zip(skipped_per_volume) {
