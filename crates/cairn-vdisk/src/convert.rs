@@ -1,8 +1,8 @@
 //! Conversion of any readable disk to raw, VMDK or VHD.
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{mpsc, Mutex};
 
 use cairn_io::{AllocationMap, RangeKind, ReadAt, Run};
 
@@ -150,8 +150,46 @@ fn temp_path(out: &Path) -> PathBuf {
     out.with_file_name(format!(".{name}.cairn-tmp-{}", std::process::id()))
 }
 
-/// Parallel sparse raw writer: workers read pieces positionally and write them at the same
-/// offset; all-zero pieces are left as holes.
+/// Bytes written between two early flushes of the raw output: starting write-back while the
+/// copy runs keeps the final fsync short (the disk works during the copy, not after it).
+const FLUSH_EVERY: u64 = 256 << 20;
+
+/// Buffers each reader owns: one being filled while the writer writes the other.
+const BUFFERS_PER_READER: usize = 2;
+
+/// Most reader threads: one writer cannot absorb more, and each reader holds
+/// `BUFFERS_PER_READER` pieces of memory.
+const MAX_READERS: usize = 16;
+
+/// A piece read and found non-zero, on its way to the writer.
+struct Filled {
+    offset: u64,
+    len: usize,
+    buf: Vec<u8>,
+    /// Which reader's pool the buffer goes back to.
+    reader: usize,
+}
+
+/// True when every byte is zero. Folds 4 KiB blocks with OR (which vectorizes) and stops at
+/// the first non-zero block, instead of a byte-wise early-exit loop.
+fn is_zero(buf: &[u8]) -> bool {
+    buf.chunks(4096)
+        .all(|block| block.iter().fold(0u8, |acc, &b| acc | b) == 0)
+}
+
+/// Keeps the first error.
+fn record(failure: &Mutex<Option<Error>>, e: Error) {
+    if let Ok(mut f) = failure.lock() {
+        f.get_or_insert(e);
+    }
+}
+
+/// Parallel sparse raw writer. Reader threads read pieces positionally into buffers of their
+/// own and hand the non-zero ones to ONE writer (this thread), which writes them at their
+/// offset in order of arrival: a single writer never contends for the output inode's lock,
+/// so the second core goes to reading. All-zero pieces are left as holes. Every
+/// [`FLUSH_EVERY`] bytes a flusher thread starts write-back (`fdatasync`) of what is written
+/// so far, so the fsync before the rename has little left to do.
 fn write_raw(
     src: &dyn ReadAt,
     map: &AllocationMap,
@@ -160,56 +198,18 @@ fn write_raw(
 ) -> Result<ConvertReport> {
     let tmp = temp_path(out);
     let file = File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
-    file.set_len(map.size()).map_err(|e| Error::io(&tmp, e))?;
-    let work = pieces(map);
-    let next = AtomicUsize::new(0);
-    let read = AtomicU64::new(0);
-    let written = AtomicU64::new(0);
-    let failure: Mutex<Option<Error>> = Mutex::new(None);
-    let threads = if opts.threads == 0 {
-        std::thread::available_parallelism().map_or(2, std::num::NonZero::get)
-    } else {
-        opts.threads
-    };
-    std::thread::scope(|s| {
-        for _ in 0..threads.max(1) {
-            s.spawn(|| {
-                let mut buf = vec![0u8; usize::try_from(PIECE).unwrap_or(4 << 20)];
-                loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    let Some(p) = work.get(i) else { break };
-                    if failure.lock().map(|f| f.is_some()).unwrap_or(true) {
-                        break;
-                    }
-                    let len = usize::try_from(p.len).unwrap_or(buf.len());
-                    let chunk = &mut buf[..len];
-                    let r = src
-                        .read_exact_at(chunk, p.offset)
-                        .map_err(Error::Read)
-                        .and_then(|()| {
-                            read.fetch_add(p.len, Ordering::Relaxed);
-                            if chunk.iter().all(|&b| b == 0) {
-                                return Ok(());
-                            }
-                            write_all_at(&file, chunk, p.offset).map_err(|e| Error::io(&tmp, e))?;
-                            written.fetch_add(p.len, Ordering::Relaxed);
-                            Ok(())
-                        });
-                    if let Err(e) = r {
-                        if let Ok(mut f) = failure.lock() {
-                            f.get_or_insert(e);
-                        }
-                        break;
-                    }
-                }
-            });
+    let r = copy_raw(src, map, &file, &tmp, opts);
+    let report = match r.and_then(|rep| {
+        file.sync_all().map_err(|e| Error::io(&tmp, e))?;
+        Ok(rep)
+    }) {
+        Ok(rep) => rep,
+        Err(e) => {
+            drop(file);
+            let _ = std::fs::remove_file(&tmp);
+            return Err(e);
         }
-    });
-    if let Some(e) = failure.into_inner().ok().flatten() {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(e);
-    }
-    file.sync_all().map_err(|e| Error::io(&tmp, e))?;
+    };
     drop(file);
     std::fs::rename(&tmp, out).map_err(|e| Error::io(out, e))?;
     if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -217,9 +217,125 @@ fn write_raw(
             let _ = d.sync_all();
         }
     }
+    Ok(report)
+}
+
+/// The copy itself (no final fsync); see [`write_raw`].
+fn copy_raw(
+    src: &dyn ReadAt,
+    map: &AllocationMap,
+    file: &File,
+    tmp: &Path,
+    opts: &ConvertOptions,
+) -> Result<ConvertReport> {
+    file.set_len(map.size()).map_err(|e| Error::io(tmp, e))?;
+    let work = pieces(map);
+    let piece_len = usize::try_from(PIECE).map_err(|_| Error::Unsupported("piece size".into()))?;
+    let next = AtomicUsize::new(0);
+    let read = AtomicU64::new(0);
+    let stop = AtomicBool::new(false);
+    let failure: Mutex<Option<Error>> = Mutex::new(None);
+    let threads = if opts.threads == 0 {
+        std::thread::available_parallelism().map_or(2, std::num::NonZero::get)
+    } else {
+        opts.threads
+    }
+    .clamp(1, MAX_READERS);
+    // The flusher shares the open file description, so a write-back error it sees is
+    // recorded here (the final fsync on the same description would not see it again).
+    let flush_file = file.try_clone().map_err(|e| Error::io(tmp, e))?;
+    let mut written = 0u64;
+    std::thread::scope(|s| {
+        let (full_tx, full_rx) = mpsc::channel::<Filled>();
+        let (flush_tx, flush_rx) = mpsc::sync_channel::<()>(1);
+        let failure = &failure;
+        s.spawn(move || {
+            while flush_rx.recv().is_ok() {
+                if let Err(e) = flush_file.sync_data() {
+                    record(failure, Error::io(tmp, e));
+                    break;
+                }
+            }
+        });
+        let mut returns = Vec::with_capacity(threads);
+        for reader in 0..threads {
+            let (ret_tx, ret_rx) = mpsc::channel::<Vec<u8>>();
+            for _ in 0..BUFFERS_PER_READER {
+                // Send cannot fail: ret_rx is alive right here.
+                let _ = ret_tx.send(vec![0u8; piece_len]);
+            }
+            returns.push(ret_tx);
+            let full_tx = full_tx.clone();
+            let (work, next, read, stop) = (&work, &next, &read, &stop);
+            s.spawn(move || {
+                // Ends when the work is done, on error, or when the writer stops returning
+                // buffers (it hit an error and dropped its return senders).
+                while let Ok(mut buf) = ret_rx.recv() {
+                    let p = loop {
+                        if stop.load(Ordering::Relaxed) {
+                            return;
+                        }
+                        let Some(p) = work.get(next.fetch_add(1, Ordering::Relaxed)) else {
+                            return;
+                        };
+                        let len = usize::try_from(p.len).unwrap_or(piece_len).min(piece_len);
+                        let chunk = &mut buf[..len];
+                        if let Err(e) = src.read_exact_at(chunk, p.offset) {
+                            record(failure, Error::Read(e));
+                            stop.store(true, Ordering::Relaxed);
+                            return;
+                        }
+                        read.fetch_add(p.len, Ordering::Relaxed);
+                        if !is_zero(chunk) {
+                            break (p.offset, len);
+                        }
+                    };
+                    let filled = Filled {
+                        offset: p.0,
+                        len: p.1,
+                        buf,
+                        reader,
+                    };
+                    if full_tx.send(filled).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+        drop(full_tx);
+        let mut since_flush = 0u64;
+        // The writer: runs until every reader has dropped its sender.
+        for f in full_rx {
+            if stop.load(Ordering::Relaxed) {
+                break;
+            }
+            if let Err(e) = write_all_at(file, &f.buf[..f.len], f.offset) {
+                record(failure, Error::io(tmp, e));
+                stop.store(true, Ordering::Relaxed);
+                break;
+            }
+            let n = f.len as u64;
+            written += n;
+            since_flush += n;
+            if since_flush >= FLUSH_EVERY {
+                since_flush = 0;
+                // Busy flusher: skip this tick, the next one covers it.
+                let _ = flush_tx.try_send(());
+            }
+            if let Some(back) = returns.get(f.reader) {
+                let _ = back.send(f.buf);
+            }
+        }
+        // Unblock readers waiting for a buffer and end the flusher.
+        drop(returns);
+        drop(flush_tx);
+    });
+    if let Some(e) = failure.into_inner().ok().flatten() {
+        return Err(e);
+    }
     Ok(ConvertReport {
         bytes_read: read.into_inner(),
-        bytes_written: written.into_inner(),
+        bytes_written: written,
     })
 }
 
@@ -255,5 +371,86 @@ fn write_all_at(file: &File, mut buf: &[u8], mut offset: u64) -> std::io::Result
             offset += n as u64;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MIB: usize = 1 << 20;
+
+    /// 14 MiB: a data piece, an all-zero piece, a short tail; the map marks MiB 9-10 `Zero`.
+    fn source() -> (Vec<u8>, AllocationMap) {
+        let mut data = vec![0u8; 14 * MIB];
+        for (i, b) in data[..4 * MIB].iter_mut().enumerate() {
+            *b = u8::try_from(i % 251).unwrap_or(1) | 1;
+        }
+        data[12 * MIB + 7] = 0xAB;
+        // Bytes under a `Zero` run must be neither read nor written.
+        data[9 * MIB] = 0xFF;
+        let mut map = AllocationMap::new(14 * MIB as u64);
+        map.push(0, 9 * MIB as u64, RangeKind::Data).unwrap();
+        map.push(9 * MIB as u64, MIB as u64, RangeKind::Zero)
+            .unwrap();
+        map.push(10 * MIB as u64, 4 * MIB as u64, RangeKind::Data)
+            .unwrap();
+        (data, map.finish())
+    }
+
+    #[test]
+    fn raw_output_equals_source_outside_zero_runs_any_thread_count() {
+        let (data, map) = source();
+        let mut want = data.clone();
+        want[9 * MIB] = 0;
+        for threads in [1, 2, 3, 64] {
+            let dir = tempfile::TempDir::new().unwrap();
+            let out = dir.path().join("out.raw");
+            let rep = convert(
+                &data,
+                &map,
+                &out,
+                TargetFormat::Raw,
+                &ConvertOptions { threads },
+            )
+            .unwrap();
+            assert_eq!(std::fs::read(&out).unwrap(), want, "threads {threads}");
+            assert_eq!(rep.bytes_read, 13 * MIB as u64);
+            // Pieces: [0,4) data, [4,8) zero, [8,9) zero, [10,14) data.
+            assert_eq!(rep.bytes_written, 8 * MIB as u64);
+            assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+        }
+    }
+
+    #[test]
+    fn read_error_is_typed_and_leaves_no_file() {
+        let (mut data, map) = source();
+        data.truncate(11 * MIB);
+        let dir = tempfile::TempDir::new().unwrap();
+        let out = dir.path().join("out.raw");
+        let err = convert(
+            &data,
+            &map,
+            &out,
+            TargetFormat::Raw,
+            &ConvertOptions { threads: 2 },
+        )
+        .unwrap_err();
+        assert!(
+            matches!(err, Error::Read(cairn_io::Error::OutOfBounds { .. })),
+            "{err:?}"
+        );
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn zero_check() {
+        assert!(is_zero(&[]));
+        assert!(is_zero(&vec![0u8; 10_000]));
+        for at in [0, 4095, 4096, 9_999] {
+            let mut v = vec![0u8; 10_000];
+            v[at] = 1;
+            assert!(!is_zero(&v), "{at}");
+        }
     }
 }
