@@ -42,6 +42,21 @@ pub trait ReadAt: Send + Sync {
         Ok(())
     }
 
+    /// Fills `buf` from `offset`; bytes past the end of the source read as zeros. This is how
+    /// a child layer reads a parent smaller than itself.
+    fn read_zero_padded_at(&self, buf: &mut [u8], offset: u64) -> Result<()> {
+        let mut done = 0usize;
+        while done < buf.len() {
+            let n = self.read_at(&mut buf[done..], offset + done as u64)?;
+            if n == 0 {
+                buf[done..].fill(0);
+                break;
+            }
+            done += n;
+        }
+        Ok(())
+    }
+
     /// Reads `len` bytes at `offset` into a new vector. The caller must have checked `len`
     /// against a limit: this allocates `len` bytes.
     fn read_vec_at(&self, offset: u64, len: usize) -> Result<Vec<u8>> {
@@ -187,5 +202,23 @@ impl ReadAt for FileReader {
                 Err(e) => return Err(Error::io(offset, e)),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ReadAt;
+
+    #[test]
+    fn zero_padded_reads_fill_past_the_end_with_zeros() {
+        let src = vec![7u8; 10];
+        let mut buf = [0xffu8; 8];
+        src.read_zero_padded_at(&mut buf, 6).unwrap();
+        assert_eq!(buf, [7, 7, 7, 7, 0, 0, 0, 0]);
+        let mut buf = [0xffu8; 4];
+        src.read_zero_padded_at(&mut buf, 100).unwrap();
+        assert_eq!(buf, [0; 4]);
+        // An exact read is not padded and an out-of-bounds exact read is an error.
+        assert!(src.read_exact_at(&mut [0u8; 8], 6).is_err());
     }
 }

@@ -401,16 +401,7 @@ impl VhdxImage {
 /// Reads `buf.len()` bytes at `offset`; bytes past the source's end read as zeros (a
 /// parent smaller than the child).
 fn read_padded(src: &dyn ReadAt, buf: &mut [u8], offset: u64) -> Result<()> {
-    let mut done = 0usize;
-    while done < buf.len() {
-        let n = src.read_at(&mut buf[done..], offset + done as u64)?;
-        if n == 0 {
-            buf[done..].fill(0);
-            break;
-        }
-        done += n;
-    }
-    Ok(())
+    Ok(src.read_zero_padded_at(buf, offset)?)
 }
 
 fn to_io(offset: u64, e: Error) -> cairn_io::Error {

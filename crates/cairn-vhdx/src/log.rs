@@ -66,15 +66,7 @@ impl ReadAt for Overlay {
             .min(buf.len());
         let buf = &mut buf[..n];
         // Base bytes first (zeros past the original end: the log may grow the file).
-        let mut done = 0usize;
-        while done < n {
-            let got = self.base.read_at(&mut buf[done..], offset + done as u64)?;
-            if got == 0 {
-                buf[done..].fill(0);
-                break;
-            }
-            done += got;
-        }
+        self.base.read_zero_padded_at(buf, offset)?;
         let end = offset + n as u64;
         if end <= self.span.0 || offset >= self.span.1 {
             return Ok(n);

@@ -270,17 +270,10 @@ impl VmdkImage {
     /// Fills `buf` from the parent at virtual offset `off`; zeros without a parent or past
     /// its end.
     fn read_parent(&self, buf: &mut [u8], off: u64) -> Result<()> {
-        let mut done = 0usize;
-        if let Some(p) = &self.parent {
-            while done < buf.len() {
-                let n = p.read_at(&mut buf[done..], off + done as u64)?;
-                if n == 0 {
-                    break;
-                }
-                done += n;
-            }
+        match &self.parent {
+            Some(p) => p.read_zero_padded_at(buf, off)?,
+            None => buf.fill(0),
         }
-        buf[done..].fill(0);
         Ok(())
     }
 
