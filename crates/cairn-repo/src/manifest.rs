@@ -102,6 +102,163 @@ pub struct Manifest {
     pub volumes: Vec<VolumeRecord>,
 }
 
+/// Deserializes a trailing optional field that older manifests do not have. Postcard is
+/// not self-describing, so `#[serde(default)]` alone cannot tell a missing field: an
+/// input that ends right before it reads as `None`; any other error stays an error.
+fn trailing_optional<'de, D, T>(d: D) -> std::result::Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    // Errors inside a present record are renamed, so that only an input ending right at
+    // the field (before its option tag) reads as "absent".
+    struct Present<T>(std::marker::PhantomData<T>);
+    impl<'de, T: Deserialize<'de>> serde::de::Visitor<'de> for Present<T> {
+        type Value = Option<T>;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("an optional record")
+        }
+        fn visit_none<E: serde::de::Error>(self) -> std::result::Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_unit<E: serde::de::Error>(self) -> std::result::Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_some<D2: serde::Deserializer<'de>>(
+            self,
+            d: D2,
+        ) -> std::result::Result<Self::Value, D2::Error> {
+            T::deserialize(d)
+                .map(Some)
+                .map_err(|e| serde::de::Error::custom(format_args!("inside the record: {e}")))
+        }
+    }
+    match d.deserialize_option(Present(std::marker::PhantomData)) {
+        Ok(v) => Ok(v),
+        Err(e) if e.to_string() == postcard::Error::DeserializeUnexpectedEnd.to_string() => {
+            Ok(None)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Most configuration files one VM record lists.
+pub const MAX_VM_CONFIG_FILES: usize = 256;
+/// Most blobs one configuration file is stored in (64 MiB at 1 MiB pieces, with room).
+pub const MAX_VM_CONFIG_BLOBS: usize = 1024;
+/// Most notes one VM record keeps.
+pub const MAX_VM_NOTES: usize = 1024;
+
+/// A configuration file of a VM bundle, stored as blobs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct VmConfigFile {
+    /// Path relative to the bundle folder, `/`-separated, never `..` nor absolute.
+    pub name: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// Data blobs whose concatenation is the file.
+    pub blobs: Vec<BlobId>,
+}
+
+/// Identity of one disk of a VM bundle; entry `i` describes disk `i` of the restore point.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct VmDiskRecord {
+    /// The configuration's device reference (`scsi0:0`, `vda`, an OVF disk id...).
+    pub config_ref: String,
+    /// Disk UUID from the configuration or the image header.
+    pub uuid: Option<[u8; 16]>,
+    /// The disk the configuration named, as written there.
+    pub written: String,
+    /// Its path on the host at backup time.
+    pub path: String,
+    /// The layer actually read: `path`, or for an active VM the frozen point below it.
+    pub captured: String,
+    /// Layers between the live disk and the captured one (0 or 1).
+    pub capture_depth: u32,
+}
+
+/// The VM bundle of a restore point (see docs/bundles.md).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct VmRecord {
+    /// Configuration kind: `vmware`, `libvirt`, `hyperv`, `hyperv-vmcx`, `ovf`.
+    pub kind: String,
+    /// VM name from the configuration.
+    pub name: String,
+    /// VM UUID from the configuration: the key that finds earlier restore points of the
+    /// same VM wherever it lives now.
+    pub uuid: Option<[u8; 16]>,
+    /// `cold`, `warm` or `active`.
+    pub power_state: String,
+    /// Configuration files, the main one first.
+    pub config_files: Vec<VmConfigFile>,
+    /// One entry per disk of the restore point, in the same order.
+    pub disks: Vec<VmDiskRecord>,
+    /// Whether the disks were found by a folder scan (Hyper-V `.vmcx`).
+    pub folder_scan: bool,
+    /// What was left out or assumed.
+    pub notes: Vec<String>,
+}
+
+impl VmRecord {
+    /// Every blob the record references.
+    pub fn blobs(&self) -> impl Iterator<Item = &BlobId> {
+        self.config_files.iter().flat_map(|f| f.blobs.iter())
+    }
+
+    /// Checks counts, text lengths and names.
+    pub fn validate(&self, name: &str, disks: usize) -> Result<()> {
+        let bad = |why: String| Err(Error::malformed(name, format!("vm record: {why}")));
+        let texts = [&self.kind, &self.name, &self.power_state];
+        if texts.iter().any(|t| t.len() > MAX_TEXT) {
+            return bad("text too long".into());
+        }
+        if self.config_files.len() > MAX_VM_CONFIG_FILES || self.notes.len() > MAX_VM_NOTES {
+            return bad(format!(
+                "{} config files (at most {MAX_VM_CONFIG_FILES}), {} notes (at most {MAX_VM_NOTES})",
+                self.config_files.len(),
+                self.notes.len()
+            ));
+        }
+        if self.notes.iter().any(|n| n.len() > MAX_TEXT) {
+            return bad("note too long".into());
+        }
+        if self.disks.len() != disks {
+            return bad(format!(
+                "{} disk records for {disks} disks",
+                self.disks.len()
+            ));
+        }
+        for (i, f) in self.config_files.iter().enumerate() {
+            if f.blobs.len() > MAX_VM_CONFIG_BLOBS {
+                return bad(format!("config file {i}: {} blobs", f.blobs.len()));
+            }
+            if !is_safe_relative(&f.name) {
+                return bad(format!("config file {i}: unsafe name {:?}", f.name));
+            }
+        }
+        for (i, d) in self.disks.iter().enumerate() {
+            if [&d.config_ref, &d.written, &d.path, &d.captured]
+                .iter()
+                .any(|t| t.len() > MAX_TEXT)
+            {
+                return bad(format!("disk {i}: text too long"));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A `/`-separated relative path without `..`, `.`, empty parts, backslashes or NULs: safe
+/// to join under a restore folder.
+pub fn is_safe_relative(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= MAX_TEXT
+        && !name.contains(['\\', '\0', ':'])
+        && name
+            .split('/')
+            .all(|p| !p.is_empty() && p != "." && p != "..")
+}
+
 /// Most volumes one restore point records.
 pub const MAX_VOLUMES: usize = 4096;
 /// Most catalog blobs one volume references (a directory blob per directory).
@@ -239,9 +396,19 @@ pub struct ManifestFile {
     pub stats: BackupStats,
     /// See [`Manifest::volumes`].
     pub volumes: Vec<VolumeRecord>,
+    /// The VM bundle this restore point captured (configuration, identity, power state),
+    /// when it was backed up as a bundle. Absent in manifests written before bundles
+    /// (decoded as `None`, see `trailing_optional`).
+    #[serde(default, deserialize_with = "trailing_optional")]
+    pub vm: Option<VmRecord>,
 }
 
 impl ManifestFile {
+    /// Blobs of the VM record's configuration files (none for an image backup).
+    pub fn vm_blobs(&self) -> impl Iterator<Item = &BlobId> {
+        self.vm.iter().flat_map(VmRecord::blobs)
+    }
+
     /// Checks the structural rules, chunk-list blob counts included.
     pub fn validate(&self, name: &str) -> Result<()> {
         let as_manifest = Manifest {
@@ -254,6 +421,9 @@ impl ManifestFile {
             volumes: self.volumes.clone(),
         };
         as_manifest.validate(name)?;
+        if let Some(vm) = &self.vm {
+            vm.validate(name, self.disks.len())?;
+        }
         if self.disks.len() > MAX_DISKS {
             return Err(Error::malformed(
                 name,
@@ -313,6 +483,8 @@ pub struct RestorePointSummary {
     pub stats: BackupStats,
     /// Parent restore point.
     pub parent: Option<SnapshotId>,
+    /// The VM bundle record, for restore points of bundles (from the manifest file).
+    pub vm: Option<VmRecord>,
 }
 
 impl RestorePointSummary {
@@ -326,6 +498,7 @@ impl RestorePointSummary {
             disks: m.disks.iter().map(|d| (d.label.clone(), d.size)).collect(),
             stats: m.stats,
             parent: m.parent,
+            vm: m.vm.clone(),
         }
     }
 
@@ -339,6 +512,78 @@ impl RestorePointSummary {
             disks: m.disks.iter().map(|d| (d.label.clone(), d.size)).collect(),
             stats: m.stats,
             parent: m.parent,
+            vm: None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The manifest file as written before VM records existed.
+    #[derive(Serialize)]
+    struct OldManifestFile {
+        vm_name: String,
+        time: i64,
+        tags: Vec<String>,
+        parent: Option<SnapshotId>,
+        disks: Vec<DiskRecord>,
+        stats: BackupStats,
+        volumes: Vec<VolumeRecord>,
+    }
+
+    #[test]
+    fn older_manifests_decode_without_vm() {
+        let old = OldManifestFile {
+            vm_name: "vm".into(),
+            time: 5,
+            tags: vec!["t".into()],
+            parent: None,
+            disks: Vec::new(),
+            stats: BackupStats::default(),
+            volumes: Vec::new(),
+        };
+        let bytes = postcard::to_stdvec(&old).unwrap();
+        let m: ManifestFile = postcard::from_bytes(&bytes).unwrap();
+        assert_eq!(m.vm, None);
+        assert_eq!(m.vm_name, "vm");
+        // A record that is present but cut short is still an error.
+        let with = ManifestFile {
+            vm_name: "vm".into(),
+            time: 5,
+            tags: Vec::new(),
+            parent: None,
+            disks: Vec::new(),
+            stats: BackupStats::default(),
+            volumes: Vec::new(),
+            vm: Some(VmRecord {
+                kind: "vmware".into(),
+                name: "n".into(),
+                ..Default::default()
+            }),
+        };
+        let full = postcard::to_stdvec(&with).unwrap();
+        let back: ManifestFile = postcard::from_bytes(&full).unwrap();
+        assert_eq!(back, with);
+        assert!(postcard::from_bytes::<ManifestFile>(&full[..full.len() - 2]).is_err());
+    }
+
+    #[test]
+    fn vm_record_rules() {
+        let mut vm = VmRecord {
+            disks: vec![VmDiskRecord::default()],
+            config_files: vec![VmConfigFile {
+                name: "a/b.vmx".into(),
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        assert!(vm.validate("m", 1).is_ok());
+        assert!(vm.validate("m", 2).is_err());
+        for bad in ["../x", "/etc/passwd", "a//b", "a\\b", "", "c:x", "./a"] {
+            vm.config_files[0].name = bad.into();
+            assert!(vm.validate("m", 1).is_err(), "{bad}");
         }
     }
 }

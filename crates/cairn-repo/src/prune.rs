@@ -465,6 +465,7 @@ fn referenced(repo: &Repository) -> Result<HashSet<BlobId>> {
                         out.extend(v.sd_table);
                         out.extend(v.catalog_blobs.iter().copied());
                     }
+                    out.extend(f.vm_blobs().copied());
                     break;
                 }
                 Err(e) => {

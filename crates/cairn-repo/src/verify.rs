@@ -159,7 +159,15 @@ impl Repository {
         {
             let idx = self.index();
             let mut missing: BTreeMap<BlobId, ()> = BTreeMap::new();
-            for (_, m) in &snaps {
+            for (sid, m) in &snaps {
+                // Configuration files of VM bundles (in the manifest head only).
+                if let Ok(f) = self.load_manifest_file(sid) {
+                    for id in f.vm_blobs() {
+                        if !idx.contains(id) {
+                            missing.insert(*id, ());
+                        }
+                    }
+                }
                 for d in &m.disks {
                     for id in d.chunks.iter().flatten() {
                         if !idx.contains(id) {

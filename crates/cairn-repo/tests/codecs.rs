@@ -77,6 +77,32 @@ fn arb_manifest() -> impl Strategy<Value = ManifestFile> {
         any::<(u64, u64, u64, u64)>(),
     )
         .prop_map(|(vm_name, time, tags, parent, disks, s)| ManifestFile {
+            // Every third manifest is a VM bundle's (one disk record per disk).
+            vm: (time % 3 == 0).then(|| cairn_repo::VmRecord {
+                kind: "vmware".into(),
+                name: vm_name.clone(),
+                uuid: parent.map(|p| {
+                    let mut u = [0u8; 16];
+                    u.copy_from_slice(&p[..16]);
+                    u
+                }),
+                power_state: "active".into(),
+                config_files: vec![cairn_repo::VmConfigFile {
+                    name: "sub/vm.vmx".into(),
+                    size: s.0,
+                    blobs: parent.map(BlobId).into_iter().collect(),
+                }],
+                disks: disks
+                    .iter()
+                    .map(|d| cairn_repo::VmDiskRecord {
+                        config_ref: d.label.clone(),
+                        capture_depth: 1,
+                        ..Default::default()
+                    })
+                    .collect(),
+                folder_scan: time % 2 == 0,
+                notes: tags.clone(),
+            }),
             vm_name,
             time,
             tags,
@@ -157,6 +183,7 @@ fn hostile_structures_get_typed_errors() {
         }],
         stats: BackupStats::default(),
         volumes: vec![],
+        vm: None,
     };
     assert!(matches!(
         decode::manifest(&frame_of(FileKind::Manifest, &m)),
