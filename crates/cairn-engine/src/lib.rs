@@ -37,6 +37,7 @@
 #![forbid(unsafe_code)]
 
 mod backup;
+mod bundle;
 mod error;
 mod jobs;
 mod restore;
@@ -44,6 +45,13 @@ mod source;
 mod store;
 
 pub use backup::{backup, BackupOptions, BackupReport, DiskSource, Progress, ProgressFn};
+pub use bundle::{
+    backup_bundle, backup_source, restore_bundle, vm_record, BundleBackupReport,
+    VmRestoreOptions, VmRestoreReport, CONFIG_BLOB_BYTES,
+};
+pub use cairn_bundle::{
+    Bundle, BundleDisk, BundleKind, OpenOptions as BundleOpenOptions, PowerState,
+};
 pub use error::{Error, Result};
 pub use jobs::{
     expand_vms, next_due, open_repository, policy, removal_list, restore_points, run_due,
