@@ -5,26 +5,10 @@ use std::process::Command;
 use cairn_io::FileReader;
 use cairn_part::{read_partition_table, FsKind, PartitionType, Scheme};
 
-fn have(tool: &str) -> bool {
-    let found = Command::new("sh")
-        .arg("-c")
-        .arg(format!("command -v {tool}"))
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !found {
-        assert!(std::env::var_os("CI").is_none(), "{tool} is required in CI");
-        eprintln!("skipped: {tool} not found");
-    }
-    found
-}
+use cairn_testkit::have;
 
 fn run(cmd: &mut Command) {
-    let out = cmd.output().expect("spawn");
-    assert!(
-        out.status.success(),
-        "{cmd:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    cairn_testkit::run_command(cmd);
 }
 
 fn sized_file(path: &Path, size: u64) {

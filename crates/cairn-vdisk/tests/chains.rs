@@ -5,27 +5,7 @@ use std::process::Command;
 use cairn_io::{RangeKind, ReadAt};
 use cairn_vdisk::{convert, ConvertOptions, Error, OpenOptions, TargetFormat, VirtualDisk};
 
-fn have(tool: &str) -> bool {
-    let ok = Command::new(tool)
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !ok {
-        assert!(std::env::var_os("CI").is_none(), "{tool} is required in CI");
-        eprintln!("skipped: {tool} not found");
-    }
-    ok
-}
-
-fn run(cmd: &mut Command) -> Vec<u8> {
-    let out = cmd.output().expect("spawn");
-    assert!(
-        out.status.success(),
-        "{cmd:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out.stdout
-}
+use cairn_testkit::{have, run_command as run};
 
 fn qemu_img(args: &[&str]) -> Vec<u8> {
     run(Command::new("qemu-img").args(args))
@@ -45,13 +25,8 @@ fn p(path: &Path) -> &str {
     path.to_str().unwrap()
 }
 
-/// Reads the whole virtual disk in 1 MiB steps.
 fn read_all(d: &dyn ReadAt) -> Vec<u8> {
-    let mut v = vec![0u8; usize::try_from(d.size()).unwrap()];
-    for (i, chunk) in v.chunks_mut(1 << 20).enumerate() {
-        d.read_exact_at(chunk, (i as u64) << 20).unwrap();
-    }
-    v
+    cairn_testkit::read_all(d, 1 << 20)
 }
 
 fn qemu_raw(img: &Path, fmt: &str, dir: &Path) -> Vec<u8> {

@@ -1,6 +1,6 @@
 //! Shared helpers of the integration tests: tool discovery, a deterministic source tree,
 //! image building with e2fsprogs.
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 
 use std::fs;
 use std::os::unix::fs::symlink;
@@ -11,25 +11,7 @@ use std::process::Command;
 pub const EPOCH: i64 = 1_700_000_000;
 pub const FS_UUID: &str = "2f0a5b4c-1d2e-4f60-8a9b-0c1d2e3f4a5b";
 
-/// Whether `tool` can be run. Missing with `CI` set fails the test; missing otherwise
-/// prints "skipped" and the caller returns.
-pub fn have(tool: &str) -> bool {
-    let found = Command::new("sh")
-        .arg("-c")
-        .arg(format!(
-            "command -v {tool} || test -x /usr/sbin/{tool} || test -x /sbin/{tool}"
-        ))
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false);
-    if !found {
-        if std::env::var_os("CI").is_some() {
-            panic!("{tool} not found and CI is set");
-        }
-        println!("skipped: {tool} not found");
-    }
-    found
-}
+pub use cairn_testkit::have;
 
 pub fn tool(name: &str) -> Command {
     for dir in ["/usr/sbin", "/sbin"] {
@@ -56,18 +38,9 @@ pub fn run(mut c: Command) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// Deterministic pseudo-random bytes (xorshift64*), different per `seed`.
+/// Deterministic pseudo-random bytes, different per `seed`.
 pub fn rnd(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let mut v = Vec::with_capacity(len + 8);
-    while v.len() < len {
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        v.extend_from_slice(&x.wrapping_mul(0x2545_F491_4F6C_DD1D).to_le_bytes());
-    }
-    v.truncate(len);
-    v
+    cairn_testkit::random_bytes(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15), len)
 }
 
 fn w(root: &Path, rel: &str, data: &[u8]) {

@@ -1,5 +1,5 @@
 //! Helpers shared by the integration tests.
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -8,25 +8,7 @@ use std::process::Command;
 use cairn_fat::FatFs;
 use cairn_vfs::{FileKind, FileSystem, ReadAt};
 
-/// Whether an external tool is usable. Missing with `CI` set: the test fails (CI installs
-/// the tools); missing without `CI`: the test prints "skipped" and returns.
-pub fn have(tool: &str) -> bool {
-    let found = Command::new("sh")
-        .arg("-c")
-        .arg(format!(
-            "command -v {tool} || test -x /usr/sbin/{tool} || test -x /sbin/{tool}"
-        ))
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false);
-    if !found {
-        if std::env::var_os("CI").is_some() {
-            panic!("{tool} not found (CI is set, so tools must be installed)");
-        }
-        eprintln!("skipped: {tool} not found");
-    }
-    found
-}
+pub use cairn_testkit::{have, sha256_hex as sha256};
 
 /// Runs a command with a fixed environment (UTC, UTF-8, mtools checks off); panics with its
 /// stderr on failure; returns stdout.
@@ -51,14 +33,6 @@ pub fn run(cmd: &str, args: &[&str]) -> Vec<u8> {
         String::from_utf8_lossy(&out.stderr)
     );
     out.stdout
-}
-
-pub fn sha256(data: &[u8]) -> String {
-    ring::digest::digest(&ring::digest::SHA256, data)
-        .as_ref()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
 }
 
 /// What a tree holds: path -> (is_dir, size, sha256 of content; empty for dirs).

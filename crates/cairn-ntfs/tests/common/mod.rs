@@ -1,5 +1,5 @@
 //! Shared helpers of the integration tests: tool discovery, SHA-256, walking a volume.
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -10,52 +10,7 @@ use cairn_io::{FileReader, ReadAt};
 use cairn_ntfs::{NtfsFs, NtfsOptions};
 use cairn_vfs::{FileKind, FileSystem};
 
-/// True when `tool` is on PATH. When it is missing: fails under CI, else prints a skip note.
-pub fn have(tool: &str) -> bool {
-    let found = std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
-        .unwrap_or(false)
-        || Path::new("/usr/sbin").join(tool).is_file();
-    if !found {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "{tool} not found (CI installs it)"
-        );
-        eprintln!("skipped: {tool} not found");
-    }
-    found
-}
-
-pub fn tool_path(tool: &str) -> String {
-    let sbin = Path::new("/usr/sbin").join(tool);
-    if sbin.is_file() {
-        sbin.to_string_lossy().into_owned()
-    } else {
-        tool.to_string()
-    }
-}
-
-/// Runs a command, panicking with its stderr on failure; returns stdout.
-pub fn run(cmd: &str, args: &[&str]) -> Vec<u8> {
-    let out = Command::new(tool_path(cmd))
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("{cmd}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd} {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out.stdout
-}
-
-pub fn sha256(b: &[u8]) -> String {
-    ring::digest::digest(&ring::digest::SHA256, b)
-        .as_ref()
-        .iter()
-        .map(|x| format!("{x:02x}"))
-        .collect()
-}
+pub use cairn_testkit::{have, run, sha256_hex as sha256};
 
 pub fn read_all(r: &dyn ReadAt) -> Vec<u8> {
     let mut v = vec![0u8; usize::try_from(r.size()).unwrap()];

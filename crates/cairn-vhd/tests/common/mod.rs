@@ -1,53 +1,18 @@
 //! Helpers shared by the integration tests: external tools, fixtures, hashes.
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 
 use std::path::Path;
-use std::process::Command;
 
 use cairn_io::{AllocationMap, RangeKind, ReadAt};
 
-/// Whether `tool` can run. Missing with `CI` set is a failure; otherwise the caller skips.
-pub fn have(tool: &str, probe_args: &[&str]) -> bool {
-    let ok = Command::new(tool)
-        .args(probe_args)
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false);
-    if !ok {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "{tool} not found and CI is set"
-        );
-        eprintln!("skipped: {tool} not found");
-    }
-    ok
-}
+pub use cairn_testkit::{have, path_str as p, read_all, run_text as run, sha256_hex};
 
 pub fn have_qemu() -> bool {
-    have("qemu-img", &["--version"])
+    have("qemu-img")
 }
 
 pub fn have_pyvhdi() -> bool {
-    have("/usr/bin/python3", &["-c", "import pyvhdi"])
-}
-
-/// Runs a command, panicking with its stderr on failure; returns stdout.
-pub fn run(cmd: &str, args: &[&str]) -> String {
-    let out = Command::new(cmd)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("{cmd}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd} {args:?} failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
-pub fn p(path: &Path) -> &str {
-    path.to_str().unwrap()
+    cairn_testkit::have_python_module("pyvhdi")
 }
 
 /// Deterministic pseudo-random bytes (xorshift), so fixtures are reproducible.
@@ -85,24 +50,6 @@ pub fn data_map(disk: &[u8]) -> AllocationMap {
         }
     }
     m.finish()
-}
-
-/// The whole of `r`, read in `step`-byte requests.
-pub fn read_all(r: &dyn ReadAt, step: usize) -> Vec<u8> {
-    let size = usize::try_from(r.size()).unwrap();
-    let mut out = vec![0u8; size];
-    for (i, c) in out.chunks_mut(step).enumerate() {
-        r.read_exact_at(c, (i * step) as u64).unwrap();
-    }
-    out
-}
-
-pub fn sha256_hex(data: &[u8]) -> String {
-    ring::digest::digest(&ring::digest::SHA256, data)
-        .as_ref()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
 }
 
 /// `qemu-img map --output=json -f vpc` as (start, length, data) triples, merged.

@@ -1,0 +1,195 @@
+//! Helpers shared by Cairn's integration tests (a dev-dependency only). See README.md.
+//!
+//! ```
+//! let data = cairn_testkit::random_bytes(7, 4096);
+//! assert_eq!(cairn_testkit::read_all(&data, 1000), data);
+//! cairn_testkit::check_odd_reads(&data, &data);
+//! ```
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use cairn_io::{AllocationMap, RangeKind, ReadAt};
+
+/// Folders outside an ordinary user's `PATH` where Debian installs file-system tools.
+const SBIN_DIRS: [&str; 2] = ["/usr/sbin", "/sbin"];
+
+/// Where `tool` is: a path on `PATH`, in `/usr/sbin` or `/sbin`, or `None`. A name with a
+/// `/` is taken as a path.
+pub fn find_tool(tool: &str) -> Option<PathBuf> {
+    if tool.contains('/') {
+        let p = PathBuf::from(tool);
+        return p.is_file().then_some(p);
+    }
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(SBIN_DIRS.iter().map(PathBuf::from))
+        .map(|d| d.join(tool))
+        .find(|p| p.is_file())
+}
+
+/// True when `tool` is installed. Missing: panics when `CI` is set (CI installs every
+/// oracle), else prints `skipped: <tool> not found` and returns false.
+pub fn have(tool: &str) -> bool {
+    let found = find_tool(tool).is_some();
+    if !found {
+        skip_or_fail(tool);
+    }
+    found
+}
+
+/// True when `/usr/bin/python3` imports `module` (Debian's python3-libvhdi and friends are
+/// visible to the system interpreter only). Missing: as [`have`].
+pub fn have_python_module(module: &str) -> bool {
+    let ok = Command::new("/usr/bin/python3")
+        .args(["-c", &format!("import {module}")])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ok {
+        skip_or_fail(&format!("python3 module {module}"));
+    }
+    ok
+}
+
+fn skip_or_fail(what: &str) {
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "{what} not found (CI is set, so it must be installed)"
+    );
+    eprintln!("skipped: {what} not found");
+}
+
+/// A [`Command`] for `tool`, resolved through [`find_tool`] (so `/usr/sbin` tools run
+/// without a root `PATH`), with `TZ=UTC` and `LC_ALL=C.UTF-8` so tools print stable output.
+pub fn tool_command(tool: &str) -> Command {
+    let mut c = Command::new(find_tool(tool).unwrap_or_else(|| PathBuf::from(tool)));
+    c.env("TZ", "UTC").env("LC_ALL", "C.UTF-8");
+    c
+}
+
+/// Runs `cmd` and returns its standard output; panics with both outputs on failure.
+pub fn run_command(cmd: &mut Command) -> Vec<u8> {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("{cmd:?}: cannot start: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed ({}): {}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
+/// Runs `tool args...` (see [`tool_command`]) and returns its standard output.
+pub fn run(tool: &str, args: &[&str]) -> Vec<u8> {
+    run_command(tool_command(tool).args(args))
+}
+
+/// [`run`], with the output as (lossy) UTF-8 text.
+pub fn run_text(tool: &str, args: &[&str]) -> String {
+    String::from_utf8_lossy(&run(tool, args)).into_owned()
+}
+
+/// A path as `&str` for a command line (test paths are UTF-8).
+pub fn path_str(path: &Path) -> &str {
+    path.to_str().expect("test paths are UTF-8")
+}
+
+/// Deterministic pseudo-random bytes (xorshift64*), different for each `seed`.
+pub fn random_bytes(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed | 1;
+    let mut v = Vec::with_capacity(len + 8);
+    while v.len() < len {
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        v.extend_from_slice(&x.wrapping_mul(0x2545_f491_4f6c_dd1d).to_le_bytes());
+    }
+    v.truncate(len);
+    v
+}
+
+/// A raw disk of 6 MiB + 3584 bytes (deliberately not a multiple of any grain, cluster or
+/// block size): random, zero and pattern areas, and small writes that straddle 64 KiB and
+/// 1 MiB boundaries.
+pub fn sample_disk() -> Vec<u8> {
+    const MIB: usize = 1 << 20;
+    let size = 6 * MIB + 3584;
+    let mut d = vec![0u8; size];
+    d[..MIB].copy_from_slice(&random_bytes(1, MIB));
+    d[2 * MIB..2 * MIB + 512 * 1024].fill(0x5a);
+    d[3 * MIB - 1000..3 * MIB + 2000].copy_from_slice(&random_bytes(2, 3000));
+    d[4 * MIB + 65536 - 7..4 * MIB + 65536 + 9].fill(0xee);
+    d[size - 5000..].copy_from_slice(&random_bytes(3, 5000));
+    d
+}
+
+/// Reads all of `img` in requests of `step` bytes.
+pub fn read_all(img: &dyn ReadAt, step: usize) -> Vec<u8> {
+    let mut out = vec![0u8; usize::try_from(img.size()).expect("test image fits in memory")];
+    for (i, piece) in out.chunks_mut(step.max(1)).enumerate() {
+        let offset = u64::try_from(i * step.max(1)).expect("usize fits u64");
+        img.read_exact_at(piece, offset)
+            .unwrap_or_else(|e| panic!("read of {} bytes at {offset}: {e}", piece.len()));
+    }
+    out
+}
+
+/// Reads `img` in odd-sized requests (1 byte to ~200 KB) at odd offsets and compares each
+/// with `want`, so every grain, cluster and block boundary is crossed somewhere.
+pub fn check_odd_reads(img: &dyn ReadAt, want: &[u8]) {
+    assert_eq!(img.size(), u64::try_from(want.len()).unwrap(), "image size");
+    let mut off = 0usize;
+    let mut step = 1usize;
+    while off < want.len() {
+        let len = (step * 4099 % 200_000 + 1).min(want.len() - off);
+        let mut buf = vec![0u8; len];
+        img.read_exact_at(&mut buf, u64::try_from(off).unwrap())
+            .unwrap_or_else(|e| panic!("read of {len} bytes at {off}: {e}"));
+        assert!(buf == want[off..off + len], "mismatch at {off}+{len}");
+        off += len;
+        step += 1;
+    }
+}
+
+/// Lower-case hex SHA-256 of `data`.
+pub fn sha256_hex(data: &[u8]) -> String {
+    ring::digest::digest(&ring::digest::SHA256, data)
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// `qemu-img map --output=json` of the image at `path` alone (its parents' ranges count as
+/// unallocated), as an allocation map of `size` bytes: depth-0 data is `Data`, depth-0
+/// present zeros `Zero`, everything else `Unallocated`. `format` pins qemu's probe.
+pub fn qemu_map(path: &Path, format: Option<&str>, size: u64) -> AllocationMap {
+    let mut args = vec!["map", "--output=json"];
+    if let Some(f) = format {
+        args.extend(["-f", f]);
+    }
+    args.push(path_str(path));
+    let out = run("qemu-img", &args);
+    let runs: serde_json::Value = serde_json::from_slice(&out).expect("qemu-img map JSON");
+    let mut map = AllocationMap::new(size);
+    for r in runs.as_array().expect("qemu-img map prints an array") {
+        let field = |k: &str| {
+            r[k].as_u64()
+                .unwrap_or_else(|| panic!("map run without {k}"))
+        };
+        let present = r["present"].as_bool().unwrap_or(true);
+        let kind = if field("depth") != 0 || !present {
+            RangeKind::Unallocated
+        } else if r["data"].as_bool().unwrap_or(false) {
+            RangeKind::Data
+        } else {
+            RangeKind::Zero
+        };
+        map.push(field("start"), field("length"), kind)
+            .expect("qemu-img map runs are contiguous");
+    }
+    map.finish()
+}
