@@ -28,7 +28,7 @@ TOML
 for c in ../crates/*/; do
   n=$(basename "$c")
   [ "$n" = cairn-io ] && continue
-  grep -qs "$n\|${n//-/_}" fuzz_targets/*.rs && echo "$n = { path = \"../crates/$n\" }"
+  grep -rqs "$n\|${n//-/_}" fuzz_targets/ && echo "$n = { path = \"../crates/$n\" }"
 done
 echo
 for f in fuzz_targets/*.rs; do

@@ -2,12 +2,9 @@
 //! step budget, stat, map and read every file. Must never panic, hang or exhaust memory.
 #![no_main]
 
-use std::sync::Arc;
-
-use cairn_fat::{FatFs, FatOptions};
-use cairn_io::Limits;
-use cairn_vfs::{FileKind, FileSystem, ReadAt};
 use libfuzzer_sys::fuzz_target;
+
+mod shared;
 
 fuzz_target!(|data: &[u8]| {
     let mut img = data.to_vec();
@@ -15,34 +12,5 @@ fuzz_target!(|data: &[u8]| {
     if img.len() >= 11 && &img[3..11] == b"EXFAT   " {
         img[3] = b'X';
     }
-    let mut limits = Limits::default();
-    limits.max_table_bytes = 16 << 20;
-    limits.max_walk_steps = 10_000;
-    limits.max_dir_depth = 32;
-    let opts = FatOptions::default().with_limits(limits);
-    let Ok(fs) = FatFs::open(Arc::new(img), &opts) else {
-        return;
-    };
-    let _ = fs.info();
-    let _ = fs.used_map();
-    let mut nodes = Vec::new();
-    let _ = fs.walk(&mut |_, e| nodes.push((e.id, e.kind)));
-    let _ = fs.lookup("/a/B.TXT");
-    let mut buf = vec![0u8; 1 << 16];
-    for (id, kind) in nodes {
-        let _ = fs.metadata(id);
-        if kind == FileKind::Dir {
-            continue;
-        }
-        let _ = fs.extents(id, None);
-        if let Ok(r) = fs.open(id, None) {
-            let mut off = 0u64;
-            while off < r.size().min(1 << 22) {
-                match r.read_at(&mut buf, off) {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => off += n as u64,
-                }
-            }
-        }
-    }
+    shared::exercise_fat(img);
 });
