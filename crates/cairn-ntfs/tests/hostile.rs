@@ -16,14 +16,7 @@ fn base_image() -> Option<Vec<u8>> {
     }
     let tmp = tempfile::tempdir().unwrap();
     let img = tmp.path().join("h.img");
-    std::fs::File::create(&img)
-        .unwrap()
-        .set_len(16 << 20)
-        .unwrap();
-    run(
-        "mkntfs",
-        &["-q", "-F", "-Q", "-T", "-c", "4096", img.to_str().unwrap()],
-    );
+    mkntfs_image(&img, 16, "");
     let src = tmp.path().join("hello.txt");
     std::fs::write(&src, b"hello world\n").unwrap();
     run(

@@ -197,24 +197,7 @@ fn nomount_image_matches_tsk_and_ntfscat() {
     let img = tmp.path().join("ntfs.img");
     let src = tmp.path().join("src");
     std::fs::create_dir(&src).unwrap();
-    std::fs::File::create(&img)
-        .unwrap()
-        .set_len(16 << 20)
-        .unwrap();
-    run(
-        "mkntfs",
-        &[
-            "-q",
-            "-F",
-            "-Q",
-            "-T",
-            "-L",
-            "nomount",
-            "-c",
-            "4096",
-            img.to_str().unwrap(),
-        ],
-    );
+    mkntfs_image(&img, 16, "nomount");
     let files: Vec<(&str, Vec<u8>)> = vec![
         ("hello.txt", b"hello world\n".to_vec()),
         ("empty.txt", Vec::new()),
@@ -405,24 +388,7 @@ fn fuse_image_matches_tsk_and_ntfscat() {
     let img = tmp.path().join("ntfs.img");
     let mnt = tmp.path().join("mnt");
     std::fs::create_dir(&mnt).unwrap();
-    std::fs::File::create(&img)
-        .unwrap()
-        .set_len(64 << 20)
-        .unwrap();
-    run(
-        "mkntfs",
-        &[
-            "-q",
-            "-F",
-            "-Q",
-            "-T",
-            "-L",
-            "corpus-ntfs",
-            "-c",
-            "4096",
-            img.to_str().unwrap(),
-        ],
-    );
+    mkntfs_image(&img, 64, "corpus-ntfs");
     if !mount(
         &img,
         &mnt,
@@ -691,24 +657,7 @@ fn fuse_attribute_list_matches_tsk() {
     let img = tmp.path().join("attrlist.img");
     let mnt = tmp.path().join("mnt");
     std::fs::create_dir(&mnt).unwrap();
-    std::fs::File::create(&img)
-        .unwrap()
-        .set_len(32 << 20)
-        .unwrap();
-    run(
-        "mkntfs",
-        &[
-            "-q",
-            "-F",
-            "-Q",
-            "-T",
-            "-L",
-            "attrlist",
-            "-c",
-            "4096",
-            img.to_str().unwrap(),
-        ],
-    );
+    mkntfs_image(&img, 32, "attrlist");
     if !mount(&img, &mnt, "") {
         return;
     }
@@ -886,14 +835,7 @@ fn fuse_fragmented_mft_matches_tsk() {
     let img = tmp.path().join("frag.img");
     let mnt = tmp.path().join("mnt");
     std::fs::create_dir(&mnt).unwrap();
-    std::fs::File::create(&img)
-        .unwrap()
-        .set_len(16 << 20)
-        .unwrap();
-    run(
-        "mkntfs",
-        &["-q", "-F", "-Q", "-T", "-c", "4096", img.to_str().unwrap()],
-    );
+    mkntfs_image(&img, 16, "");
     if !mount(&img, &mnt, "") {
         return;
     }
