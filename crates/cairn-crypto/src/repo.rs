@@ -327,6 +327,39 @@ impl RepoCrypto {
         Ok(buf)
     }
 
+    /// Like [`open`](Self::open), but decrypts inside `sealed` and returns the plaintext as a
+    /// sub-slice of it (no allocation, no copy). On error the contents of `sealed` are
+    /// unspecified. When unencrypted, returns `sealed` whole.
+    pub fn open_in_place<'a>(&self, aad: &[u8], sealed: &'a mut [u8]) -> Result<&'a mut [u8]> {
+        let Some(keys) = &self.keys else {
+            return Ok(sealed);
+        };
+        if sealed.len() < SEALED_OVERHEAD {
+            return Err(Error::SealedTooShort {
+                len: sealed.len(),
+                min: SEALED_OVERHEAD,
+            });
+        }
+        let (header, body) = sealed.split_at_mut(SEALED_HEADER_LEN);
+        if header[0] != SEALED_VERSION {
+            return Err(Error::SealedVersion {
+                found: header[0],
+                expected: SEALED_VERSION,
+            });
+        }
+        let mut sid = [0u8; SESSION_ID_LEN];
+        sid.copy_from_slice(&header[1..1 + SESSION_ID_LEN]);
+        let mut nonce = [0u8; NONCE_LEN];
+        nonce.copy_from_slice(&header[1 + SESSION_ID_LEN..]);
+        let key = keys.cached_session_key(&sid);
+        key.open_in_place(
+            Nonce::assume_unique_for_key(nonce),
+            Aad::from(gcm_aad(aad)),
+            body,
+        )
+        .map_err(|_| Error::SealedAuthentication)
+    }
+
     /// Bytes `seal` adds to a plaintext: [`SEALED_OVERHEAD`], or 0 when unencrypted.
     pub fn overhead(&self) -> usize {
         if self.keys.is_some() {
@@ -419,6 +452,56 @@ impl Sealer {
         Ok(out)
     }
 
+    /// Bytes [`seal_in_place`](Self::seal_in_place) expects in front of the plaintext:
+    /// [`SEALED_HEADER_LEN`], or 0 when unencrypted.
+    pub fn header_len(&self) -> usize {
+        if self.inner.is_some() {
+            SEALED_HEADER_LEN
+        } else {
+            0
+        }
+    }
+
+    /// Seals without copying: `buf[..header_len()]` is room for the header (its contents are
+    /// overwritten) and `buf[header_len()..]` is the plaintext; on return `buf` holds exactly
+    /// what [`seal`](Self::seal) would have returned (the tag is appended). Lets a caller
+    /// build the plaintext in a reused buffer. Unencrypted: `buf` is left as it is.
+    pub fn seal_in_place(&self, aad: &[u8], buf: &mut Vec<u8>) -> Result<()> {
+        let Some(session) = &self.inner else {
+            return Ok(());
+        };
+        if buf.len() < SEALED_HEADER_LEN {
+            return Err(Error::SealedTooShort {
+                len: buf.len(),
+                min: SEALED_HEADER_LEN,
+            });
+        }
+        let counter = session
+            .counter
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |c| {
+                (c < MAX_SEALS_PER_SESSION).then(|| c + 1)
+            })
+            .map_err(|_| Error::SealerExhausted {
+                limit: MAX_SEALS_PER_SESSION,
+            })?;
+        let mut nonce = [0u8; NONCE_LEN];
+        nonce[NONCE_LEN - 8..].copy_from_slice(&counter.to_be_bytes());
+        buf[0] = SEALED_VERSION;
+        buf[1..1 + SESSION_ID_LEN].copy_from_slice(&session.sid);
+        buf[1 + SESSION_ID_LEN..SEALED_HEADER_LEN].copy_from_slice(&nonce);
+        let plain_len = buf.len() - SEALED_HEADER_LEN;
+        let tag = session
+            .key
+            .seal_in_place_separate_tag(
+                Nonce::assume_unique_for_key(nonce),
+                Aad::from(gcm_aad(aad)),
+                &mut buf[SEALED_HEADER_LEN..],
+            )
+            .map_err(|_| Error::PlaintextTooLarge { len: plain_len })?;
+        buf.extend_from_slice(tag.as_ref());
+        Ok(())
+    }
+
     /// Messages sealed so far in this session (0 when unencrypted).
     pub fn sealed_count(&self) -> u64 {
         self.inner
@@ -439,6 +522,43 @@ mod tests {
         assert_send_sync::<Sealer>();
         assert_send_sync::<MasterKey>();
         assert_send_sync::<Error>();
+    }
+
+    #[test]
+    fn in_place_forms_match_the_copying_ones() {
+        let c = RepoCrypto::new(&MasterKey::from_bytes([7; KEY_LEN]));
+        let plain: Vec<u8> = (0..1000u32).map(|i| (i % 251) as u8).collect();
+        // Same session and counter: seal and seal_in_place give the same bytes.
+        let a = c
+            .sealer_for_tests([1; SESSION_ID_LEN], 5)
+            .seal(b"ad", &plain)
+            .unwrap();
+        let s = c.sealer_for_tests([1; SESSION_ID_LEN], 5);
+        let mut b = vec![0xEE; s.header_len()];
+        b.extend_from_slice(&plain);
+        s.seal_in_place(b"ad", &mut b).unwrap();
+        assert_eq!(a, b);
+        assert_eq!(c.open(b"ad", &a).unwrap(), plain);
+        assert_eq!(c.open_in_place(b"ad", &mut b).unwrap(), &plain[..]);
+        let mut bad = a.clone();
+        bad[40] ^= 1;
+        assert!(matches!(
+            c.open_in_place(b"ad", &mut bad),
+            Err(Error::SealedAuthentication)
+        ));
+        assert!(c.open_in_place(b"other", &mut a.clone()).is_err());
+        let mut short = vec![SEALED_VERSION; SEALED_OVERHEAD - 1];
+        assert!(matches!(
+            c.open_in_place(b"ad", &mut short),
+            Err(Error::SealedTooShort { .. })
+        ));
+        let none = RepoCrypto::none();
+        let s = none.sealer().unwrap();
+        assert_eq!(s.header_len(), 0);
+        let mut v = plain.clone();
+        s.seal_in_place(b"ad", &mut v).unwrap();
+        assert_eq!(v, plain);
+        assert_eq!(none.open_in_place(b"ad", &mut v).unwrap(), &plain[..]);
     }
 
     #[test]
