@@ -40,6 +40,192 @@ pub trait Backend: Send + Sync + fmt::Debug {
     fn exists(&self, name: &str) -> Result<bool>;
     /// Size of the object in bytes.
     fn size(&self, name: &str) -> Result<u64>;
+
+    /// Starts an object written in pieces ([`NewObject::write`]) and made visible by
+    /// [`commit`](Self::commit), with [`put`](Self::put)'s all-or-nothing guarantee. The
+    /// default keeps the pieces in memory and `put`s them at commit (right for object
+    /// stores, whose PUT needs the whole body or a multipart upload); [`LocalBackend`]
+    /// streams them to a temporary file so a pack never sits in memory whole.
+    fn create(&self, name: &str) -> Result<NewObject> {
+        check_name(name)?;
+        Ok(NewObject {
+            name: name.to_string(),
+            inner: NewInner::Memory(Vec::new()),
+        })
+    }
+
+    /// Makes a [`NewObject`] of this backend visible under its name, durably.
+    fn commit(&self, obj: NewObject) -> Result<()> {
+        match obj.take_inner() {
+            (name, NewInner::Memory(data)) => self.put(&name, &data),
+            (name, inner) => {
+                // Dropping it removes its temporary file.
+                drop(NewObject {
+                    name: name.clone(),
+                    inner,
+                });
+                Err(Error::Invalid(format!(
+                    "object {name:?} was created by another backend"
+                )))
+            }
+        }
+    }
+
+    /// Reads `buf.len()` bytes at `offset` of the object into `buf` (reused buffers on hot
+    /// paths); fails when the range is not inside the object.
+    fn get_range_into(&self, name: &str, offset: u64, buf: &mut [u8]) -> Result<()> {
+        let data = self.get_range(name, offset, buf.len() as u64)?;
+        if data.len() != buf.len() {
+            return Err(Error::Invalid(format!(
+                "backend returned {} bytes of {name}, asked for {}",
+                data.len(),
+                buf.len()
+            )));
+        }
+        buf.copy_from_slice(&data);
+        Ok(())
+    }
+}
+
+/// An object being written (see [`Backend::create`]); dropped without a commit, it leaves
+/// nothing visible (a local temporary file is removed).
+#[derive(Debug)]
+pub struct NewObject {
+    name: String,
+    inner: NewInner,
+}
+
+#[derive(Debug)]
+enum NewInner {
+    Memory(Vec<u8>),
+    File {
+        file: File,
+        tmp: PathBuf,
+        path: PathBuf,
+        len: u64,
+    },
+    Done,
+}
+
+impl NewObject {
+    /// The object's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Bytes written so far.
+    pub fn len(&self) -> u64 {
+        match &self.inner {
+            NewInner::Memory(v) => v.len() as u64,
+            NewInner::File { len, .. } => *len,
+            NewInner::Done => 0,
+        }
+    }
+
+    /// Whether nothing was written yet.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Appends `data`.
+    pub fn write(&mut self, data: &[u8]) -> Result<()> {
+        match &mut self.inner {
+            NewInner::Memory(v) => {
+                v.extend_from_slice(data);
+                Ok(())
+            }
+            NewInner::File { file, len, .. } => {
+                file.write_all(data)
+                    .map_err(|e| Error::backend("put", &self.name, e))?;
+                *len += data.len() as u64;
+                Ok(())
+            }
+            NewInner::Done => Err(Error::Invalid(format!("{} already committed", self.name))),
+        }
+    }
+
+    /// Overwrites bytes already written, at `offset` (a header whose checksum is known only
+    /// at the end).
+    pub fn write_at(&mut self, offset: u64, data: &[u8]) -> Result<()> {
+        let end = offset.checked_add(data.len() as u64);
+        if end.is_none_or(|e| e > self.len()) {
+            return Err(Error::Invalid(format!(
+                "{}: rewrite of {}+{} past the {} bytes written",
+                self.name,
+                offset,
+                data.len(),
+                self.len()
+            )));
+        }
+        match &mut self.inner {
+            NewInner::Memory(v) => {
+                // In bounds: checked against len above.
+                let o = usize::try_from(offset).map_err(|_| Error::Invalid("offset".into()))?;
+                v[o..o + data.len()].copy_from_slice(data);
+                Ok(())
+            }
+            NewInner::File { file, .. } => {
+                write_all_at(file, data, offset).map_err(|e| Error::backend("put", &self.name, e))
+            }
+            NewInner::Done => Err(Error::Invalid(format!("{} already committed", self.name))),
+        }
+    }
+
+    fn take_inner(mut self) -> (String, NewInner) {
+        let inner = std::mem::replace(&mut self.inner, NewInner::Done);
+        (std::mem::take(&mut self.name), inner)
+    }
+}
+
+impl Drop for NewObject {
+    fn drop(&mut self) {
+        if let NewInner::File { tmp, .. } = &self.inner {
+            let _ = fs::remove_file(tmp);
+        }
+    }
+}
+
+fn write_all_at(f: &File, buf: &[u8], offset: u64) -> io::Result<()> {
+    #[cfg(unix)]
+    {
+        std::os::unix::fs::FileExt::write_all_at(f, buf, offset)
+    }
+    #[cfg(windows)]
+    {
+        let mut done = 0;
+        while done < buf.len() {
+            let n =
+                std::os::windows::fs::FileExt::seek_write(f, &buf[done..], offset + done as u64)?;
+            if n == 0 {
+                return Err(io::ErrorKind::WriteZero.into());
+            }
+            done += n;
+        }
+        Ok(())
+    }
+}
+
+fn read_exact_at(f: &File, buf: &mut [u8], offset: u64) -> io::Result<()> {
+    #[cfg(unix)]
+    {
+        std::os::unix::fs::FileExt::read_exact_at(f, buf, offset)
+    }
+    #[cfg(windows)]
+    {
+        let mut done = 0;
+        while done < buf.len() {
+            let n = std::os::windows::fs::FileExt::seek_read(
+                f,
+                &mut buf[done..],
+                offset + done as u64,
+            )?;
+            if n == 0 {
+                return Err(io::ErrorKind::UnexpectedEof.into());
+            }
+            done += n;
+        }
+        Ok(())
+    }
 }
 
 fn check_name(name: &str) -> Result<()> {
@@ -99,7 +285,8 @@ impl LocalBackend {
         }
     }
 
-    fn put_inner(&self, name: &str, path: &Path, data: &[u8]) -> io::Result<()> {
+    /// Creates the object's folder (durably) and returns a fresh temporary path beside it.
+    fn temp_for(&self, name: &str, path: &Path) -> io::Result<PathBuf> {
         let dir = path.parent().unwrap_or(&self.root);
         let created = !dir.exists();
         fs::create_dir_all(dir)?;
@@ -109,12 +296,17 @@ impl LocalBackend {
             }
         }
         // A unique temporary name per process and call: concurrent writers never collide.
-        let tmp = dir.join(format!(
+        Ok(dir.join(format!(
             "{TEMP_PREFIX}{}-{}-{}",
             std::process::id(),
             self.temp_counter.fetch_add(1, Ordering::Relaxed),
             name.rsplit('/').next().unwrap_or("obj")
-        ));
+        )))
+    }
+
+    fn put_inner(&self, name: &str, path: &Path, data: &[u8]) -> io::Result<()> {
+        let dir = path.parent().unwrap_or(&self.root);
+        let tmp = self.temp_for(name, path)?;
         let res = (|| {
             let mut f = OpenOptions::new().write(true).create_new(true).open(&tmp)?;
             f.write_all(data)?;
@@ -189,6 +381,71 @@ impl Backend for LocalBackend {
     fn get(&self, name: &str) -> Result<Vec<u8>> {
         let p = self.path(name)?;
         fs::read(&p).map_err(|e| Error::backend("get", name, e))
+    }
+
+    fn create(&self, name: &str) -> Result<NewObject> {
+        let path = self.path(name)?;
+        let tmp = self
+            .temp_for(name, &path)
+            .map_err(|e| Error::backend("put", name, e))?;
+        let file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)
+            .map_err(|e| Error::backend("put", name, e))?;
+        Ok(NewObject {
+            name: name.to_string(),
+            inner: NewInner::File {
+                file,
+                tmp,
+                path,
+                len: 0,
+            },
+        })
+    }
+
+    fn commit(&self, obj: NewObject) -> Result<()> {
+        match obj.take_inner() {
+            (name, NewInner::Memory(data)) => self.put(&name, &data),
+            (
+                name,
+                NewInner::File {
+                    file, tmp, path, ..
+                },
+            ) => {
+                let dir = path.parent().unwrap_or(&self.root).to_path_buf();
+                let res = file
+                    .sync_all()
+                    .and_then(|()| {
+                        drop(file);
+                        fs::rename(&tmp, &path)
+                    })
+                    .and_then(|()| Self::sync_dir(&dir));
+                if res.is_err() {
+                    let _ = fs::remove_file(&tmp);
+                }
+                res.map_err(|e| Error::backend("put", &name, e))
+            }
+            (name, NewInner::Done) => Err(Error::Invalid(format!("{name} already committed"))),
+        }
+    }
+
+    fn get_range_into(&self, name: &str, offset: u64, buf: &mut [u8]) -> Result<()> {
+        let p = self.path(name)?;
+        let f = File::open(&p).map_err(|e| Error::backend("get", name, e))?;
+        read_exact_at(&f, buf, offset).map_err(|e| {
+            if e.kind() == io::ErrorKind::UnexpectedEof {
+                Error::BadLength {
+                    name: name.to_string(),
+                    offset,
+                    field: "range length",
+                    found: buf.len() as u64,
+                    expected: "inside the object".into(),
+                }
+            } else {
+                Error::backend("get", name, e)
+            }
+        })
     }
 
     fn get_range(&self, name: &str, offset: u64, len: u64) -> Result<Vec<u8>> {
@@ -372,6 +629,43 @@ mod tests {
         assert!(b.put("../evil", b"x").is_err());
         assert!(b.put("/abs", b"x").is_err());
         assert!(b.put("a//b", b"x").is_err());
+    }
+
+    fn exercise_new_object(b: &dyn Backend) {
+        let mut o = b.create("packs/cd/new").unwrap();
+        o.write(b"xxxxhello").unwrap();
+        o.write(b" world").unwrap();
+        o.write_at(0, b"HEAD").unwrap();
+        assert!(o.write_at(13, b"abc").is_err(), "past the end");
+        assert_eq!(o.len(), 15);
+        assert!(
+            !b.exists("packs/cd/new").unwrap(),
+            "invisible before commit"
+        );
+        b.commit(o).unwrap();
+        assert_eq!(b.get("packs/cd/new").unwrap(), b"HEADhello world");
+        let mut buf = [0u8; 5];
+        b.get_range_into("packs/cd/new", 4, &mut buf).unwrap();
+        assert_eq!(&buf, b"hello");
+        assert!(b.get_range_into("packs/cd/new", 12, &mut buf).is_err());
+        // Dropped without commit: nothing appears.
+        let mut o = b.create("packs/cd/gone").unwrap();
+        o.write(b"partial").unwrap();
+        drop(o);
+        assert!(!b.exists("packs/cd/gone").unwrap());
+        assert!(b.create("../evil").is_err());
+    }
+
+    #[test]
+    fn new_objects_in_both_backends() {
+        let d = tempfile::tempdir().unwrap();
+        let b = LocalBackend::new(d.path()).unwrap();
+        exercise_new_object(&b);
+        assert!(b.temp_files().unwrap().is_empty(), "temporary files left");
+        exercise_new_object(&MemoryBackend::new());
+        // An object of one backend cannot be committed by another.
+        let o = b.create("x").unwrap();
+        assert!(MemoryBackend::new().commit(o).is_err());
     }
 
     #[test]

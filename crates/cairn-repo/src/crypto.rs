@@ -52,6 +52,20 @@ impl Crypto {
         })
     }
 
+    pub(crate) fn open_in_place<'a>(
+        &self,
+        name: &str,
+        aad: &[u8],
+        sealed: &'a mut [u8],
+    ) -> Result<&'a mut [u8]> {
+        self.0
+            .open_in_place(aad, sealed)
+            .map_err(|e| Error::Crypto {
+                name: name.to_string(),
+                why: e.to_string(),
+            })
+    }
+
     pub(crate) fn overhead(&self) -> usize {
         self.0.overhead()
     }
@@ -59,4 +73,12 @@ impl Crypto {
 
 pub(crate) fn seal(sealer: &Sealer, aad: &[u8], plain: &[u8]) -> Result<Vec<u8>> {
     sealer.seal(aad, plain).map_err(Error::Keys)
+}
+
+/// Length of the tag [`seal_in_place`] appends (when encrypted).
+pub(crate) const SEAL_TAG_LEN: usize = cairn_crypto::TAG_LEN;
+
+/// Seals `buf` in place (see [`cairn_crypto::Sealer::seal_in_place`]).
+pub(crate) fn seal_in_place(sealer: &Sealer, aad: &[u8], buf: &mut Vec<u8>) -> Result<()> {
+    sealer.seal_in_place(aad, buf).map_err(Error::Keys)
 }

@@ -50,7 +50,7 @@ mod prune;
 mod repo;
 mod verify;
 
-pub use backend::{Backend, LocalBackend, MemoryBackend, TEMP_PREFIX};
+pub use backend::{Backend, LocalBackend, MemoryBackend, NewObject, TEMP_PREFIX};
 pub use blob::{EncodedBlob, MAX_BLOB_RAW};
 pub use cairn_crypto::{KdfParams, KeyRing, SlotSecret};
 pub use config::{
@@ -64,10 +64,6 @@ pub use manifest::{
     BackupStats, DiskManifest, DiskRecord, Manifest, ManifestFile, RestorePointSummary,
     StoredIdentity, VolumeRecord, LIST_ENTRIES_PER_BLOB, MAX_CATALOG_BLOBS, MAX_CHAIN, MAX_DISKS,
     MAX_DISK_SIZE, MAX_MANIFEST_BYTES, MAX_TAGS, MAX_TEXT, MAX_VOLUMES,
-};
-pub use manifest::{
-    is_safe_relative, VmConfigFile, VmDiskRecord, VmRecord, MAX_VM_CONFIG_BLOBS,
-    MAX_VM_CONFIG_FILES, MAX_VM_NOTES,
 };
 pub use pack::{BlobEntry, MAX_PACK_BLOBS, MAX_PACK_BYTES, TRAILER_LEN, TRAILER_MAGIC};
 pub use prune::{

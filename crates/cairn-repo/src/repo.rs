@@ -15,8 +15,10 @@ use crate::manifest::{
     DiskManifest, DiskRecord, Manifest, ManifestFile, RestorePointSummary, LIST_ENTRIES_PER_BLOB,
     MAX_MANIFEST_BYTES,
 };
-use crate::pack::{PackBuilder, MAX_PACK_BYTES};
-use crate::{Backend, BlobId, BlobKind, Encryption, Error, ObjectId, Result, SnapshotId};
+use crate::pack::{PackStream, MAX_PACK_BYTES};
+use crate::{
+    Backend, BlobId, BlobKind, Encryption, Error, NewObject, ObjectId, Result, SnapshotId,
+};
 use cairn_crypto::{KeyRing, MasterKey, RepoCrypto, SlotSecret};
 
 /// Name of the configuration object.
@@ -337,6 +339,36 @@ impl Repository {
         )
     }
 
+    /// [`read_blob`](Self::read_blob) into reused buffers: the stored bytes go to `stored`,
+    /// the blob's bytes to `out` (both resized as needed; their capacity is kept).
+    pub fn read_blob_into(
+        &self,
+        id: &BlobId,
+        stored: &mut Vec<u8>,
+        out: &mut Vec<u8>,
+    ) -> Result<()> {
+        let (entry, pack) = {
+            let idx = self.index();
+            let e = *idx.get(id).ok_or(Error::BlobMissing(*id))?;
+            let (pack, _) = idx.pack(e.pack).ok_or(Error::BlobMissing(*id))?;
+            (e, pack)
+        };
+        let name = pack_name(&pack);
+        // The index validated the length against the pack and the seal overhead.
+        let len = usize::try_from(entry.length)
+            .map_err(|_| Error::Invalid(format!("blob length {}", entry.length)))?;
+        stored.resize(len, 0);
+        self.backend
+            .get_range_into(&name, u64::from(entry.offset), stored)?;
+        blob::decode_into(
+            &self.crypto,
+            &name,
+            (entry.kind, id, entry.raw_length, entry.crc32),
+            stored,
+            out,
+        )
+    }
+
     pub(crate) fn crypto(&self) -> &Crypto {
         &self.crypto
     }
@@ -371,6 +403,18 @@ impl Repository {
         id: &ObjectId,
         value: &T,
     ) -> Result<()> {
+        let bytes = self.encode_sealed_file(sealer, kind, id, value)?;
+        self.backend.put(name, &bytes)
+    }
+
+    /// The framed (and, when encrypted, sealed) bytes of a file holding `value`.
+    fn encode_sealed_file<T: Serialize>(
+        &self,
+        sealer: &Sealer,
+        kind: FileKind,
+        id: &ObjectId,
+        value: &T,
+    ) -> Result<Vec<u8>> {
         let plain =
             postcard::to_stdvec(value).map_err(|e| Error::Invalid(format!("postcard: {e}")))?;
         let sealed = self.crypto.encryption() != Encryption::None;
@@ -379,8 +423,7 @@ impl Repository {
         } else {
             plain
         };
-        self.backend
-            .put(name, &frame::encode(kind, sealed, &payload))
+        Ok(frame::encode(kind, sealed, &payload))
     }
 
     pub(crate) fn read_index_file(&self, name: &str) -> Result<IndexFile> {
@@ -499,20 +542,7 @@ impl Repository {
     /// manifest file under a fresh random id. This is the commit point of a backup: call it
     /// only after the writer that stored the data blobs has finished.
     pub fn save_manifest(&self, m: &Manifest) -> Result<SnapshotId> {
-        self.save_manifest_with_vm(m, None)
-    }
-
-    /// [`Repository::save_manifest`] for a VM bundle: `vm` (whose configuration-file
-    /// blobs must be indexed already) is recorded in the manifest file.
-    pub fn save_manifest_with_vm(
-        &self,
-        m: &Manifest,
-        vm: Option<&crate::VmRecord>,
-    ) -> Result<SnapshotId> {
         m.validate("new manifest")?;
-        if let Some(vm) = vm {
-            vm.validate("new manifest", m.disks.len())?;
-        }
         {
             let idx = self.index();
             for d in &m.disks {
@@ -520,11 +550,6 @@ impl Repository {
                     if !idx.contains(id) {
                         return Err(Error::BlobMissing(*id));
                     }
-                }
-            }
-            for id in vm.iter().flat_map(|v| v.blobs()) {
-                if !idx.contains(id) {
-                    return Err(Error::BlobMissing(*id));
                 }
             }
             for v in &m.volumes {
@@ -565,7 +590,6 @@ impl Repository {
             disks,
             stats: m.stats,
             volumes: m.volumes.clone(),
-            vm: vm.cloned(),
         };
         let id = ObjectId::random()?;
         let sealer = self.crypto.sealer()?;
@@ -590,6 +614,7 @@ impl Repository {
             session: HashSet::new(),
             written: Vec::new(),
             bytes_stored: 0,
+            committer: Committer::start(self.backend.clone())?,
         })
     }
 
@@ -701,6 +726,19 @@ impl BlobEncoder {
     pub fn encode(&self, kind: BlobKind, id: BlobId, data: &[u8]) -> Result<EncodedBlob> {
         blob::encode(&self.sealer, kind, id, data)
     }
+
+    /// [`encode`](Self::encode) into `buf`'s memory (cleared first): pass back the
+    /// [`EncodedBlob::stored`] of an earlier blob once the writer has taken it, and no chunk
+    /// costs a fresh allocation. Same bytes as `encode`.
+    pub fn encode_with(
+        &self,
+        kind: BlobKind,
+        id: BlobId,
+        data: &[u8],
+        buf: Vec<u8>,
+    ) -> Result<EncodedBlob> {
+        blob::encode_into(&self.sealer, kind, id, data, buf)
+    }
 }
 
 /// Counters of a finished writer.
@@ -714,16 +752,106 @@ pub struct WriterStats {
     pub bytes_stored: u64,
 }
 
+/// Packs (each already written to its temporary object) and index files waiting for the
+/// committer thread. Two keep the disk busy while the next pack fills; the objects hold no
+/// data in memory with [`crate::LocalBackend`].
+const COMMIT_QUEUE: usize = 2;
+
+/// Work for the committer thread, done strictly in order: an index file is written only after
+/// every pack it names is durable.
+enum Commit {
+    Pack(NewObject),
+    Put(String, Vec<u8>),
+}
+
+/// The committer: makes packs durable and visible (fsync, rename, fsync the folder) and
+/// writes index files, off the thread that fills packs, so compression and hashing never wait
+/// for the disk. It stops at the first error, which the writer reports at its next call.
+#[derive(Debug)]
+struct Committer {
+    tx: Option<std::sync::mpsc::SyncSender<Commit>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    error: Arc<Mutex<Option<Error>>>,
+}
+
+impl Committer {
+    fn start(backend: Arc<dyn Backend>) -> Result<Self> {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Commit>(COMMIT_QUEUE);
+        let error: Arc<Mutex<Option<Error>>> = Arc::new(Mutex::new(None));
+        let err = error.clone();
+        let thread = std::thread::Builder::new()
+            .name("cairn-commit".into())
+            .spawn(move || {
+                for job in rx {
+                    let r = match job {
+                        Commit::Pack(obj) => backend.commit(obj),
+                        Commit::Put(name, data) => backend.put(&name, &data),
+                    };
+                    if let Err(e) = r {
+                        *err.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
+                        // Later jobs (and the objects they hold) are dropped unwritten: an
+                        // index must never name a pack that did not make it.
+                        return;
+                    }
+                }
+            })
+            .map_err(|e| Error::Invalid(format!("cannot start the pack committer: {e}")))?;
+        Ok(Committer {
+            tx: Some(tx),
+            thread: Some(thread),
+            error,
+        })
+    }
+
+    fn check(&self) -> Result<()> {
+        match self.error.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    fn send(&self, job: Commit) -> Result<()> {
+        self.check()?;
+        let sent = self.tx.as_ref().map(|tx| tx.send(job));
+        if !matches!(sent, Some(Ok(()))) {
+            // The thread ended: it stored why.
+            self.check()?;
+            return Err(Error::Invalid("the pack committer stopped".into()));
+        }
+        Ok(())
+    }
+
+    /// Waits until everything sent is durable (or failed).
+    fn drain(&mut self) -> Result<()> {
+        drop(self.tx.take());
+        if let Some(t) = self.thread.take() {
+            if t.join().is_err() {
+                return Err(Error::Invalid("the pack committer panicked".into()));
+            }
+        }
+        self.check()
+    }
+}
+
+impl Drop for Committer {
+    fn drop(&mut self) {
+        // An abandoned writer: let the thread finish what it has (unreferenced packs are
+        // harmless, prune removes them) and do not leave it running.
+        let _ = self.drain();
+    }
+}
+
 /// One writer session: packs blobs, uploads packs, writes index files.
 #[derive(Debug)]
 pub struct RepoWriter<'r> {
     repo: &'r Repository,
     sealer: Arc<Sealer>,
-    pack: Option<PackBuilder>,
+    pack: Option<(ObjectId, PackStream)>,
     unindexed: Vec<IndexPack>,
     session: HashSet<BlobId>,
     written: Vec<IndexPack>,
     bytes_stored: u64,
+    committer: Committer,
 }
 
 impl RepoWriter<'_> {
@@ -741,21 +869,27 @@ impl RepoWriter<'_> {
     }
 
     /// Adds an encoded blob; returns `false` (and stores nothing) when it is already there.
+    /// Packs are written as blobs arrive and made durable in the background; an error of
+    /// that background work is returned by a later `add`, `flush` or `finish`.
     pub fn add(&mut self, blob: &EncodedBlob) -> Result<bool> {
         if self.has_blob(&blob.id) {
             return Ok(false);
         }
-        let target = usize::try_from(self.repo.config.pack_target).unwrap_or(usize::MAX);
-        let pack = self
-            .pack
-            .get_or_insert_with(|| PackBuilder::new(target.saturating_add(1 << 20)));
-        if (pack.len() + blob.stored.len()) as u64 + (1 << 20) > MAX_PACK_BYTES {
-            self.flush_pack()?;
+        self.committer.check()?;
+        let target = self.repo.config.pack_target;
+        if let Some((_, pack)) = &self.pack {
+            if pack.len() + blob.stored.len() as u64 + (1 << 20) > MAX_PACK_BYTES {
+                self.flush_pack()?;
+            }
         }
-        let pack = self
-            .pack
-            .get_or_insert_with(|| PackBuilder::new(target.saturating_add(1 << 20)));
-        debug_assert!(!pack.contains(&blob.id));
+        let (_, pack) = match &mut self.pack {
+            Some(p) => p,
+            None => {
+                let id = ObjectId::random()?;
+                let obj = self.repo.backend.create(&pack_name(&id))?;
+                self.pack.insert((id, PackStream::new(obj)?))
+            }
+        };
         pack.add(blob)?;
         self.session.insert(blob.id);
         self.bytes_stored += blob.stored.len() as u64;
@@ -769,21 +903,17 @@ impl RepoWriter<'_> {
     }
 
     fn flush_pack(&mut self) -> Result<()> {
-        let Some(pack) = self.pack.take() else {
+        let Some((id, pack)) = self.pack.take() else {
             return Ok(());
         };
         if pack.is_empty() {
             return Ok(());
         }
-        let id = ObjectId::random()?;
         let sealed = self.repo.crypto.encryption() != Encryption::None;
-        let (file, blobs) = pack.finish(&self.sealer, sealed, &id)?;
-        self.repo.backend.put(&pack_name(&id), &file)?;
-        self.unindexed.push(IndexPack {
-            id,
-            size: file.len() as u64,
-            blobs,
-        });
+        let (obj, blobs) = pack.finish(&self.sealer, sealed, &id)?;
+        let size = obj.len();
+        self.committer.send(Commit::Pack(obj))?;
+        self.unindexed.push(IndexPack { id, size, blobs });
         Ok(())
     }
 
@@ -795,26 +925,31 @@ impl RepoWriter<'_> {
             packs: std::mem::take(&mut self.unindexed),
         };
         let id = ObjectId::random()?;
-        self.repo.write_sealed_file(
-            &self.sealer,
-            FileKind::Index,
-            &format!("{INDEX_DIR}{id}"),
-            &id,
-            &f,
-        )?;
+        let name = format!("{INDEX_DIR}{id}");
+        let bytes = self
+            .repo
+            .encode_sealed_file(&self.sealer, FileKind::Index, &id, &f)?;
+        // Queued behind the packs it names: written once they are durable.
+        self.committer.send(Commit::Put(name, bytes))?;
         self.written.extend(f.packs);
         Ok(())
     }
 
-    /// Writes the open pack and the pending index file.
+    /// Writes the open pack and the pending index file, and waits until everything this
+    /// session wrote is durable. The writer stays usable.
     pub fn flush(&mut self) -> Result<()> {
         self.flush_pack()?;
-        self.flush_index()
+        self.flush_index()?;
+        self.committer.drain()?;
+        self.committer = Committer::start(self.repo.backend.clone())?;
+        Ok(())
     }
 
     /// Flushes and merges what this session wrote into the repository's in-memory index.
     pub fn finish(mut self) -> Result<WriterStats> {
-        self.flush()?;
+        self.flush_pack()?;
+        self.flush_index()?;
+        self.committer.drain()?;
         let f = IndexFile {
             packs: std::mem::take(&mut self.written),
         };
