@@ -81,9 +81,6 @@ pub struct BackupOptions {
     pub progress: Option<ProgressFn>,
     /// Guest volumes (with their catalogs) to record in the restore point.
     pub volumes: Vec<cairn_repo::VolumeRecord>,
-    /// The VM bundle record (see `crate::backup_bundle`): stored in the manifest, and its
-    /// UUID finds earlier restore points of the same VM whatever its name or folder.
-    pub vm: Option<cairn_repo::VmRecord>,
 }
 
 impl fmt::Debug for BackupOptions {
@@ -176,7 +173,6 @@ fn plan_chunk(
 fn find_bases(
     repo: &Repository,
     vm_name: &str,
-    vm: Option<&cairn_repo::VmRecord>,
     disks: &[DiskSource],
     chunk_size: u32,
 ) -> Result<(Vec<Option<DiskManifest>>, Option<SnapshotId>)> {
@@ -194,11 +190,7 @@ fn find_bases(
     // Newest first; heads only, the full manifest is loaded for a match.
     let (summaries, _) = repo.summaries()?;
     let mut from = None;
-    for sum in summaries
-        .iter()
-        .rev()
-        .filter(|s| crate::bundle::same_vm(s, vm_name, vm))
-    {
+    for sum in summaries.iter().rev().filter(|s| s.vm_name == vm_name) {
         let Ok(head) = repo.load_manifest_file(&sum.id) else {
             continue;
         };
@@ -283,6 +275,40 @@ impl Failure {
     }
 }
 
+/// Buffers cycled between the pipeline's threads (chunk reads, encoded blobs): after the
+/// first few chunks no stage maps, faults in or zeroes fresh memory. Holds at most `max`
+/// idle buffers, so memory stays bounded by the queues, whatever the image size.
+pub(crate) struct Pool {
+    free: Mutex<Vec<Vec<u8>>>,
+    max: usize,
+}
+
+impl Pool {
+    pub(crate) fn new(max: usize) -> Self {
+        Pool {
+            free: Mutex::new(Vec::with_capacity(max)),
+            max,
+        }
+    }
+
+    /// An idle buffer (any length, any contents), or a new empty one.
+    pub(crate) fn get(&self) -> Vec<u8> {
+        self.free
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .pop()
+            .unwrap_or_default()
+    }
+
+    /// Returns a buffer for reuse (dropped when the pool is full).
+    pub(crate) fn put(&self, v: Vec<u8>) {
+        let mut f = self.free.lock().unwrap_or_else(|p| p.into_inner());
+        if f.len() < self.max {
+            f.push(v);
+        }
+    }
+}
+
 /// Backs up `disks` of `vm_name` into `repo` as one new restore point.
 ///
 /// Chunks wholly inside non-read ranges, and chunks that read as all zeros, are recorded as
@@ -342,7 +368,7 @@ pub fn backup(
     let (bases, incremental_from) = if opts.no_incremental {
         (vec![None; disks.len()], None)
     } else {
-        find_bases(repo, vm_name, opts.vm.as_ref(), disks, chunk_size)?
+        find_bases(repo, vm_name, disks, chunk_size)?
     };
 
     let threads = if opts.threads == 0 {
@@ -388,6 +414,9 @@ pub fn backup(
     let next_chunk = AtomicU64::new(0);
     let claimed: Mutex<HashSet<BlobId>> = Mutex::new(HashSet::new());
     let failure = Failure::default();
+    // Every buffer in flight: both queues, one per reader and worker (read + encoded), the
+    // packer's. More would only sit idle.
+    let pool = Pool::new(2 * depth + 2 * (readers + threads) + 2);
 
     std::thread::scope(|s| {
         let (job_tx, job_rx) = sync_channel::<ReadJob>(depth);
@@ -399,12 +428,13 @@ pub fn backup(
         for _ in 0..readers {
             let (job_tx, out_tx) = (job_tx.clone(), out_tx.clone());
             let (failure, bases, next, starts) = (&failure, &bases, &next_chunk, &starts);
+            let pool = &pool;
             s.spawn(move || {
                 read_all(
                     repo,
                     disks,
                     bases,
-                    &chunker,
+                    (&chunker, pool),
                     (next, starts),
                     job_tx,
                     out_tx,
@@ -416,9 +446,9 @@ pub fn backup(
         for _ in 0..threads {
             let job_rx = job_rx.clone();
             let out_tx = out_tx.clone();
-            let (encoder, claimed, failure) = (&encoder, &claimed, &failure);
+            let (encoder, claimed, failure, pool) = (&encoder, &claimed, &failure, &pool);
             s.spawn(move || {
-                work(&job_rx, &out_tx, encoder, repo, claimed, failure);
+                work(&job_rx, &out_tx, (encoder, pool), repo, claimed, failure);
             });
         }
         drop(out_tx);
@@ -435,6 +465,7 @@ pub fn backup(
                         failure.set(e.into());
                         break;
                     }
+                    pool.put(b.stored);
                 }
                 Out::Chunk {
                     disk,
@@ -505,7 +536,7 @@ pub fn backup(
         },
         volumes: opts.volumes.clone(),
     };
-    let id = repo.save_manifest_with_vm(&manifest, opts.vm.as_ref())?;
+    let id = repo.save_manifest(&manifest)?;
     // A prune that ran meanwhile may have retired packs holding blobs this backup reused:
     // make them indexed again (docs/prune.md). Nothing is lost if this fails; the next
     // prune does the same.
@@ -520,7 +551,6 @@ pub fn backup(
             .iter()
             .flat_map(|v| v.catalog_blobs.iter().copied()),
     );
-    wanted.extend(opts.vm.iter().flat_map(|v| v.blobs().copied()));
     wanted.sort_unstable();
     wanted.dedup();
     if let Err(e) = cairn_repo::reindex_retired(repo, &wanted) {
@@ -550,7 +580,7 @@ fn read_all(
     repo: &Repository,
     disks: &[DiskSource],
     bases: &[Option<DiskManifest>],
-    chunker: &cairn_chunk::FixedChunker,
+    (chunker, pool): (&cairn_chunk::FixedChunker, &Pool),
     (next, starts): (&AtomicU64, &[u64]),
     job_tx: SyncSender<ReadJob>,
     out_tx: SyncSender<Out>,
@@ -607,16 +637,29 @@ fn read_all(
                 }
             }
             Plan::Read(ranges) => {
-                // Non-read parts inside the chunk stay zero.
-                let mut data = vec![0u8; span.len];
+                // A reused buffer: only bytes past its old length are zeroed by `resize`;
+                // the non-read parts inside the chunk are zeroed below.
+                let mut data = pool.get();
+                data.resize(span.len, 0);
                 let read = ranges.iter().map(|r| r.1).sum();
+                let mut filled = 0usize;
                 for (off, len) in ranges {
-                    // Both are below the chunk size (at most 16 MiB).
+                    // Both are below the chunk size (at most 16 MiB); the map's runs are in
+                    // order and inside the chunk.
                     let (Ok(rel), Ok(len)) =
                         (usize::try_from(off - span.offset), usize::try_from(len))
                     else {
                         return;
                     };
+                    if rel < filled || rel + len > data.len() {
+                        failure.set(Error::Invalid(format!(
+                            "disk {:?}: read range {off}+{len} out of order",
+                            d.label
+                        )));
+                        return;
+                    }
+                    data[filled..rel].fill(0);
+                    filled = rel + len;
                     if let Err(e) = d.reader.read_exact_at(&mut data[rel..rel + len], off) {
                         failure.set(Error::Read {
                             disk: d.label.clone(),
@@ -626,6 +669,7 @@ fn read_all(
                         return;
                     }
                 }
+                data[filled..].fill(0);
                 if job_tx
                     .send(ReadJob {
                         disk: di,
@@ -656,7 +700,7 @@ fn is_zero(d: &[u8]) -> bool {
 fn work(
     jobs: &Mutex<Receiver<ReadJob>>,
     out: &SyncSender<Out>,
-    encoder: &cairn_repo::BlobEncoder,
+    (encoder, pool): (&cairn_repo::BlobEncoder, &Pool),
     repo: &Repository,
     claimed: &Mutex<HashSet<BlobId>>,
     failure: &Failure,
@@ -672,6 +716,7 @@ fn work(
         }
         let bytes = job.read;
         if is_zero(&job.data) {
+            pool.put(job.data);
             let m = Out::Chunk {
                 disk: job.disk,
                 index: job.index,
@@ -688,7 +733,7 @@ fn work(
         let is_new = !repo.contains_blob(&id)
             && claimed.lock().unwrap_or_else(|p| p.into_inner()).insert(id);
         if is_new {
-            match encoder.encode(BlobKind::Data, id, &job.data) {
+            match encoder.encode_with(BlobKind::Data, id, &job.data, pool.get()) {
                 Ok(b) => {
                     if out.send(Out::Blob(b)).is_err() {
                         return;
@@ -707,6 +752,7 @@ fn work(
             bytes,
             new: if is_new { job.data.len() as u64 } else { 0 },
         };
+        pool.put(job.data);
         if out.send(m).is_err() {
             return;
         }
