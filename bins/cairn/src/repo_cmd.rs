@@ -44,9 +44,19 @@ pub struct InitArgs {
 pub struct BackupArgs {
     #[command(flatten)]
     pub repo: RepoArgs,
-    /// The VM's disk images (any format; parents are found and read through).
+    /// The VM's disk images (any format; parents are found and read through), or one VM
+    /// bundle: a folder or configuration file (.vmx, libvirt domain XML, Hyper-V
+    /// configuration, .ovf) whose configuration files are stored and whose disks are found
+    /// from the configuration.
     #[arg(required = true)]
     pub images: Vec<PathBuf>,
+    /// A bundle's power state when the folder cannot show it (libvirt, Hyper-V): cold,
+    /// warm or active (active reads each disk's frozen point, the parent of its live delta).
+    #[arg(long, value_name = "STATE")]
+    pub state: Option<String>,
+    /// Accept bundle disks at absolute paths outside the bundle folder.
+    #[arg(long)]
+    pub allow_outside: bool,
     /// The VM's name (default: the first image's file stem).
     #[arg(long)]
     pub name: Option<String>,
@@ -95,7 +105,11 @@ pub struct RestoreArgs {
     /// Which disk of the restore point, counted from 1.
     #[arg(long, default_value_t = 1)]
     pub disk: usize,
-    /// The file to write.
+    /// Restore the whole VM bundle into the folder --to: every disk in --format and every
+    /// configuration file with its disk paths rewritten.
+    #[arg(long, conflicts_with = "disk")]
+    pub vm: bool,
+    /// The file to write (with --vm, the folder).
     #[arg(long)]
     pub to: PathBuf,
     /// raw (default), vmdk or vhd.
@@ -284,6 +298,14 @@ fn progress_bar(total: u64, what: &str) -> Option<(indicatif::ProgressBar, Progr
 
 pub fn backup(a: &BackupArgs) -> Result<()> {
     let repo = open_repo(&a.repo)?;
+    if let [one] = a.images.as_slice() {
+        if cairn_bundle_detect(one) {
+            return backup_bundle(a, &repo, one);
+        }
+    }
+    if a.state.is_some() {
+        bail!("--state applies to VM bundles (a folder or configuration file) only");
+    }
     let name = a.name.clone().unwrap_or_else(|| {
         a.images[0]
             .file_stem()
@@ -355,6 +377,124 @@ pub fn backup(a: &BackupArgs) -> Result<()> {
     Ok(())
 }
 
+/// A folder, or a configuration file by its extension: backed up as a VM bundle (an image
+/// is never a folder nor one of these).
+fn cairn_bundle_detect(p: &Path) -> bool {
+    p.is_dir()
+        || matches!(
+            p.extension()
+                .and_then(|e| e.to_str())
+                .map(str::to_ascii_lowercase)
+                .as_deref(),
+            Some("vmx" | "ovf" | "vmcx" | "xml")
+        )
+}
+
+fn uuid_text(u: &[u8; 16]) -> String {
+    let h: String = u.iter().map(|b| format!("{b:02x}")).collect();
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..]
+    )
+}
+
+fn vm_json(vm: &cairn_repo::VmRecord) -> serde_json::Value {
+    let disks: Vec<_> = vm
+        .disks
+        .iter()
+        .map(|d| {
+            json!({"config_ref": d.config_ref, "uuid": d.uuid.as_ref().map(uuid_text),
+                "written": d.written, "path": d.path, "captured": d.captured,
+                "capture_depth": d.capture_depth})
+        })
+        .collect();
+    let files: Vec<_> = vm
+        .config_files
+        .iter()
+        .map(|f| json!({"name": f.name, "size": f.size, "blobs": f.blobs.len()}))
+        .collect();
+    json!({"kind": vm.kind, "name": vm.name, "uuid": vm.uuid.as_ref().map(uuid_text),
+        "power_state": vm.power_state, "config_files": files, "disks": disks,
+        "folder_scan": vm.folder_scan, "notes": vm.notes})
+}
+
+fn backup_bundle(a: &BackupArgs, repo: &Repository, path: &Path) -> Result<()> {
+    let state = match a.state.as_deref() {
+        None => None,
+        Some(s) => Some(
+            cairn_engine::PowerState::parse(s)
+                .ok_or_else(|| anyhow::anyhow!("--state {s}: expected cold, warm or active"))?,
+        ),
+    };
+    let bopts = cairn_engine::BundleOpenOptions {
+        allow_outside: a.allow_outside,
+        state,
+        limits: a.open.options().limits,
+    };
+    let bundle = cairn_engine::Bundle::open(path, &bopts)
+        .with_context(|| format!("reading the VM bundle {}", path.display()))?;
+    let source_opts = cairn_engine::SourceOptions {
+        open: a.open.options(),
+        skip_free: !a.no_skip_free,
+        catalog: !a.no_catalog,
+        exclude: a.exclude.clone(),
+        ..Default::default()
+    };
+    let opts = BackupOptions {
+        tags: a.tags.clone(),
+        time: a.time.as_deref().map(parse_time).transpose()?,
+        no_incremental: a.full,
+        ..Default::default()
+    };
+    let r = cairn_engine::backup_bundle(repo, &bundle, a.name.as_deref(), &source_opts, &opts)
+        .context("backup")?;
+    let report = &r.backup;
+    if a.json {
+        outln!(
+            "{}",
+            json!({
+                "restore_point": report.restore_point.to_string(),
+                "bytes_read": report.bytes_read,
+                "bytes_new": report.bytes_new,
+                "bytes_stored": report.bytes_stored,
+                "seconds": report.seconds,
+                "bytes_skipped": r.bytes_skipped,
+                "volumes": volumes_json(&r.volumes),
+                "chunks": report.chunks,
+                "chunks_reused": report.chunks_reused,
+                "incremental_from": report.incremental_from.map(|s| s.to_string()),
+                "vm": r.vm.as_ref().map(vm_json),
+            })
+        );
+    } else {
+        outln!("{}", report.restore_point);
+        eprintln!(
+            "{} VM {:?} ({}), {} disk(s), {} config file(s); read {} bytes, {} new, {} stored, in {:.2} s{}",
+            bundle.kind.as_str(),
+            bundle.vm_name,
+            bundle.power_state.as_str(),
+            bundle.disks.len(),
+            bundle.config_files.len(),
+            report.bytes_read,
+            report.bytes_new,
+            report.bytes_stored,
+            report.seconds,
+            report
+                .incremental_from
+                .map(|s| format!(" (changes since {})", short(&s)))
+                .unwrap_or_default()
+        );
+        for n in &bundle.notes {
+            eprintln!("note: {n}");
+        }
+    }
+    Ok(())
+}
+
 fn volumes_json(volumes: &[cairn_repo::VolumeRecord]) -> serde_json::Value {
     let out: Vec<_> = volumes
         .iter()
@@ -393,6 +533,7 @@ pub fn snapshots(a: &SnapshotsArgs) -> Result<()> {
                     "bytes_new": s.stats.bytes_new,
                     "bytes_stored": s.stats.bytes_stored,
                     "parent": s.parent.map(|p| p.to_string()),
+                    "vm": s.vm.as_ref().map(vm_json),
                 })
             })
             .collect();
@@ -408,13 +549,22 @@ pub fn snapshots(a: &SnapshotsArgs) -> Result<()> {
     );
     for s in &list {
         let size: u64 = s.disks.iter().map(|d| d.1).sum();
+        let vm = s.vm.as_ref().map_or_else(String::new, |v| {
+            format!(
+                "  [{} {} uuid {}]",
+                v.kind,
+                v.power_state,
+                v.uuid.as_ref().map_or_else(|| "-".into(), uuid_text)
+            )
+        });
         outln!(
-            "{:<12}  {:<20}  {:<16}  {:>14}  {}",
+            "{:<12}  {:<20}  {:<16}  {:>14}  {}{}",
             short(&s.id),
             rfc3339(s.time),
             s.vm_name,
             size,
-            s.tags.join(",")
+            s.tags.join(","),
+            vm
         );
     }
     Ok(())
@@ -444,6 +594,25 @@ pub fn restore(a: &RestoreArgs) -> Result<()> {
     let target = TargetFormat::parse(&a.format, a.subformat.as_deref())?;
     let repo = Arc::new(open_repo(&a.repo)?);
     let id = resolve_restore_point(&repo, &a.restore_point)?;
+    if a.vm {
+        let r = cairn_engine::restore_bundle(
+            &repo,
+            &id,
+            &a.to,
+            &cairn_engine::VmRestoreOptions { format: target },
+        )
+        .with_context(|| format!("restoring the VM into {}", a.to.display()))?;
+        for (r, p) in &r.disks {
+            eprintln!("disk {r}: {}", p.display());
+        }
+        for p in &r.config_files {
+            eprintln!("config: {}", p.display());
+        }
+        for n in &r.notes {
+            eprintln!("note: {n}");
+        }
+        return Ok(());
+    }
     if a.disk == 0 {
         bail!("--disk counts from 1");
     }
