@@ -22,7 +22,7 @@ const DAY1: i64 = 1_704_103_200;
 const DAY2: i64 = 1_704_196_800;
 const MIB: u64 = 1 << 20;
 const SECTOR: u64 = 512;
-/// The catalog's default chunk target: files larger than this span several chunks.
+/// The default (fixed, disk-aligned) chunk size: files larger than this span several chunks.
 const CHUNK: usize = 256 << 10;
 
 fn cairn(args: &[&str]) -> Output {
