@@ -821,6 +821,29 @@ fn four_file_systems_two_restore_points() {
         assert_eq!(got, want, "find on {:?}", v.fs);
     }
 
+    // Names are case-insensitive on FAT32, exFAT and NTFS, not on ext4.
+    let upper = json_lines(&ok(&[
+        "find",
+        "--repo",
+        s(&repo),
+        "/DOCS/REPORT.TXT",
+        "--json",
+    ]));
+    let hits: Vec<(u64, &str)> = upper
+        .iter()
+        .map(|f| {
+            (
+                f["partition"].as_u64().unwrap(),
+                f["path"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        hits,
+        [2, 2, 3, 3, 4, 4].map(|p| (p, "/docs/report.txt")),
+        "{upper:?}"
+    );
+
     // diff: exactly what was done.
     let changes = json_lines(&ok(&["diff", "--repo", s(&repo), &rp1, &rp2, "--json"]));
     for (v, ops) in volumes.iter().zip(&all_ops) {
