@@ -59,7 +59,7 @@ fn make_disk(dir: &Path, out: &Path, fmt: &str, opts: &[&str], seed: u8) {
     let raw = dir.join(format!("src-{seed}.raw"));
     let mut data = vec![0u8; 4 << 20];
     for (i, b) in data[..300 << 10].iter_mut().enumerate() {
-        *b = (i as u8).wrapping_mul(31).wrapping_add(seed);
+        *b = (i.to_le_bytes()[0]).wrapping_mul(31).wrapping_add(seed);
     }
     for b in &mut data[(2 << 20) + 4096..(2 << 20) + 70_000] {
         *b = seed ^ 0x5a;
@@ -150,7 +150,9 @@ fn vmware_folder(dir: &Path, name: &str) -> PathBuf {
     );
     std::fs::write(vm.join("Ubuntu 64-bit.vmx"), VMX).unwrap();
     std::fs::write(vm.join("Ubuntu 64-bit.vmxf"), VMXF).unwrap();
-    let nvram: Vec<u8> = (0..8684u32).map(|i| (i * 7 % 251) as u8).collect();
+    let nvram: Vec<u8> = (0..8684u32)
+        .map(|i| (i * 7 % 251).to_le_bytes()[0])
+        .collect();
     std::fs::write(vm.join("Ubuntu 64-bit.nvram"), nvram).unwrap();
     std::fs::write(vm.join("Ubuntu 64-bit.vmsd"), "").unwrap();
     std::fs::write(vm.join("vmware.log"), "log\n").unwrap();
@@ -651,7 +653,7 @@ fn hyperv_vmcx_is_opaque_and_disks_come_from_a_folder_scan() {
     let base = vm.join("Virtual Hard Disks").join("DC01.vhdx");
     make_disk(dir.path(), &base, "vhdx", &[], 5);
     let guid = "0F1E2D3C-4B5A-6978-8796-A5B4C3D2E1F0";
-    let vmcx: Vec<u8> = (0..40_000u32).map(|i| (i * 13 % 256) as u8).collect();
+    let vmcx: Vec<u8> = (0..40_000u32).map(|i| (i * 13).to_le_bytes()[0]).collect();
     std::fs::write(
         vm.join("Virtual Machines").join(format!("{guid}.vmcx")),
         &vmcx,
