@@ -81,6 +81,9 @@ pub struct BackupOptions {
     pub progress: Option<ProgressFn>,
     /// Guest volumes (with their catalogs) to record in the restore point.
     pub volumes: Vec<cairn_repo::VolumeRecord>,
+    /// The VM bundle record (see `crate::backup_bundle`): stored in the manifest, and its
+    /// UUID finds earlier restore points of the same VM whatever its name or folder.
+    pub vm: Option<cairn_repo::VmRecord>,
 }
 
 impl fmt::Debug for BackupOptions {
@@ -173,6 +176,7 @@ fn plan_chunk(
 fn find_bases(
     repo: &Repository,
     vm_name: &str,
+    vm: Option<&cairn_repo::VmRecord>,
     disks: &[DiskSource],
     chunk_size: u32,
 ) -> Result<(Vec<Option<DiskManifest>>, Option<SnapshotId>)> {
@@ -190,7 +194,11 @@ fn find_bases(
     // Newest first; heads only, the full manifest is loaded for a match.
     let (summaries, _) = repo.summaries()?;
     let mut from = None;
-    for sum in summaries.iter().rev().filter(|s| s.vm_name == vm_name) {
+    for sum in summaries
+        .iter()
+        .rev()
+        .filter(|s| crate::bundle::same_vm(s, vm_name, vm))
+    {
         let Ok(head) = repo.load_manifest_file(&sum.id) else {
             continue;
         };
@@ -368,7 +376,7 @@ pub fn backup(
     let (bases, incremental_from) = if opts.no_incremental {
         (vec![None; disks.len()], None)
     } else {
-        find_bases(repo, vm_name, disks, chunk_size)?
+        find_bases(repo, vm_name, opts.vm.as_ref(), disks, chunk_size)?
     };
 
     let threads = if opts.threads == 0 {
@@ -536,7 +544,7 @@ pub fn backup(
         },
         volumes: opts.volumes.clone(),
     };
-    let id = repo.save_manifest(&manifest)?;
+    let id = repo.save_manifest_with_vm(&manifest, opts.vm.as_ref())?;
     // A prune that ran meanwhile may have retired packs holding blobs this backup reused:
     // make them indexed again (docs/prune.md). Nothing is lost if this fails; the next
     // prune does the same.
@@ -551,6 +559,7 @@ pub fn backup(
             .iter()
             .flat_map(|v| v.catalog_blobs.iter().copied()),
     );
+    wanted.extend(opts.vm.iter().flat_map(|v| v.blobs().copied()));
     wanted.sort_unstable();
     wanted.dedup();
     if let Err(e) = cairn_repo::reindex_retired(repo, &wanted) {

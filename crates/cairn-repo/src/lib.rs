@@ -65,6 +65,10 @@ pub use manifest::{
     StoredIdentity, VolumeRecord, LIST_ENTRIES_PER_BLOB, MAX_CATALOG_BLOBS, MAX_CHAIN, MAX_DISKS,
     MAX_DISK_SIZE, MAX_MANIFEST_BYTES, MAX_TAGS, MAX_TEXT, MAX_VOLUMES,
 };
+pub use manifest::{
+    is_safe_relative, VmConfigFile, VmDiskRecord, VmRecord, MAX_VM_CONFIG_BLOBS,
+    MAX_VM_CONFIG_FILES, MAX_VM_NOTES,
+};
 pub use pack::{BlobEntry, MAX_PACK_BLOBS, MAX_PACK_BYTES, TRAILER_LEN, TRAILER_MAGIC};
 pub use prune::{
     prune, reindex_retired, remove_stale_temp_files, PendingFile, PruneOptions, PruneReport,

@@ -542,7 +542,20 @@ impl Repository {
     /// manifest file under a fresh random id. This is the commit point of a backup: call it
     /// only after the writer that stored the data blobs has finished.
     pub fn save_manifest(&self, m: &Manifest) -> Result<SnapshotId> {
+        self.save_manifest_with_vm(m, None)
+    }
+
+    /// [`Repository::save_manifest`] for a VM bundle: `vm` (whose configuration-file
+    /// blobs must be indexed already) is recorded in the manifest file.
+    pub fn save_manifest_with_vm(
+        &self,
+        m: &Manifest,
+        vm: Option<&crate::VmRecord>,
+    ) -> Result<SnapshotId> {
         m.validate("new manifest")?;
+        if let Some(vm) = vm {
+            vm.validate("new manifest", m.disks.len())?;
+        }
         {
             let idx = self.index();
             for d in &m.disks {
@@ -550,6 +563,11 @@ impl Repository {
                     if !idx.contains(id) {
                         return Err(Error::BlobMissing(*id));
                     }
+                }
+            }
+            for id in vm.iter().flat_map(|v| v.blobs()) {
+                if !idx.contains(id) {
+                    return Err(Error::BlobMissing(*id));
                 }
             }
             for v in &m.volumes {
@@ -590,6 +608,7 @@ impl Repository {
             disks,
             stats: m.stats,
             volumes: m.volumes.clone(),
+            vm: vm.cloned(),
         };
         let id = ObjectId::random()?;
         let sealer = self.crypto.sealer()?;
