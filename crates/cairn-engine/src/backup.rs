@@ -771,6 +771,111 @@ fn work(
 #[cfg(test)]
 mod tests {
     use super::is_zero;
+    use super::{backup, BackupOptions, DiskSource};
+    use crate::{restore_raw, RestoreOptions};
+    use cairn_io::{AllocationMap, DiskIdentity, RangeKind};
+    use cairn_repo::{Encryption, InitOptions, KdfParams, LocalBackend, Repository, SlotSecret};
+    use std::sync::Arc;
+
+    /// Reused buffers must not leak one chunk's bytes into another: a map with holes inside
+    /// every chunk (and whole-chunk holes, noise and text chunks) backs up and restores as the
+    /// image with exactly the unread ranges zeroed, through the streamed, background-committed
+    /// packs of a local encrypted repository.
+    #[test]
+    fn unread_ranges_restore_as_zeros_with_reused_buffers() {
+        let dir = tempfile::tempdir().unwrap();
+        let secret = SlotSecret::Passphrase("pw".into());
+        let opts = InitOptions {
+            encryption: Encryption::Aes256Gcm,
+            kdf: Some(KdfParams::insecure_for_tests()),
+            pack_target: 1 << 20,
+            ..InitOptions::default()
+        };
+        let backend = Arc::new(LocalBackend::new(dir.path().join("repo")).unwrap());
+        let repo = Repository::init(backend, &opts, Some(&secret)).unwrap();
+        let size: u64 = 6 << 20;
+        let mut x = 0x1234_5678_9abc_def0u64;
+        let image: Vec<u8> = (0..size)
+            .map(|i| {
+                if (i >> 18) % 3 == 0 {
+                    // a compressible chunk
+                    (i % 7) as u8 + 1
+                } else {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    x.to_le_bytes()[2] | 1
+                }
+            })
+            .collect();
+        let mut map = AllocationMap::new(size);
+        let mut expect = image.clone();
+        let mut off = 0u64;
+        let mut k = 0u64;
+        while off < size {
+            // 12 KiB read, 20 KiB not, and now and then a long unread run.
+            let (len, kind) = match k % 5 {
+                0 | 2 => (12 << 10, RangeKind::Data),
+                4 => (700 << 10, RangeKind::Unallocated),
+                _ => (20 << 10, RangeKind::Unallocated),
+            };
+            let len = len.min(size - off);
+            if kind == RangeKind::Unallocated {
+                let (a, b) = (
+                    usize::try_from(off).unwrap(),
+                    usize::try_from(off + len).unwrap(),
+                );
+                expect[a..b].fill(0);
+            }
+            map.push(off, len, kind).unwrap();
+            off += len;
+            k += 1;
+        }
+        let map = map.finish();
+        let disk = DiskSource {
+            label: "d".into(),
+            reader: Arc::new(image),
+            map,
+            identity: DiskIdentity::default(),
+            chain_ids: vec![],
+            changed: None,
+        };
+        let bopts = BackupOptions {
+            threads: 2,
+            readers: 2,
+            ..BackupOptions::default()
+        };
+        let report = backup(&repo, "vm", &[disk], &bopts).unwrap();
+        assert!(report.chunks_hole > 0);
+        let out = dir.path().join("out.raw");
+        for threads in [1, 3] {
+            let ropts = RestoreOptions {
+                threads,
+                ..RestoreOptions::default()
+            };
+            restore_raw(&repo, &report.restore_point, 0, &out, &ropts).unwrap();
+            assert!(std::fs::read(&out).unwrap() == expect, "threads {threads}");
+        }
+        // No temporary objects left behind by the committer.
+        let b = LocalBackend::new(dir.path().join("repo")).unwrap();
+        assert!(b.temp_files().unwrap().is_empty());
+        // A fresh open sees everything (index files written after their packs).
+        let again = Repository::open(
+            Arc::new(b),
+            &cairn_repo::OpenOptions::default(),
+            Some(&secret),
+        )
+        .unwrap();
+        restore_raw(
+            &again,
+            &report.restore_point,
+            0,
+            &out,
+            &RestoreOptions::default(),
+        )
+        .unwrap();
+        assert!(std::fs::read(&out).unwrap() == expect);
+    }
 
     #[test]
     fn zero_detection() {
