@@ -66,3 +66,26 @@ ratio() {
   printf '%.1f' "$(echo "$1 / $2" | bc -l)"
 }
 mib() { printf '%.0f' "$(echo "$1 / 1048576" | bc -l)"; }
+
+# measure_best OUTVAR cmd...   like measure, then times a `sync` right after it (the dirty
+# data the command left behind: cairn fsyncs its output, restic and borg do not, so "until
+# durable" = wall + that sync is the like-for-like figure) and keeps, across calls with the
+# same OUTVAR (RUNS repetitions), the smallest wall / CPU / durable time, the largest RSS and
+# the load when the best wall was seen. Sets OUTVAR_dur too. Runs `sync` first so that
+# earlier writes are not charged to this command. `sync` flushes the whole machine: on a
+# shared box other programs' writes land in it too.
+measure_best() {
+  local var=$1; shift
+  sync
+  measure _m "$@" || return 1
+  local s0 s1 dur
+  s0=$(date +%s.%N); sync; s1=$(date +%s.%N)
+  printf -v dur '%.2f' "$(echo "$_m_wall + $s1 - $s0" | bc -l)"
+  local w=${var}_wall c=${var}_cpu r=${var}_rss d=${var}_dur l=${var}_load
+  if [ -z "${!w:-}" ] || (( $(echo "$_m_wall < ${!w}" | bc -l) )); then
+    printf -v "$w" '%s' "$_m_wall"; printf -v "$l" '%s' "$_m_load"
+  fi
+  if [ -z "${!c:-}" ] || (( $(echo "$_m_cpu < ${!c}" | bc -l) )); then printf -v "$c" '%s' "$_m_cpu"; fi
+  if [ -z "${!d:-}" ] || (( $(echo "$dur < ${!d}" | bc -l) )); then printf -v "$d" '%s' "$dur"; fi
+  if [ -z "${!r:-}" ] || (( _m_rss > ${!r} )); then printf -v "$r" '%s' "$_m_rss"; fi
+}
