@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
-use cairn_catalog::{Catalog, Glob, RestorePointRef, Time};
+use cairn_catalog::{Catalog, Glob, IndexGroup, IndexedPoint, RestorePointRef, Time};
 use cairn_engine::{RepoReadStore, RestoredDisk};
 use cairn_io::ReadAt;
 use cairn_repo::{Repository, SnapshotId, VolumeRecord};
@@ -31,6 +31,10 @@ pub struct FindArgs {
     /// One JSON object per line.
     #[arg(long)]
     pub json: bool,
+    /// Walk the catalogs of every restore point instead of using (and updating) the find
+    /// index kept in the repository.
+    #[arg(long)]
+    pub no_index: bool,
 }
 
 #[derive(Debug, Args)]
@@ -221,87 +225,245 @@ pub fn ls(
     Ok(())
 }
 
+/// Name of the find-index pointer object: the blob ids of the index groups (see
+/// docs/formats/catalog.md, "Find index"). The groups are metadata blobs like catalog blobs;
+/// the index is derived data, rebuilt when missing or unreadable.
+pub const FIND_INDEX_POINTER: &str = "cache/find-index";
+/// Largest pointer object read (its group ids and frame).
+const MAX_FIND_POINTER_BYTES: u64 =
+    (cairn_catalog::HEADER_LEN + 8 + 32 * cairn_catalog::MAX_INDEX_GROUPS) as u64;
+
+/// The find index stored in the repository (empty when there is none).
+fn load_find_index(repo: &Repository) -> Result<Vec<IndexGroup>> {
+    let backend = repo.backend();
+    if !backend.exists(FIND_INDEX_POINTER)? {
+        return Ok(Vec::new());
+    }
+    let size = backend.size(FIND_INDEX_POINTER)?;
+    if size > MAX_FIND_POINTER_BYTES {
+        bail!("{FIND_INDEX_POINTER}: {size} bytes, at most {MAX_FIND_POINTER_BYTES}");
+    }
+    let ids = cairn_catalog::decode_find_pointer(&backend.get(FIND_INDEX_POINTER)?)?;
+    let store = RepoReadStore(repo);
+    Ok(ids
+        .iter()
+        .map(|id| cairn_catalog::get_find_group(&store, id))
+        .collect::<cairn_catalog::Result<Vec<_>>>()?)
+}
+
+/// Stores the groups as metadata blobs, then points the pointer object at them.
+fn save_find_index(repo: &Repository, groups: &[IndexGroup]) -> Result<()> {
+    let store = cairn_engine::RepoCatalogStore::new(repo)?;
+    let ids = groups
+        .iter()
+        .map(|g| cairn_catalog::put_find_group(&store, g))
+        .collect::<cairn_catalog::Result<Vec<_>>>()?;
+    store.finish()?;
+    repo.backend().put(
+        FIND_INDEX_POINTER,
+        &cairn_catalog::encode_find_pointer(&ids)?,
+    )?;
+    Ok(())
+}
+
+/// A restore point's volume with a catalog, as `find` searches it.
+struct FindPoint {
+    id: String,
+    time: i64,
+    vm: String,
+    disk: u32,
+    partition: u32,
+    fs: String,
+    root: cairn_catalog::BlobId,
+    sd_table: Option<cairn_catalog::BlobId>,
+}
+
 pub fn find(a: &FindArgs) -> Result<()> {
     let repo = open_repo(&a.repo)?;
     let since = a.since.as_deref().map(parse_time).transpose()?;
     let until = a.until.as_deref().map(parse_time).transpose()?;
-    let store = RepoReadStore(&repo);
-    let mut points = Vec::new();
+    let to_time = |t: Option<i64>| t.map(|secs| Time { secs, nanos: 0 });
+    let (since, until) = (to_time(since), to_time(until));
+    let mut points: Vec<FindPoint> = Vec::new();
     for s in cairn_engine::snapshots(&repo)? {
         if a.vm.as_ref().is_some_and(|vm| *vm != s.vm_name) {
             continue;
         }
         let m = repo.load_manifest_file(&s.id)?;
-        points.push((s.id, s.time, s.vm_name.clone(), m.volumes));
-    }
-    // One search per volume position: paths of different volumes are different files.
-    let mut positions: Vec<(u32, u32)> = points
-        .iter()
-        .flat_map(|p| {
-            p.3.iter()
-                .filter(|v| v.catalog_root.is_some())
-                .map(|v| (v.disk, v.partition))
-        })
-        .collect();
-    positions.sort_unstable();
-    positions.dedup();
-    for (disk, part) in positions {
-        let mut cats = Vec::new();
-        for (id, time, vm, vols) in &points {
-            if let Some(v) = vols
-                .iter()
-                .find(|v| v.disk == disk && v.partition == part && v.catalog_root.is_some())
-            {
-                cats.push((
-                    id.to_string(),
-                    *time,
-                    vm.clone(),
-                    catalog_of(&store, v)?,
-                    v.fs.clone(),
-                ));
+        for v in m.volumes {
+            if let Some(root) = v.catalog_root {
+                points.push(FindPoint {
+                    id: s.id.to_string(),
+                    time: s.time,
+                    vm: s.vm_name.clone(),
+                    disk: v.disk,
+                    partition: v.partition,
+                    fs: v.fs,
+                    root: root.0,
+                    sd_table: v.sd_table.map(|b| b.0),
+                });
             }
         }
-        let ci = cats.first().is_some_and(|c| !c.4.starts_with("ext"));
+    }
+    // One search per volume position: paths of different volumes are different files.
+    let mut positions: Vec<(u32, u32)> = points.iter().map(|p| (p.disk, p.partition)).collect();
+    positions.sort_unstable();
+    positions.dedup();
+    let store = RepoReadStore(&repo);
+    let groups = if a.no_index {
+        None
+    } else {
+        Some(updated_find_index(&repo, &points, a.vm.as_deref())?)
+    };
+    for (disk, part) in positions {
+        let at: Vec<&FindPoint> = points
+            .iter()
+            .filter(|p| p.disk == disk && p.partition == part)
+            .collect();
+        let ci = at.first().is_some_and(|p| !p.fs.starts_with("ext"));
         let glob =
             Glob::with_case(&a.pattern, ci).with_context(|| format!("pattern {:?}", a.pattern))?;
-        let refs: Vec<RestorePointRef<'_, '_, RepoReadStore<'_>>> = cats
-            .iter()
-            .map(|(id, time, vm, cat, _)| RestorePointRef {
-                id: id.clone(),
-                time: Time {
-                    secs: *time,
-                    nanos: 0,
-                },
-                vm_name: vm.clone(),
-                catalog: cat,
-            })
-            .collect();
-        let to_time = |t: Option<i64>| t.map(|secs| Time { secs, nanos: 0 });
-        for v in cairn_catalog::find_versions(&refs, &glob, to_time(since), to_time(until))? {
+        let versions = match &groups {
+            Some(groups) => {
+                let mut mine: Vec<&IndexGroup> = groups
+                    .iter()
+                    .filter(|g| g.disk == disk && g.partition == part)
+                    .filter(|g| a.vm.as_ref().is_none_or(|vm| *vm == g.vm))
+                    .collect();
+                mine.sort_by(|x, y| x.vm.cmp(&y.vm));
+                mine.iter()
+                    .flat_map(|g| g.find(&glob, since, until))
+                    .collect()
+            }
+            None => {
+                let cats = at
+                    .iter()
+                    .map(|p| {
+                        Ok(Catalog::open(&store, p.root)?
+                            .with_sd_table(p.sd_table)
+                            .with_case_insensitive_paths(ci))
+                    })
+                    .collect::<Result<Vec<_>>>()?;
+                let refs: Vec<RestorePointRef<'_, '_, RepoReadStore<'_>>> = at
+                    .iter()
+                    .zip(&cats)
+                    .map(|(p, cat)| RestorePointRef {
+                        id: p.id.clone(),
+                        time: Time {
+                            secs: p.time,
+                            nanos: 0,
+                        },
+                        vm_name: p.vm.clone(),
+                        catalog: cat,
+                    })
+                    .collect();
+                cairn_catalog::find_versions(&refs, &glob, since, until)?
+            }
+        };
+        let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+        for v in versions {
             if a.json {
                 let mut j = serde_json::to_value(&v)?;
                 j["disk"] = json!(disk + 1);
                 j["partition"] = json!(part);
-                outln!("{j}");
+                writeln_or_exit(&mut out, format_args!("{j}"))?;
             } else {
-                let short: Vec<String> = v
+                let short: Vec<&str> = v
                     .restore_points
                     .iter()
-                    .map(|r| r[..12.min(r.len())].to_string())
+                    .map(|r| &r[..12.min(r.len())])
                     .collect();
-                outln!(
-                    "{}:{} {} {} bytes {} in {}",
-                    disk + 1,
-                    part,
-                    v.path,
-                    v.size,
-                    v.mtime.as_deref().unwrap_or("-"),
-                    short.join(",")
-                );
+                writeln_or_exit(
+                    &mut out,
+                    format_args!(
+                        "{}:{} {} {} bytes {} in {}",
+                        disk + 1,
+                        part,
+                        v.path,
+                        v.size,
+                        v.mtime.as_deref().unwrap_or("-"),
+                        short.join(",")
+                    ),
+                )?;
             }
         }
+        std::io::Write::flush(&mut out).or_else(broken_pipe_ok)?;
     }
     Ok(())
+}
+
+/// A closed stdout (`cairn find ... | head`) ends the listing quietly.
+fn broken_pipe_ok(e: std::io::Error) -> Result<()> {
+    if e.kind() == std::io::ErrorKind::BrokenPipe {
+        std::process::exit(0);
+    }
+    Err(e.into())
+}
+
+fn writeln_or_exit(out: &mut impl std::io::Write, args: std::fmt::Arguments<'_>) -> Result<()> {
+    out.write_fmt(args)
+        .and_then(|()| out.write_all(b"\n"))
+        .or_else(broken_pipe_ok)
+}
+
+/// The find index, brought up to date with `points` (the groups of VMs other than `vm`, when
+/// one is named, are kept as they are) and saved when it changed. An unreadable index is
+/// rebuilt; an index that cannot be saved (read-only repository) is still used.
+fn updated_find_index(
+    repo: &Repository,
+    points: &[FindPoint],
+    vm: Option<&str>,
+) -> Result<Vec<IndexGroup>> {
+    let mut groups = load_find_index(repo).unwrap_or_else(|e| {
+        eprintln!("warning: find index unreadable, rebuilding it: {e:#}");
+        Vec::new()
+    });
+    let store = RepoReadStore(repo);
+    let mut keys: Vec<(&str, u32, u32)> = points
+        .iter()
+        .map(|p| (p.vm.as_str(), p.disk, p.partition))
+        .collect();
+    keys.sort_unstable();
+    keys.dedup();
+    let mut changed = false;
+    // Groups of the VMs searched that no longer have restore points go.
+    let before = groups.len();
+    groups.retain(|g| {
+        vm.is_some_and(|v| v != g.vm) || keys.contains(&(g.vm.as_str(), g.disk, g.partition))
+    });
+    changed |= groups.len() != before;
+    for (vm_name, disk, part) in keys {
+        let wanted: Vec<IndexedPoint> = points
+            .iter()
+            .filter(|p| p.vm == vm_name && p.disk == disk && p.partition == part)
+            .map(|p| IndexedPoint {
+                id: p.id.clone(),
+                time: Time {
+                    secs: p.time,
+                    nanos: 0,
+                },
+                root: p.root,
+            })
+            .collect();
+        let g = match groups
+            .iter()
+            .position(|g| g.vm == vm_name && g.disk == disk && g.partition == part)
+        {
+            Some(i) => &mut groups[i],
+            None => {
+                groups.push(IndexGroup::new(vm_name, disk, part));
+                let last = groups.len() - 1;
+                &mut groups[last]
+            }
+        };
+        changed |= g.update(&store, &wanted)?.changed();
+    }
+    if changed {
+        if let Err(e) = save_find_index(repo, &groups) {
+            eprintln!("warning: find index not saved: {e:#}");
+        }
+    }
+    Ok(groups)
 }
 
 pub fn diff(a: &DiffArgs) -> Result<()> {
@@ -362,19 +524,70 @@ pub fn diff(a: &DiffArgs) -> Result<()> {
     Ok(())
 }
 
-/// Restores files by opening the guest file system over the restore point's disk read
-/// straight from the repository: only the chunks holding file-system metadata and the
-/// files' own extents are fetched.
+/// Restores files. Without `--metadata`, regular files, directories and symlinks come from
+/// the catalog: a file's bytes are read through its recorded extents, so only the chunks
+/// holding them are fetched (plus the catalog blobs on the path and the disk's chunk list).
+/// Entries the catalog cannot give alone (encoded or inline data, incomplete entries), and
+/// everything with `--metadata`, are read through the guest file system opened over the
+/// restore point's disk, which fetches the chunks of the file-system metadata it walks.
 pub fn restore_file(a: &RestoreFileArgs) -> Result<()> {
     let repo = Arc::new(open_repo(&a.repo)?);
     let spec = parse_spec(&repo, &a.restore_point)?;
     let m = repo.load_manifest_file(&spec.id)?;
     let vol = pick_volume(&m.volumes, &spec)?;
-    let disk = RestoredDisk::open(repo.clone(), &spec.id, usize::try_from(vol.disk)?)?;
-    let disk: Arc<dyn ReadAt> = Arc::new(disk);
-    let fs = crate::files::guest_of(disk, Some(vol.partition).filter(|p| *p != 0))
-        .with_context(|| format!("restore point {}", spec.id))?;
-    let stats = crate::files::extract_from(&fs, &a.paths, &a.to, a.metadata)?;
+    let disk: Arc<dyn ReadAt> = Arc::new(RestoredDisk::open(
+        repo.clone(),
+        &spec.id,
+        usize::try_from(vol.disk)?,
+    )?);
+    let guest = std::cell::OnceCell::new();
+    let open_guest = || -> Result<&cairn_guestfs::GuestFs> {
+        if let Some(fs) = guest.get() {
+            return Ok(fs);
+        }
+        let fs = crate::files::guest_of(disk.clone(), Some(vol.partition).filter(|p| *p != 0))
+            .with_context(|| format!("restore point {}", spec.id))?;
+        Ok(guest.get_or_init(|| fs))
+    };
+    let store = RepoReadStore(&repo);
+    let stats = if a.metadata || vol.catalog_root.is_none() {
+        crate::files::extract_from(open_guest()?, &a.paths, &a.to, a.metadata)?
+    } else {
+        let cat = catalog_of(&store, vol)?;
+        std::fs::create_dir_all(&a.to).with_context(|| a.to.display().to_string())?;
+        let mut stats = crate::files::ExtractStats::default();
+        for p in &a.paths {
+            let norm = format!(
+                "/{}",
+                p.split('/')
+                    .filter(|s| !s.is_empty())
+                    .collect::<Vec<_>>()
+                    .join("/")
+            );
+            let Some(entry) = cat.lookup(&norm)? else {
+                bail!(
+                    "{norm}: no such file or directory in restore point {}",
+                    spec.id
+                );
+            };
+            let name = norm.rsplit('/').next().unwrap_or("");
+            let dest = if name.is_empty() {
+                a.to.clone()
+            } else {
+                crate::files::check_name(name)?;
+                a.to.join(name)
+            };
+            let r = CatalogRestore {
+                cat: &cat,
+                disk: &disk,
+                volume_start: vol.start,
+                volume_size: vol.size,
+                open_guest: &open_guest,
+            };
+            r.entry(&entry, &norm, &dest, &mut stats, 0)?;
+        }
+        stats
+    };
     for w in &stats.warnings {
         eprintln!("warning: {w}");
     }
@@ -382,6 +595,118 @@ pub fn restore_file(a: &RestoreFileArgs) -> Result<()> {
         "restored {} files, {} directories, {} bytes",
         stats.files, stats.dirs, stats.bytes
     );
+    Ok(())
+}
+
+/// Restore of catalog entries (see [`restore_file`]).
+struct CatalogRestore<'a, 's, F> {
+    cat: &'a Catalog<'s, RepoReadStore<'s>>,
+    disk: &'a Arc<dyn ReadAt>,
+    volume_start: u64,
+    volume_size: u64,
+    open_guest: &'a F,
+}
+
+impl<'g, F> CatalogRestore<'_, '_, F>
+where
+    F: Fn() -> Result<&'g cairn_guestfs::GuestFs>,
+{
+    fn entry(
+        &self,
+        e: &cairn_catalog::Entry,
+        guest_path: &str,
+        dest: &std::path::Path,
+        stats: &mut crate::files::ExtractStats,
+        depth: u32,
+    ) -> Result<()> {
+        if depth > cairn_catalog::DEFAULT_MAX_DEPTH {
+            bail!(
+                "{guest_path}: deeper than {} directories",
+                cairn_catalog::DEFAULT_MAX_DEPTH
+            );
+        }
+        match e.kind {
+            cairn_catalog::Kind::Dir if e.child.is_some() => {
+                std::fs::create_dir_all(dest).with_context(|| dest.display().to_string())?;
+                stats.dirs += 1;
+                let list = if guest_path == "/" { "/" } else { guest_path };
+                for c in self.cat.list(list)? {
+                    crate::files::check_name(&c.name).with_context(|| guest_path.to_string())?;
+                    let child = format!("{}/{}", guest_path.trim_end_matches('/'), c.name);
+                    self.entry(&c, &child, &dest.join(&c.name), stats, depth + 1)?;
+                }
+            }
+            cairn_catalog::Kind::File => {
+                match cairn_catalog::ExtentReader::new(
+                    self.disk.clone(),
+                    self.volume_start,
+                    self.volume_size,
+                    e,
+                ) {
+                    Some(r) => copy_sparse(&r, dest)?,
+                    None => {
+                        // Encoded, inline or incomplete: the file system reader knows.
+                        let fs = (self.open_guest)()?;
+                        let node = fs.lookup(guest_path)?;
+                        copy_sparse(&*fs.open_stream(node, None)?, dest)?;
+                    }
+                }
+                stats.files += 1;
+                stats.bytes += e.size;
+            }
+            cairn_catalog::Kind::Symlink if e.symlink_target.is_some() => {
+                let target = e.symlink_target.clone().unwrap_or_default();
+                #[cfg(unix)]
+                {
+                    let _ = std::fs::remove_file(dest);
+                    std::os::unix::fs::symlink(&target, dest)
+                        .with_context(|| dest.display().to_string())?;
+                }
+                #[cfg(not(unix))]
+                stats.warnings.push(format!(
+                    "{guest_path}: symlink to {target} not created on this platform"
+                ));
+            }
+            cairn_catalog::Kind::Other => stats
+                .warnings
+                .push(format!("{guest_path}: special file skipped")),
+            _ => {
+                // A directory or symlink the catalog could not record: the file system may.
+                let fs = (self.open_guest)()?;
+                let stats2 = crate::files::extract_from(
+                    fs,
+                    &[guest_path.to_string()],
+                    dest.parent().unwrap_or(dest),
+                    false,
+                )?;
+                stats.files += stats2.files;
+                stats.dirs += stats2.dirs;
+                stats.bytes += stats2.bytes;
+                stats.warnings.extend(stats2.warnings);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Copies `src` into a new file `dest`, seeking over all-zero blocks (kept sparse).
+fn copy_sparse(src: &dyn ReadAt, dest: &std::path::Path) -> Result<()> {
+    use std::io::{Seek, Write};
+    let mut f = std::fs::File::create(dest).with_context(|| dest.display().to_string())?;
+    let size = src.size();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut off = 0u64;
+    while off < size {
+        let n = usize::try_from((size - off).min(buf.len() as u64)).unwrap_or(buf.len());
+        src.read_exact_at(&mut buf[..n], off)?;
+        if buf[..n].iter().all(|&b| b == 0) {
+            f.seek(std::io::SeekFrom::Current(i64::try_from(n)?))?;
+        } else {
+            f.write_all(&buf[..n])?;
+        }
+        off += n as u64;
+    }
+    f.set_len(size)?;
     Ok(())
 }
 

@@ -137,6 +137,32 @@ fn find_diff_ls_and_restore_file_across_two_restore_points() {
         on_ext4("/home/alice/docs/report.txt"),
         serde_json::json!([ids[0], ids[1]])
     );
+    // The first find saved the find index; the next ones answer from it, exactly as a walk
+    // of every catalog (--no-index) does, for name, path and no-match patterns, and a
+    // corrupt index is rebuilt with the same answers.
+    assert!(repo.join("cache/find-index").is_file());
+    for pat in ["*.txt", "/home/**", "*", "nothing-matches*"] {
+        let walked = ok(&["find", "--repo", s(&repo), pat, "--json", "--no-index"]);
+        assert_eq!(
+            ok(&["find", "--repo", s(&repo), pat, "--json"]),
+            walked,
+            "{pat}"
+        );
+        let text_walked = ok(&["find", "--repo", s(&repo), pat, "--no-index"]);
+        assert_eq!(ok(&["find", "--repo", s(&repo), pat]), text_walked, "{pat}");
+    }
+    std::fs::write(repo.join("cache/find-index"), b"garbage").unwrap();
+    let out = cairn(&["find", "--repo", s(&repo), "*.txt", "--json"]);
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("find index unreadable"));
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap(),
+        ok(&["find", "--repo", s(&repo), "*.txt", "--json", "--no-index"])
+    );
+    assert_ne!(
+        std::fs::read(repo.join("cache/find-index")).unwrap(),
+        b"garbage"
+    );
 
     // diff: exactly one file removed and one added (the root directory's own times change).
     let changes: Vec<serde_json::Value> =

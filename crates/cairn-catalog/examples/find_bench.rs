@@ -1,13 +1,16 @@
 //! Micro benchmark of `find_versions`: 100 synthetic restore points of a 100k-file volume,
 //! each changing 1% of the files of the previous one, searched for `*.doc`.
 //!
+//! Then the same searches through the find index ([`IndexGroup`]): built from scratch,
+//! updated by one restore point, encoded, decoded and queried.
+//!
 //! `cargo run --release -p cairn-catalog --example find_bench [restore_points] [files]`
 
 use std::time::Instant;
 
 use cairn_catalog::{
-    find_versions, put_dir, BlobId, Catalog, DirBlob, Entry, Extent, Glob, Kind, MemStore,
-    RestorePointRef, Time,
+    decode_find_group, encode_find_group, find_versions, put_dir, BlobId, Catalog, DirBlob, Entry,
+    Extent, Glob, IndexGroup, IndexedPoint, Kind, MemStore, RestorePointRef, Time,
 };
 
 const FILES_PER_DIR: usize = 100;
@@ -115,20 +118,60 @@ fn main() {
             catalog: c,
         })
         .collect();
-    let glob = Glob::new("*.doc").expect("glob");
+    let patterns = ["*.doc", "file0000042.dat", "/p00001/d00040/*", "*.nomatch"];
+    for pat in patterns {
+        let glob = Glob::new(pat).expect("glob");
+        let t = Instant::now();
+        let versions = find_versions(&rps, &glob, None, None).expect("find");
+        println!(
+            "walk  {pat:<18} over {points} restore points: {:>6} versions in {:?}",
+            versions.len(),
+            t.elapsed()
+        );
+    }
+    let ipoints: Vec<IndexedPoint> = rps
+        .iter()
+        .zip(&roots)
+        .map(|(r, root)| IndexedPoint {
+            id: r.id.clone(),
+            time: r.time,
+            root: *root,
+        })
+        .collect();
+    let mut group = IndexGroup::new("vm", 0, 1);
     let t = Instant::now();
-    let versions = find_versions(&rps, &glob, None, None).expect("find");
+    let st = group
+        .update(&store, &ipoints[..points.saturating_sub(1)])
+        .expect("index");
     println!(
-        "find_versions *.doc over {points} restore points: {} versions in {:?}",
-        versions.len(),
+        "index build from scratch ({} points): {} versions, {} dirs read, {:?}",
+        st.added,
+        group.versions(),
+        st.dirs_read,
         t.elapsed()
     );
-    let glob = Glob::new("file0000042.dat").expect("glob");
     let t = Instant::now();
-    let versions = find_versions(&rps, &glob, None, None).expect("find");
+    let st = group.update(&store, &ipoints).expect("index");
     println!(
-        "find_versions of one name: {} versions in {:?}",
-        versions.len(),
+        "index update by {} point: {} dirs read, {:?}",
+        st.added,
+        st.dirs_read,
         t.elapsed()
     );
+    let t = Instant::now();
+    let bytes = encode_find_group(&group).expect("encode");
+    println!("index encode: {} bytes in {:?}", bytes.len(), t.elapsed());
+    let t = Instant::now();
+    let group = decode_find_group(&bytes).expect("decode");
+    println!("index decode: {:?}", t.elapsed());
+    for pat in patterns {
+        let glob = Glob::new(pat).expect("glob");
+        let t = Instant::now();
+        let versions = group.find(&glob, None, None);
+        println!(
+            "index {pat:<18} over {points} restore points: {:>6} versions in {:?}",
+            versions.len(),
+            t.elapsed()
+        );
+    }
 }

@@ -275,7 +275,7 @@ pub struct SdTable {
 pub struct SdBytes(#[serde(deserialize_with = "bounded_bytes::<_, MAX_SD_BYTES>")] pub Vec<u8>);
 
 /// Deserializes a sequence, refusing more than `N` elements before allocating for them.
-fn bounded_vec<'de, D, T, const N: usize>(d: D) -> std::result::Result<Vec<T>, D::Error>
+pub(crate) fn bounded_vec<'de, D, T, const N: usize>(d: D) -> std::result::Result<Vec<T>, D::Error>
 where
     D: Deserializer<'de>,
     T: Deserialize<'de>,
@@ -318,7 +318,7 @@ where
 }
 
 /// Wraps `payload` in the catalog frame.
-fn frame(blob_type: u8, payload: &[u8]) -> Result<Vec<u8>> {
+pub(crate) fn frame(blob_type: u8, payload: &[u8]) -> Result<Vec<u8>> {
     if payload.len() > MAX_PAYLOAD_BYTES {
         return Err(Error::TooLarge {
             what: "blob payload",
@@ -343,7 +343,7 @@ fn frame(blob_type: u8, payload: &[u8]) -> Result<Vec<u8>> {
 }
 
 /// Checks the frame of `bytes` and returns its payload.
-fn unframe(bytes: &[u8], want_type: u8) -> Result<&[u8]> {
+pub(crate) fn unframe(bytes: &[u8], want_type: u8) -> Result<&[u8]> {
     if bytes.len() < HEADER_LEN {
         return Err(Error::Truncated {
             what: "blob header",

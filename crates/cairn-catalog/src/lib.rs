@@ -13,7 +13,8 @@
 //!   returns a [`VolumeCatalog`] (root id, SD table id, counts, excluded files' volume ranges).
 //! - Read: [`Catalog::open`], then `list`, `lookup`, `walk`, `find`, `diff` ([`diff`]), and
 //!   [`Entry::to_json`] for the CLI.
-//! - Search across restore points: [`find_versions`].
+//! - Search across restore points: [`find_versions`] (walks the catalogs), or a persistent
+//!   [`IndexGroup`] (the find index: one table of versions, updated incrementally).
 //!
 //! ```
 //! use cairn_catalog::{Catalog, DirBlob, Entry, Kind, MemStore, put_dir, Glob};
@@ -37,6 +38,8 @@
 
 mod blob;
 mod build;
+mod extents;
+mod findindex;
 mod glob;
 mod read;
 mod versions;
@@ -54,6 +57,12 @@ pub use blob::{
 pub use build::{
     build_volume_catalog, CatalogOptions, CatalogStats, VolumeCatalog, VolumeRange,
     DEFAULT_MAX_DEPTH,
+};
+pub use extents::ExtentReader;
+pub use findindex::{
+    decode_find_group, decode_find_pointer, encode_find_group, encode_find_pointer, get_find_group,
+    put_find_group, IndexGroup, IndexedPoint, UpdateStats, MAX_INDEX_GROUPS, MAX_INDEX_PATH,
+    MAX_INDEX_POINTS, MAX_INDEX_ROWS, MAX_INDEX_TEXT, TYPE_FIND_INDEX, TYPE_FIND_POINTER,
 };
 pub use glob::{Glob, MAX_GLOB_LEN};
 pub use read::{diff, Catalog, Change, ChangeKind, EntryJson, StreamJson, What};
