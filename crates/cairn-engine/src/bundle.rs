@@ -303,6 +303,19 @@ pub fn restore_bundle(
         path: to.to_path_buf(),
         source: e,
     })?;
+    // Refuse before writing anything when a configuration file is already there.
+    for f in &vm.config_files {
+        let p = to.join(&f.name);
+        if p.exists() {
+            return Err(Error::Write {
+                path: p,
+                source: std::io::Error::new(
+                    std::io::ErrorKind::AlreadyExists,
+                    "already exists; restore into an empty folder",
+                ),
+            });
+        }
+    }
     // Disks go next to the main configuration (for a .vmcx, where the scan found them).
     let main_dir: PathBuf = match main.name.rsplit_once('/') {
         Some((dir, _)) => to.join(dir),
@@ -403,6 +416,116 @@ pub fn restore_bundle(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use cairn_repo::{InitOptions, MemoryBackend};
+
+    fn summary(name: &str, uuid: Option<[u8; 16]>) -> RestorePointSummary {
+        RestorePointSummary {
+            id: SnapshotId::default(),
+            vm_name: name.into(),
+            time: 0,
+            tags: vec![],
+            disks: vec![],
+            stats: Default::default(),
+            parent: None,
+            vm: uuid.map(|u| VmRecord {
+                uuid: Some(u),
+                ..Default::default()
+            }),
+        }
+    }
+
+    #[test]
+    fn same_vm_goes_by_uuid_then_name() {
+        let me = VmRecord {
+            uuid: Some([7; 16]),
+            ..Default::default()
+        };
+        assert!(same_vm(&summary("other", Some([7; 16])), "vm", Some(&me)));
+        assert!(!same_vm(&summary("vm", Some([8; 16])), "vm", Some(&me)));
+        assert!(!same_vm(&summary("vm", None), "vm", Some(&me)));
+        assert!(same_vm(&summary("vm", None), "vm", None));
+        assert!(!same_vm(&summary("x", None), "vm", None));
+    }
+
+    #[test]
+    fn raw_bundle_round_trip_in_memory() {
+        let dir = tempfile::tempdir().unwrap();
+        let vm = dir.path().join("vm");
+        std::fs::create_dir(&vm).unwrap();
+        let disk: Vec<u8> = (0..3u32 << 20)
+            .map(|i| (i / 4096).to_le_bytes()[0])
+            .collect();
+        std::fs::write(vm.join("d.img"), &disk).unwrap();
+        let vmx = ".encoding = \"UTF-8\"\ndisplayName = \"m\"\nscsi0:0.present = \"TRUE\"\nscsi0:0.fileName = \"d.img\"\n";
+        std::fs::write(vm.join("m.vmx"), vmx).unwrap();
+        let repo = Arc::new(
+            Repository::init(
+                Arc::new(MemoryBackend::new()),
+                &InitOptions::default(),
+                None,
+            )
+            .unwrap(),
+        );
+        let b = Bundle::open(&vm, &cairn_bundle::OpenOptions::default()).unwrap();
+        let r = backup_bundle(
+            &repo,
+            &b,
+            None,
+            &SourceOptions::default(),
+            &BackupOptions::default(),
+        )
+        .unwrap();
+        let rec = vm_record(&repo, &r.backup.restore_point).unwrap();
+        assert_eq!(rec.kind, "vmware");
+        assert_eq!(rec.config_files[0].size, vmx.len() as u64);
+        let out = dir.path().join("out");
+        let rep = restore_bundle(
+            &repo,
+            &r.backup.restore_point,
+            &out,
+            &VmRestoreOptions {
+                format: TargetFormat::Raw,
+            },
+        )
+        .unwrap();
+        assert_eq!(rep.disks.len(), 1);
+        assert_eq!(std::fs::read(out.join("d.img")).unwrap(), disk);
+        assert_eq!(std::fs::read_to_string(out.join("m.vmx")).unwrap(), vmx);
+        // A second restore into the same folder is refused before any disk is written.
+        let e = restore_bundle(
+            &repo,
+            &r.backup.restore_point,
+            &out,
+            &VmRestoreOptions {
+                format: TargetFormat::Raw,
+            },
+        );
+        assert!(e.is_err());
+        assert!(!out.join("d-2.img").exists());
+        // backup_source takes the same folder, and a plain image.
+        let again = backup_source(
+            &repo,
+            &vm,
+            None,
+            &cairn_bundle::OpenOptions::default(),
+            &SourceOptions::default(),
+            &BackupOptions::default(),
+        )
+        .unwrap();
+        assert!(again.vm.is_some());
+        let plain = backup_source(
+            &repo,
+            &vm.join("d.img"),
+            None,
+            &cairn_bundle::OpenOptions::default(),
+            &SourceOptions::default(),
+            &BackupOptions::default(),
+        )
+        .unwrap();
+        assert!(plain.vm.is_none());
+        assert!(vm_record(&repo, &plain.backup.restore_point).is_err());
+    }
 
     #[test]
     fn base_names() {
