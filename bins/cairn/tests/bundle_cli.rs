@@ -717,3 +717,39 @@ fn plain_images_still_back_up_and_image_restore_points_refuse_vm_restore() {
     let e = cairn(&["backup", "--repo", s(&repo), s(&img), "--state", "active"]);
     assert!(!e.status.success());
 }
+
+#[test]
+fn config_blobs_survive_prune_and_verify() {
+    if !have("qemu-img") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let repo = init_repo(dir.path());
+    let vm = vmware_folder(dir.path(), "vm");
+    let first = backup(&repo, &vm, &["--time", "2026-01-01T00:00:00Z"]);
+    // A second restore point with another nvram, then the first one is forgotten: prune
+    // must keep the second one's configuration blobs and drop nothing it needs.
+    std::fs::write(vm.join("Ubuntu 64-bit.nvram"), b"changed nvram").unwrap();
+    let second = backup(&repo, &vm, &["--time", "2026-01-02T00:00:00Z"]);
+    ok(&["forget", "--repo", s(&repo), "--keep-last", "1"]);
+    ok(&["prune", "--repo", s(&repo)]);
+    ok(&["verify", "--repo", s(&repo), "--read-data"]);
+    let snaps = json(&["snapshots", "--repo", s(&repo), "--json"]);
+    assert_eq!(snaps.as_array().unwrap().len(), 1);
+    assert_eq!(snaps[0]["id"], second["restore_point"]);
+    assert_ne!(first["restore_point"], second["restore_point"]);
+    let out = dir.path().join("restored");
+    ok(&[
+        "restore",
+        "--repo",
+        s(&repo),
+        "latest",
+        "--vm",
+        "--to",
+        s(&out),
+    ]);
+    assert_eq!(
+        std::fs::read(out.join("Ubuntu 64-bit.nvram")).unwrap(),
+        b"changed nvram"
+    );
+}
