@@ -75,11 +75,11 @@ enum Command {
     Df(files::DfArgs),
     /// Create a repository.
     Init(repo_cmd::InitArgs),
-    /// Back up a VM's disk images as one restore point.
+    /// Back up a VM's disk images, or a VM bundle (folder or configuration), as one restore point.
     Backup(repo_cmd::BackupArgs),
     /// List restore points.
     Snapshots(repo_cmd::SnapshotsArgs),
-    /// Write a disk of a restore point to a file (raw, VMDK or VHD).
+    /// Write a disk of a restore point to a file (raw, VMDK or VHD), or with --vm the whole VM.
     Restore(repo_cmd::RestoreArgs),
     /// Check the repository's structure and, with --read-data, every blob.
     Verify(repo_cmd::VerifyArgs),
