@@ -184,7 +184,7 @@ fn write_all_at(f: &File, buf: &[u8], offset: u64) -> std::io::Result<()> {
 
 /// Bytes written between two early `fdatasync`s of the output: write-back then overlaps the
 /// restore instead of piling up for the final fsync (the same choice as `cairn convert`).
-const RESTORE_FLUSH_EVERY: u64 = 256 << 20;
+const RESTORE_FLUSH_EVERY: u64 = 64 << 20;
 
 /// A fetched chunk on its way to the writer (`None`: a hole, never written).
 struct Fetched {
@@ -195,7 +195,7 @@ struct Fetched {
 /// Writes disk `disk_index` of restore point `snapshot` to `out_path` as a sparse raw image:
 /// the file is sized with `set_len` and holes are never written. Worker threads fetch,
 /// decrypt, decompress and verify chunks in parallel into reused buffers; ONE writer writes
-/// them (no contention on the file's lock) while a flusher `fdatasync`s every 256 MiB; the file is fsynced before this returns.
+/// them (no contention on the file's lock) while a flusher `fdatasync`s every 64 MiB; the file is fsynced before this returns.
 pub fn restore_raw(
     repo: &Repository,
     snapshot: &SnapshotId,
