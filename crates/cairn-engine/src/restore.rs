@@ -195,7 +195,8 @@ struct Fetched {
 /// Writes disk `disk_index` of restore point `snapshot` to `out_path` as a sparse raw image:
 /// the file is sized with `set_len` and holes are never written. Worker threads fetch,
 /// decrypt, decompress and verify chunks in parallel into reused buffers; ONE writer writes
-/// them (no contention on the file's lock) while a flusher `fdatasync`s every 64 MiB; the file is fsynced before this returns.
+/// them (no contention on the file's lock) while a flusher `fdatasync`s every 64 MiB; the
+/// file is fsynced before this returns.
 pub fn restore_raw(
     repo: &Repository,
     snapshot: &SnapshotId,
