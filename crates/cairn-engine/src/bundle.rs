@@ -132,7 +132,14 @@ pub fn backup_bundle(
             .notes
             .iter()
             .take(cairn_repo::MAX_VM_NOTES)
-            .cloned()
+            .map(|n| {
+                // Notes quote paths: keep them within the manifest's text limit.
+                let mut end = n.len().min(cairn_repo::MAX_TEXT);
+                while !n.is_char_boundary(end) {
+                    end -= 1;
+                }
+                n[..end].to_string()
+            })
             .collect(),
     };
     let mut opts = opts.clone();
@@ -148,8 +155,9 @@ pub fn backup_bundle(
 }
 
 /// Backs up one source path: a VM bundle (a folder or configuration file Cairn
-/// recognises) as [`backup_bundle`] does, anything else as a disk image. For policy
-/// runners: `vms = ["/vms/*"]` may list folders and images alike.
+/// recognises) as [`backup_bundle`] does; a folder without a configuration as its disk
+/// images ([`crate::vm_disk_images`]); anything else as one disk image. For policy
+/// runners: `vms = ["/vms/*"]` may list bundles, image folders and images alike.
 pub fn backup_source(
     repo: &Repository,
     path: &Path,
@@ -169,7 +177,10 @@ pub fn backup_source(
         },
         str::to_string,
     );
-    let prepared = prepare_vm(repo, &vm_name, &[path], source_opts)?;
+    // A folder without a configuration: its disk images (chain tops), as policy runs do.
+    let images = crate::vm_disk_images(path)?;
+    let images: Vec<&Path> = images.iter().map(PathBuf::as_path).collect();
+    let prepared = prepare_vm(repo, &vm_name, &images, source_opts)?;
     let mut opts = opts.clone();
     opts.volumes = prepared.volumes.clone();
     let report = backup(repo, &vm_name, &prepared.sources, &opts)?;
