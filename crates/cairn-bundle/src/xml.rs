@@ -364,11 +364,14 @@ pub fn hyperv(file: &str, text: &str, file_guid: Option<[u8; 16]>) -> Result<Xml
     {
         cfg.vm_uuid = Some(uuid_text(file, "global_id", g)?);
     }
-    for class in root
-        .children()
-        .filter(|c| c.is_element() && matches!(c.tag_name().name(), HYPERV_IDE | HYPERV_SCSI))
-    {
-        let bus = if class.tag_name().name() == HYPERV_IDE {
+    // Element names are the controller class GUIDs; files differ in their case.
+    for class in root.children().filter(|c| {
+        c.is_element()
+            && [HYPERV_IDE, HYPERV_SCSI]
+                .iter()
+                .any(|g| c.tag_name().name().eq_ignore_ascii_case(g))
+    }) {
+        let bus = if class.tag_name().name().eq_ignore_ascii_case(HYPERV_IDE) {
             "ide"
         } else {
             "scsi"
@@ -434,7 +437,9 @@ fn hyperv_drive<'a, 'i>(doc: &'a Document<'i>, config_ref: &str) -> Option<Node<
     };
     let (ctl, drive) = (parts.next()?, parts.next()?);
     let root = doc.root_element();
-    let c = child(root, class)?;
+    let c = root
+        .children()
+        .find(|c| c.is_element() && c.tag_name().name().eq_ignore_ascii_case(class))?;
     child(child(c, ctl)?, drive)
 }
 
@@ -671,5 +676,12 @@ mod tests {
         let (t2, e2) = decode("h.xml", &out).unwrap();
         assert_eq!(e2, XmlEncoding::Utf16Le);
         assert_eq!(hyperv("h.xml", &t2, None).unwrap().disks[0].path, "b.vhd");
+        // Lower-case class names (as some tools write them) read the same.
+        let lower = xml.replace(HYPERV_IDE, &HYPERV_IDE.to_ascii_lowercase());
+        let c = hyperv("h.xml", &lower, None).unwrap();
+        assert_eq!(c.disks[0].config_ref, "ide/controller0/drive0");
+        let out = rewrite_hyperv("h.xml", lower.as_bytes(), &m).unwrap();
+        let (t3, _) = decode("h.xml", &out).unwrap();
+        assert_eq!(hyperv("h.xml", &t3, None).unwrap().disks[0].path, "b.vhd");
     }
 }
