@@ -99,6 +99,12 @@ enum Command {
     Forget(policy_cmd::ForgetArgs),
     /// Free the space of removed restore points.
     Prune(policy_cmd::PruneArgs),
+    /// Pin a restore point: retention never removes it until it is unpinned.
+    Pin(policy_cmd::PinArgs),
+    /// Remove a restore point's pin.
+    Unpin(policy_cmd::UnpinArgs),
+    /// List pinned restore points with their reasons.
+    Pins(policy_cmd::PinsArgs),
 }
 
 fn main() -> ExitCode {
@@ -118,6 +124,9 @@ fn main() -> ExitCode {
         Command::Daemon(a) => policy_cmd::daemon(&a),
         Command::Forget(a) => policy_cmd::forget_cmd(&a),
         Command::Prune(a) => policy_cmd::prune(&a),
+        Command::Pin(a) => policy_cmd::pin(&a),
+        Command::Unpin(a) => policy_cmd::unpin(&a),
+        Command::Pins(a) => policy_cmd::pins(&a),
         Command::Init(a) => repo_cmd::init(&a),
         Command::Backup(a) => repo_cmd::backup(&a),
         Command::Snapshots(a) => repo_cmd::snapshots(&a),

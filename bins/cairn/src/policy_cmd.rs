@@ -1,4 +1,5 @@
-//! Policy commands: `policy check`, `run`, `daemon`, `forget`, `prune`.
+//! Policy commands: `policy check`, `run`, `daemon`, `forget`, `prune`, `pin`, `unpin`,
+//! `pins`.
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -6,11 +7,11 @@ use anyhow::{bail, Context, Result};
 use cairn_engine::policy::{
     forget, Clock, ForgetGroup, Policy, Retention, RunState, Span, SystemClock, UtcOffset,
 };
-use cairn_engine::{JobRunReport, RunOptions};
+use cairn_engine::{DaemonHost, JobRunReport, RunOptions};
 use clap::{Args, Subcommand};
 use serde_json::json;
 
-use crate::repo_cmd::{open_repo, rfc3339, RepoArgs};
+use crate::repo_cmd::{open_repo, resolve_restore_point, rfc3339, RepoArgs};
 
 /// Longest the daemon sleeps between passes: a policy edit, a clock jump or a VM appearing
 /// under a glob is noticed within this time.
@@ -102,6 +103,38 @@ pub struct ForgetArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct PinArgs {
+    #[command(flatten)]
+    pub repo: RepoArgs,
+    /// Restore point id (or a unique prefix, or `latest`).
+    pub restore_point: String,
+    /// Why it is pinned (kept with the pin; shown by `cairn pins`).
+    #[arg(long, value_name = "TEXT", default_value = "")]
+    pub reason: String,
+    /// Print one JSON object.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct UnpinArgs {
+    #[command(flatten)]
+    pub repo: RepoArgs,
+    /// Restore point id (or a unique prefix, or `latest`), or the full id of a pin whose
+    /// restore point is gone.
+    pub restore_point: String,
+}
+
+#[derive(Debug, Args)]
+pub struct PinsArgs {
+    #[command(flatten)]
+    pub repo: RepoArgs,
+    /// Print a JSON array: [{"id","time","reason","vm","restore_point_time"}].
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
 pub struct PruneArgs {
     #[command(flatten)]
     pub repo: RepoArgs,
@@ -167,6 +200,58 @@ fn save_state(path: &Path, state: &RunState) -> Result<()> {
     Ok(())
 }
 
+/// Folder of the per-VM lock files: next to the run-state file.
+fn lock_dir(state_file: &Path) -> PathBuf {
+    state_file.with_extension("locks")
+}
+
+/// Holds the state file's own lock (blocking): runners read-modify-write the file one at a
+/// time, each writing back only the records it changed.
+fn lock_state(state_file: &Path) -> Result<std::fs::File> {
+    if let Some(dir) = state_file.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| dir.display().to_string())?;
+    }
+    let path = state_file.with_extension("json.lock");
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .with_context(|| path.display().to_string())?;
+    f.lock().with_context(|| path.display().to_string())?;
+    Ok(f)
+}
+
+/// Writes into the state file the records of `mine` that differ from `base` (what this
+/// process changed), keeping every other runner's records.
+fn merge_state(state_file: &Path, base: &RunState, mine: &RunState) -> Result<()> {
+    let _guard = lock_state(state_file)?;
+    let mut disk = load_state(state_file)?;
+    let mut changed = false;
+    for (job, vm, rec) in mine.records() {
+        if base.record(job, vm) != Some(rec) {
+            disk.set_record(job, vm, rec.clone());
+            changed = true;
+        }
+    }
+    if changed {
+        save_state(state_file, &disk)?;
+    }
+    Ok(())
+}
+
+/// Merges one (job, VM) record of `mine` into the state file.
+fn merge_record(state_file: &Path, mine: &RunState, job: &str, vm: &str) -> Result<()> {
+    let Some(rec) = mine.record(job, vm) else {
+        return Ok(());
+    };
+    let _guard = lock_state(state_file)?;
+    let mut disk = load_state(state_file)?;
+    disk.set_record(job, vm, rec.clone());
+    save_state(state_file, &disk)
+}
+
 fn report_line(r: &JobRunReport) -> String {
     format!("{} {}", rfc3339(r.finished), r.summary())
 }
@@ -179,22 +264,28 @@ pub fn run(a: &RunArgs) -> Result<()> {
         }
     }
     let state_file = state_path(&a.policy, a.state.as_ref());
-    let mut state = load_state(&state_file)?;
+    let base = load_state(&state_file)?;
+    let mut state = base.clone();
     let opts = RunOptions {
         now_all: a.now,
         job: a.job.clone(),
         passphrase: None,
+        lock_dir: Some(lock_dir(&state_file)),
     };
-    // Each run is printed and the state saved as soon as it ends.
+    // Each run is printed and its record saved as soon as it ends; a skipped run (another
+    // process holds the VM) changes nothing.
     let mut save_error = None;
     let reports =
         cairn_engine::run_due_each(&policy, &mut state, &SystemClock, &opts, &mut |r, state| {
             outln!("{}", report_line(r));
-            if let Err(e) = save_state(&state_file, state) {
+            if r.skipped.is_some() {
+                return;
+            }
+            if let Err(e) = merge_record(&state_file, state, &r.job, &r.state_key) {
                 save_error.get_or_insert(e);
             }
         });
-    save_state(&state_file, &state)?;
+    merge_state(&state_file, &base, &state)?;
     if let Some(e) = save_error {
         return Err(e);
     }
@@ -208,8 +299,67 @@ pub fn run(a: &RunArgs) -> Result<()> {
     Ok(())
 }
 
+/// `cairn daemon`'s host: real sleep, state merged into the shared state file.
+struct CliDaemon {
+    policy: PathBuf,
+    state_file: PathBuf,
+    /// The state as last read from or written to the file: what this process changed is
+    /// the difference.
+    base: RunState,
+}
+
+impl CliDaemon {
+    fn say(&self, what: &str) {
+        eprintln!("{} {what}", rfc3339(SystemClock.now()));
+    }
+}
+
+impl DaemonHost for CliDaemon {
+    fn begin_pass(&mut self, state: &mut RunState) {
+        // Runs of `cairn run` from cron since the last pass count too.
+        match load_state(&self.state_file) {
+            Ok(disk) => {
+                *state = disk.clone();
+                self.base = disk;
+            }
+            Err(e) => self.say(&format!("cannot read the run state: {e:#}")),
+        }
+    }
+
+    fn policy(&mut self) -> std::result::Result<Policy, String> {
+        Policy::load(&self.policy).map_err(|e| e.to_string())
+    }
+
+    fn ran(&mut self, r: &JobRunReport, state: &RunState) {
+        eprintln!("{}", report_line(r));
+        if r.skipped.is_some() {
+            return;
+        }
+        if let Err(e) = merge_record(&self.state_file, state, &r.job, &r.state_key) {
+            self.say(&format!("cannot save the run state: {e:#}"));
+        }
+    }
+
+    fn pass_done(&mut self, state: &RunState) {
+        if let Err(e) = merge_state(&self.state_file, &self.base, state) {
+            self.say(&format!("cannot save the run state: {e:#}"));
+        }
+        self.base = state.clone();
+    }
+
+    fn log(&mut self, message: &str) {
+        self.say(message);
+    }
+
+    fn sleep(&mut self, seconds: i64) -> bool {
+        std::thread::sleep(Duration::from_secs(seconds.unsigned_abs()));
+        true
+    }
+}
+
 /// Runs until killed (SIGTERM / Ctrl-C end the process; a run cut short leaves its restore
-/// point unwritten and is simply run again). The policy is re-read every pass.
+/// point unwritten and is simply run again). The policy is re-read every pass; VMs another
+/// runner (`cairn run` from cron) holds are skipped.
 pub fn daemon(a: &DaemonArgs) -> Result<()> {
     let state_file = state_path(&a.policy, a.state.as_ref());
     let mut state = load_state(&state_file)?;
@@ -220,48 +370,23 @@ pub fn daemon(a: &DaemonArgs) -> Result<()> {
         a.policy.display(),
         state_file.display()
     );
-    loop {
-        let now = clock.now();
-        // A policy broken while the daemon runs is logged; the daemon keeps trying.
-        let next = match Policy::load(&a.policy) {
-            Ok(policy) => {
-                let reports = cairn_engine::run_due_each(
-                    &policy,
-                    &mut state,
-                    &clock,
-                    &RunOptions::default(),
-                    &mut |r, state| {
-                        eprintln!("{}", report_line(r));
-                        if let Err(e) = save_state(&state_file, state) {
-                            eprintln!("{} cannot save the run state: {e:#}", rfc3339(clock.now()));
-                        }
-                    },
-                );
-                if let Err(e) = save_state(&state_file, &state) {
-                    eprintln!("{} cannot save the run state: {e:#}", rfc3339(clock.now()));
-                }
-                // A finished run may unblock another job on the same VM: pass again soon.
-                if reports.is_empty() {
-                    cairn_engine::next_due(&policy, &state, clock.now())
-                } else {
-                    Some(clock.now().saturating_add(1))
-                }
-            }
-            Err(e) => {
-                eprintln!("{} policy error: {e}", rfc3339(now));
-                None
-            }
-        };
-        let now = clock.now();
-        // A pass that ran nothing leaves past times only to pairs held back by their
-        // window: check again after the full pause rather than spinning.
-        let wait = match next {
-            Some(t) if t > now => t.saturating_sub(now),
-            _ => DAEMON_MAX_SLEEP_SECONDS,
-        }
-        .clamp(1, DAEMON_MAX_SLEEP_SECONDS);
-        std::thread::sleep(Duration::from_secs(wait.unsigned_abs()));
-    }
+    let opts = RunOptions {
+        lock_dir: Some(lock_dir(&state_file)),
+        ..RunOptions::default()
+    };
+    let mut host = CliDaemon {
+        policy: a.policy.clone(),
+        state_file,
+        base: state.clone(),
+    };
+    cairn_engine::run_daemon(
+        &mut host,
+        &mut state,
+        &clock,
+        &opts,
+        DAEMON_MAX_SLEEP_SECONDS,
+    );
+    Ok(())
 }
 
 /// Retention rules from the command line.
@@ -406,6 +531,76 @@ pub fn prune(a: &PruneArgs) -> Result<()> {
             r.index_files_rewritten,
             r.orphans_deleted,
             r.kept_for_grace
+        );
+    }
+    Ok(())
+}
+
+pub fn pin(a: &PinArgs) -> Result<()> {
+    let repo = open_repo(&a.repo)?;
+    let id = resolve_restore_point(&repo, &a.restore_point)?;
+    let p = repo.pin(&id, &a.reason, None).context("pin")?;
+    if a.json {
+        outln!(
+            "{}",
+            json!({"id": id.to_string(), "pinned": true, "time": rfc3339(p.time), "reason": p.reason})
+        );
+    } else {
+        outln!("pinned {id}");
+    }
+    Ok(())
+}
+
+pub fn unpin(a: &UnpinArgs) -> Result<()> {
+    let repo = open_repo(&a.repo)?;
+    // A full id may name a pin whose restore point is gone (a pin/forget race).
+    let id = match a.restore_point.parse::<cairn_repo::SnapshotId>() {
+        Ok(id) if !repo.has_restore_point(&id)? => id,
+        _ => resolve_restore_point(&repo, &a.restore_point)?,
+    };
+    if repo.unpin(&id).context("unpin")? {
+        outln!("unpinned {id}");
+    } else {
+        bail!("restore point {id} is not pinned");
+    }
+    Ok(())
+}
+
+pub fn pins(a: &PinsArgs) -> Result<()> {
+    let repo = open_repo(&a.repo)?;
+    let pins = repo.pins().context("pins")?;
+    let summaries = cairn_engine::snapshots(&repo)?;
+    let of = |id: &cairn_repo::SnapshotId| summaries.iter().find(|s| s.id == *id);
+    if a.json {
+        let arr: Vec<_> = pins
+            .iter()
+            .map(|p| {
+                let s = of(&p.restore_point);
+                json!({"id": p.restore_point.to_string(), "time": rfc3339(p.time),
+                    "reason": p.reason, "vm": s.map(|s| s.vm_name.clone()),
+                    "restore_point_time": s.map(|s| rfc3339(s.time))})
+            })
+            .collect();
+        outln!("{}", serde_json::Value::Array(arr));
+        return Ok(());
+    }
+    outln!(
+        "{:<12}  {:<16}  {:<20}  {:<20}  reason",
+        "id",
+        "vm",
+        "restore point time",
+        "pinned at"
+    );
+    for p in &pins {
+        let s = of(&p.restore_point);
+        let id = p.restore_point.to_string();
+        outln!(
+            "{:<12}  {:<16}  {:<20}  {:<20}  {}",
+            short(&id),
+            s.map_or("(gone)", |s| s.vm_name.as_str()),
+            s.map_or_else(String::new, |s| rfc3339(s.time)),
+            rfc3339(p.time),
+            p.reason
         );
     }
     Ok(())

@@ -446,3 +446,181 @@ fn forget_with_a_policy_applies_each_jobs_rules_to_its_own_points() {
     .status
     .success());
 }
+
+/// Pins: `pin` with a reason, `pins --json`, `forget` keeps the pinned point with reason
+/// "pinned" (text and JSON), prune keeps its data, `unpin` lets retention remove it.
+#[test]
+fn pinned_restore_points_survive_forget_and_prune_until_unpinned() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path().join("repo");
+    init_repo(&repo);
+    let imgs: Vec<_> = (0..3u8)
+        .map(|i| {
+            let p = dir.path().join(format!("d{i}.img"));
+            make_image(&p, 0x10 * (i + 1));
+            p
+        })
+        .collect();
+    let first = backup_at(&repo, &imgs[0], "vm", "2024-01-01T00:00:00Z");
+    backup_at(&repo, &imgs[1], "vm", "2024-01-02T00:00:00Z");
+    let last = backup_at(&repo, &imgs[2], "vm", "2024-01-03T00:00:00Z");
+
+    let v: serde_json::Value = serde_json::from_str(&ok(&[
+        "pin",
+        "--repo",
+        s(&repo),
+        &first[..10],
+        "--reason",
+        "audit 2024",
+        "--json",
+    ]))
+    .unwrap();
+    assert_eq!(v["id"], first.as_str());
+    assert_eq!(v["pinned"], true);
+    let pins: serde_json::Value =
+        serde_json::from_str(&ok(&["pins", "--repo", s(&repo), "--json"])).unwrap();
+    assert_eq!(pins.as_array().unwrap().len(), 1);
+    assert_eq!(pins[0]["id"], first.as_str());
+    assert_eq!(pins[0]["reason"], "audit 2024");
+    assert_eq!(pins[0]["vm"], "vm");
+    assert_eq!(pins[0]["restore_point_time"], "2024-01-01T00:00:00Z");
+    let text = ok(&["pins", "--repo", s(&repo)]);
+    assert!(text.contains("audit 2024"), "{text}");
+
+    // forget --keep-last 1: the pinned oldest stays, with its reason.
+    let groups = forget_json(&repo, &["--keep-last", "1", "--dry-run"]);
+    assert_eq!(
+        times(&groups[0]["keep"]),
+        ["2024-01-03T00:00:00Z", "2024-01-01T00:00:00Z"]
+    );
+    assert_eq!(
+        groups[0]["keep"][1]["reasons"],
+        serde_json::json!(["pinned"])
+    );
+    assert_eq!(times(&groups[0]["remove"]), ["2024-01-02T00:00:00Z"]);
+    let text = ok(&["forget", "--repo", s(&repo), "--keep-last", "1"]);
+    assert!(
+        text.lines()
+            .any(|l| l.contains("keep") && l.contains("pinned")),
+        "{text}"
+    );
+    for _ in 0..2 {
+        ok(&["prune", "--repo", s(&repo), "--grace-hours", "0"]);
+    }
+    let v: serde_json::Value = serde_json::from_str(&ok(&[
+        "verify",
+        "--repo",
+        s(&repo),
+        "--read-data",
+        "--json",
+    ]))
+    .unwrap();
+    assert_eq!(v["ok"], true, "{v}");
+    let out = dir.path().join("first.raw");
+    ok(&["restore", "--repo", s(&repo), &first, "--to", s(&out)]);
+    assert!(std::fs::read(&out).unwrap() == std::fs::read(&imgs[0]).unwrap());
+
+    // Unpinned, it goes like any other; unpinning twice is an error.
+    ok(&["unpin", "--repo", s(&repo), &first]);
+    assert!(!cairn(&["unpin", "--repo", s(&repo), &first])
+        .status
+        .success());
+    ok(&["forget", "--repo", s(&repo), "--keep-last", "1"]);
+    let v: serde_json::Value =
+        serde_json::from_str(&ok(&["snapshots", "--repo", s(&repo), "--json"])).unwrap();
+    let ids: Vec<&str> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, [last.as_str()]);
+    // A pin of something that is not a restore point is refused.
+    assert!(!cairn(&["pin", "--repo", s(&repo), &first]).status.success());
+}
+
+/// Two `cairn run` processes on one VM: the second finds the VM lock taken and reports
+/// "skipped: already running (pid N)" with the first one's pid; after the holder is killed
+/// (SIGKILL), its lock dies with it and the next run takes the VM over.
+#[test]
+fn concurrent_runs_never_back_up_the_same_vm_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let repo = root.join("repo");
+    init_repo(&repo);
+    std::fs::create_dir_all(root.join("vms/db01")).unwrap();
+    make_image(&root.join("vms/db01/disk.img"), 9);
+    let started = root.join("started");
+    let release = root.join("release");
+    let policy = root.join("policy.toml");
+    // The pre hook signals it runs, then waits for the test to release it.
+    std::fs::write(
+        &policy,
+        format!(
+            "[class.c]\nschedule = \"hourly\"\nkeep_last = 10\nrepository = '{repo}'\n\n\
+             [job.db]\nclass = \"c\"\nvms = ['{root}/vms/db01']\n\
+             pre_hook = [\"sh\", \"-c\", \"touch '{started}'; while [ ! -e '{release}' ]; do sleep 0.05; done\"]\n",
+            repo = s(&repo),
+            root = s(root),
+            started = s(&started),
+            release = s(&release),
+        ),
+    )
+    .unwrap();
+    let spawn_run = || {
+        Command::new(env!("CARGO_BIN_EXE_cairn"))
+            .args(["run", "--policy", s(&policy), "--now"])
+            .env_remove("XDG_STATE_HOME")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let wait_started = || {
+        for _ in 0..1200 {
+            if started.exists() {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        panic!("the first run never reached its pre hook");
+    };
+
+    // 1. A holds the VM; B is skipped and names A's pid; A then finishes normally.
+    let a = spawn_run();
+    wait_started();
+    let b = ok(&["run", "--policy", s(&policy), "--now"]);
+    assert!(
+        b.contains(&format!("job db skipped: already running (pid {})", a.id())),
+        "{b}"
+    );
+    std::fs::write(&release, b"").unwrap();
+    let out = a.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("succeeded"));
+    let count = || {
+        let v: serde_json::Value =
+            serde_json::from_str(&ok(&["snapshots", "--repo", s(&repo), "--json"])).unwrap();
+        v.as_array().unwrap().len()
+    };
+    assert_eq!(count(), 1);
+    let state = std::fs::read_to_string(root.join(".cairn-state.json")).unwrap();
+    assert!(state.contains("succeeded"), "{state}");
+
+    // 2. A is SIGKILLed while it holds the lock: the next run takes the VM over.
+    std::fs::remove_file(&started).unwrap();
+    std::fs::remove_file(&release).unwrap();
+    let mut a = spawn_run();
+    wait_started();
+    a.kill().unwrap();
+    a.wait().unwrap();
+    // Let the orphaned hook of the killed run end, and the next one pass straight through.
+    std::fs::write(&release, b"").unwrap();
+    let c = ok(&["run", "--policy", s(&policy), "--now"]);
+    assert!(c.contains("succeeded") && !c.contains("skipped: already"), "{c}");
+    assert_eq!(count(), 2);
+}

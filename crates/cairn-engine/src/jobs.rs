@@ -45,6 +45,10 @@ const VERIFY_READ_BYTES: usize = 4 << 20;
 /// How [`run_due`] runs.
 #[derive(Debug, Clone, Default)]
 pub struct RunOptions {
+    /// Folder of per-VM lock files (`cairn run` and `cairn daemon` use one next to their
+    /// run-state file): a VM another process is backing up is skipped, reported as
+    /// `skipped: already running (pid N)`. `None`: no locking (one runner only).
+    pub lock_dir: Option<PathBuf>,
     /// Run every selected (job, VM) now, ignoring schedules and windows (`cairn run --now`).
     pub now_all: bool,
     /// Only this job.
@@ -61,6 +65,8 @@ pub struct JobRunReport {
     pub job: String,
     /// The VM path (a folder or an image file).
     pub vm: String,
+    /// The VM's key in the [`RunState`] (the path as a literal glob).
+    pub state_key: String,
     /// The VM name recorded in the restore point (folder name or file stem).
     pub vm_name: String,
     /// Start, Unix seconds (the clock's).
@@ -81,8 +87,12 @@ pub struct JobRunReport {
     pub kept: usize,
     /// Restore points retention removed.
     pub removed: Vec<SnapshotId>,
-    /// Things the run could not honour (e.g. settings not supported yet).
+    /// Things the run could not honour, or foresaw (a run expected to overrun its window).
     pub warnings: Vec<String>,
+    /// The pin reason when the policy's `protect` pinned the new restore point.
+    pub pinned: Option<String>,
+    /// Why the run did not happen (another process runs this VM); the state is untouched.
+    pub skipped: Option<String>,
 }
 
 impl JobRunReport {
@@ -93,6 +103,9 @@ impl JobRunReport {
 
     /// One line for logs: `job finance-db, vm /vms/db01: succeeded, restore point …`.
     pub fn summary(&self) -> String {
+        if let Some(why) = &self.skipped {
+            return format!("job {} skipped: {why} (vm {})", self.job, self.vm);
+        }
         let what = match &self.outcome {
             RunOutcome::Succeeded => "succeeded".to_owned(),
             RunOutcome::Running => "running".to_owned(),
@@ -110,6 +123,9 @@ impl JobRunReport {
             ));
             if self.plan.verify {
                 s.push_str(", verified");
+            }
+            if self.pinned.is_some() {
+                s.push_str(", pinned");
             }
             s.push_str(&format!(
                 ", retention kept {} removed {}",
@@ -205,6 +221,116 @@ impl ReadAt for ThrottledReader {
 pub fn throttle_source(source: &mut DiskSource, mb_per_s: u32) {
     let rate = u64::from(mb_per_s).saturating_mul(1_000_000);
     source.reader = Arc::new(ThrottledReader::new(source.reader.clone(), rate));
+}
+
+/// An exclusive lock on one VM, held by this process until dropped: an advisory file lock
+/// (`flock` on Linux, through `std::fs::File::try_lock`), released by the kernel when the
+/// process dies, so a lock left by a killed runner is taken over without any cleanup. The
+/// file holds the holder's pid for the message of the runner that finds it taken.
+#[derive(Debug)]
+pub struct VmLock {
+    _file: std::fs::File,
+    path: PathBuf,
+}
+
+/// Result of [`VmLock::try_acquire`].
+#[derive(Debug)]
+pub enum LockAttempt {
+    /// The lock is ours.
+    Acquired(VmLock),
+    /// Another process holds it; its pid when it wrote one.
+    Held {
+        /// Pid recorded by the holder.
+        pid: Option<u32>,
+    },
+}
+
+/// FNV-1a, 64 bits: a stable, dependency-free digest of a VM key for a lock file name.
+fn fnv1a(text: &str) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in text.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h
+}
+
+/// Longest readable part of a lock file name.
+const LOCK_NAME_CHARS: usize = 48;
+
+impl VmLock {
+    /// The lock file of `vm` in `dir`: the VM's last path component (safe characters only)
+    /// and a digest of the whole key, so that two VMs never share a lock.
+    pub fn path_for(dir: &Path, vm: &str) -> PathBuf {
+        let base: String = vm
+            .trim_end_matches('/')
+            .rsplit('/')
+            .next()
+            .unwrap_or("vm")
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .take(LOCK_NAME_CHARS)
+            .collect();
+        dir.join(format!("{base}-{:016x}.lock", fnv1a(vm)))
+    }
+
+    /// Takes the lock of `vm` without waiting.
+    pub fn try_acquire(dir: &Path, vm: &str) -> Result<LockAttempt> {
+        use std::io::Write;
+        let io_err = |what: &str, p: &Path, e: std::io::Error| {
+            Error::Invalid(format!("lock {what} {}: {e}", p.display()))
+        };
+        std::fs::create_dir_all(dir).map_err(|e| io_err("folder", dir, e))?;
+        let path = Self::path_for(dir, vm);
+        let mut file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(|e| io_err("file", &path, e))?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                let pid = std::fs::read_to_string(&path)
+                    .ok()
+                    .and_then(|t| t.trim().parse().ok());
+                return Ok(LockAttempt::Held { pid });
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(io_err("file", &path, e)),
+        }
+        file.set_len(0).map_err(|e| io_err("file", &path, e))?;
+        writeln!(file, "{}", std::process::id()).map_err(|e| io_err("file", &path, e))?;
+        Ok(LockAttempt::Acquired(VmLock { _file: file, path }))
+    }
+
+    /// The lock file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+/// A progress callback that keeps a backup's average read rate at or below `mb_per_s`
+/// MB/s (10^6 bytes): after each chunk it sleeps until the bytes read so far are due at the
+/// cap. The readers run ahead only by the engine's bounded queues.
+pub fn progress_pacer(mb_per_s: u32) -> crate::ProgressFn {
+    let rate = f64::from(mb_per_s.max(1)) * 1e6;
+    let start = Instant::now();
+    Arc::new(move |p: &crate::Progress| {
+        // f64 is exact for every byte count below 2^53 (8 PiB).
+        let due = Duration::from_secs_f64(p.bytes_read as f64 / rate);
+        let elapsed = start.elapsed();
+        if due > elapsed {
+            std::thread::sleep(due - elapsed);
+        }
+        true
+    })
 }
 
 /// Opens the repository at `path` with a job's key reference, by the CLI's rules: a
@@ -488,6 +614,72 @@ pub fn next_due(policy: &Policy, state: &RunState, now: i64) -> Option<i64> {
     next
 }
 
+/// What [`run_daemon`] needs from its surroundings: the policy (re-read every pass), a
+/// place to log and persist, and a way to wait. `cairn daemon` sleeps for real; a test's
+/// host advances a [`cairn_policy::FakeClock`] and stops after a simulated month.
+pub trait DaemonHost {
+    /// A pass starts: refresh `state` from wherever other runners write theirs (no-op by
+    /// default).
+    fn begin_pass(&mut self, state: &mut RunState) {
+        let _ = state;
+    }
+    /// The policy for the next pass (re-read so an edit takes effect without a restart).
+    fn policy(&mut self) -> std::result::Result<Policy, String>;
+    /// A run ended (or was skipped): log it, persist the state.
+    fn ran(&mut self, report: &JobRunReport, state: &RunState);
+    /// A pass ended.
+    fn pass_done(&mut self, state: &RunState);
+    /// Something to log (policy errors).
+    fn log(&mut self, message: &str);
+    /// Waits `seconds` (at least 1); returns false to stop the daemon.
+    fn sleep(&mut self, seconds: i64) -> bool;
+}
+
+/// The daemon: passes of [`run_due_each`] (the policy re-read each time), sleeping until
+/// the next (job, VM) is due but never longer than `max_sleep` seconds (so a policy edit,
+/// a clock jump or a new VM under a glob is noticed), until the host's `sleep` says stop.
+pub fn run_daemon(
+    host: &mut dyn DaemonHost,
+    state: &mut RunState,
+    clock: &dyn Clock,
+    opts: &RunOptions,
+    max_sleep: i64,
+) {
+    let max_sleep = max_sleep.max(1);
+    loop {
+        host.begin_pass(state);
+        let next = match host.policy() {
+            Ok(policy) => {
+                let reports = run_due_each(&policy, state, clock, opts, &mut |r, st| {
+                    host.ran(r, st);
+                });
+                host.pass_done(state);
+                // A finished run may unblock another job on the same VM: pass again soon.
+                if reports.iter().all(|r| r.skipped.is_some()) {
+                    next_due(&policy, state, clock.now())
+                } else {
+                    Some(clock.now().saturating_add(1))
+                }
+            }
+            Err(e) => {
+                host.log(&format!("policy error: {e}"));
+                None
+            }
+        };
+        let now = clock.now();
+        // A pass that ran nothing leaves past times only to pairs held back by their window
+        // (or by another process's lock): check again after the full pause, not spinning.
+        let wait = match next {
+            Some(t) if t > now => t.saturating_sub(now),
+            _ => max_sleep,
+        }
+        .clamp(1, max_sleep);
+        if !host.sleep(wait) {
+            return;
+        }
+    }
+}
+
 /// Runs what is due now (everything selected with `now_all`) once, one run per VM at a
 /// time (jobs sharing a VM run one after the other, first job by name first), and records
 /// each outcome in `state`. Records left `Running` by a process that died
@@ -515,9 +707,17 @@ pub fn run_due_each(
     let now = clock.now();
     for (job, _) in &jobs {
         for vm in &job.vms {
-            if state
-                .record(&job.name, vm.as_str())
-                .is_some_and(|r| r.outcome == RunOutcome::Running)
+            // With locks, a run another live process holds is not "interrupted".
+            let held_elsewhere = opts.lock_dir.as_deref().is_some_and(|dir| {
+                matches!(
+                    VmLock::try_acquire(dir, vm.as_str()),
+                    Ok(LockAttempt::Held { .. })
+                )
+            });
+            if !held_elsewhere
+                && state
+                    .record(&job.name, vm.as_str())
+                    .is_some_and(|r| r.outcome == RunOutcome::Running)
             {
                 state.record_finish(
                     &job.name,
@@ -574,6 +774,41 @@ pub fn run_due_each(
                     .map_err(|e| format!("repository {}: {e}", job.repository.display()))
                 })
                 .clone();
+            let _lock = match opts.lock_dir.as_deref() {
+                None => None,
+                Some(dir) => match VmLock::try_acquire(dir, &vm_key) {
+                    Ok(LockAttempt::Acquired(l)) => Some(l),
+                    Ok(LockAttempt::Held { pid }) => {
+                        let who =
+                            pid.map_or_else(|| "pid unknown".to_owned(), |p| format!("pid {p}"));
+                        let report = skipped_report(
+                            job,
+                            &vm_key,
+                            &vm_path,
+                            clock.now(),
+                            format!("already running ({who})"),
+                        );
+                        tracing::info!("{}", report.summary());
+                        each(&report, state);
+                        reports.push(report);
+                        continue;
+                    }
+                    Err(e) => {
+                        // A lock that cannot be taken must not let two runs overlap.
+                        let report = skipped_report(
+                            job,
+                            &vm_key,
+                            &vm_path,
+                            clock.now(),
+                            format!("cannot take the VM lock: {e}"),
+                        );
+                        tracing::warn!("{}", report.summary());
+                        each(&report, state);
+                        reports.push(report);
+                        continue;
+                    }
+                },
+            };
             let report = run_one(job, &vm_key, &vm_path, repo, state, clock);
             tracing::info!("{}", report.summary());
             each(&report, state);
@@ -581,6 +816,58 @@ pub fn run_due_each(
         }
     }
     reports
+}
+
+fn skipped_report(
+    job: &ResolvedJob,
+    vm_key: &str,
+    vm_path: &str,
+    now: i64,
+    why: String,
+) -> JobRunReport {
+    JobRunReport {
+        job: job.name.clone(),
+        vm: vm_path.to_owned(),
+        state_key: vm_key.to_owned(),
+        vm_name: vm_name(Path::new(vm_path)),
+        started: now,
+        finished: now,
+        outcome: RunOutcome::Running,
+        plan: RunPlan {
+            verify: false,
+            full_read: false,
+        },
+        restore_point: None,
+        bytes_read: 0,
+        bytes_skipped: 0,
+        kept: 0,
+        removed: Vec::new(),
+        warnings: Vec::new(),
+        pinned: None,
+        skipped: Some(why),
+    }
+}
+
+/// A warning when the previous run of (job, VM) took so long that this one, started at
+/// `started`, would end after the job's window closes.
+fn window_forecast(
+    job: &ResolvedJob,
+    state: &RunState,
+    vm_key: &str,
+    started: i64,
+) -> Option<String> {
+    let w = job.window?;
+    let rec = state.record(&job.name, vm_key)?;
+    let took = rec.last_end?.checked_sub(rec.last_start)?;
+    let closes = w.closes_after(started, job.timezone);
+    if took > 0 && started.saturating_add(took) > closes {
+        Some(format!(
+            "the last run took {took} s: at that pace this run ends after its window closes at {}",
+            cairn_policy::civil::rfc3339(closes)
+        ))
+    } else {
+        None
+    }
 }
 
 fn run_one(
@@ -593,11 +880,16 @@ fn run_one(
 ) -> JobRunReport {
     let started = clock.now();
     let plan = state.plan(job, vm_key, started);
+    let forecast = window_forecast(job, state, vm_key, started);
+    if let Some(f) = &forecast {
+        tracing::warn!("job {}, vm {vm_path}: {f}", job.name);
+    }
     state.record_start(&job.name, vm_key, started, plan);
     let path = Path::new(vm_path);
     let mut report = JobRunReport {
         job: job.name.clone(),
         vm: vm_path.to_owned(),
+        state_key: vm_key.to_owned(),
         vm_name: vm_name(path),
         started,
         finished: started,
@@ -608,7 +900,9 @@ fn run_one(
         bytes_skipped: 0,
         kept: 0,
         removed: Vec::new(),
-        warnings: Vec::new(),
+        warnings: forecast.into_iter().collect(),
+        pinned: None,
+        skipped: None,
     };
     let mut result = match &job.pre_hook {
         Some(argv) => run_hook("pre_hook", argv, &job.name, vm_path),
@@ -651,39 +945,65 @@ fn backup_and_retain(
     plan: RunPlan,
     report: &mut JobRunReport,
 ) -> std::result::Result<(), String> {
-    let images = vm_disk_images(vm).map_err(|e| e.to_string())?;
     let source_opts = SourceOptions {
         skip_free: job.skip_free_blocks,
         catalog: job.granularity == Granularity::ImageAndCatalog,
         exclude: job.exclude.iter().map(|g| g.as_str().to_owned()).collect(),
         ..Default::default()
     };
-    let image_refs: Vec<&Path> = images.iter().map(PathBuf::as_path).collect();
-    let prepared = prepare_vm(repo, &report.vm_name, &image_refs, &source_opts)
-        .map_err(|e| format!("reading the disks of {}: {e}", vm.display()))?;
-    report.bytes_skipped = prepared.bytes_skipped;
-    let mut sources = prepared.sources;
-    if let Some(mb) = job.throttle.read_mb_per_s {
-        for src in &mut sources {
-            throttle_source(src, mb);
-        }
-    }
     let to_usize = |v: Option<u32>| v.and_then(|n| usize::try_from(n).ok()).unwrap_or(0);
-    let opts = BackupOptions {
+    let mut opts = BackupOptions {
         tags: vec![job.name.clone(), job.class.clone()],
         time: Some(started),
         threads: to_usize(job.throttle.threads),
         readers: to_usize(job.throttle.io_concurrency),
         no_incremental: plan.full_read,
-        volumes: prepared.volumes,
         ..Default::default()
     };
-    let b = backup(repo, &report.vm_name, &sources, &opts).map_err(|e| format!("backup: {e}"))?;
+    let (b, disks) = if cairn_bundle::is_bundle(vm) {
+        // A VM bundle (VMware, libvirt, Hyper-V, OVF): configuration stored with the
+        // restore point, disks found from it. Its readers are opened inside the engine, so
+        // the bandwidth cap paces the backup's progress instead of wrapping each reader.
+        let bundle_opts = cairn_bundle::OpenOptions {
+            // Policies name VMs deliberately; libvirt pools keep disks outside the folder.
+            allow_outside: true,
+            ..Default::default()
+        };
+        let bundle = cairn_bundle::Bundle::open(vm, &bundle_opts)
+            .map_err(|e| format!("reading the VM bundle {}: {e}", vm.display()))?;
+        if let Some(mb) = job.throttle.read_mb_per_s {
+            opts.progress = Some(progress_pacer(mb));
+        }
+        let r = crate::backup_bundle(repo, &bundle, Some(&report.vm_name), &source_opts, &opts)
+            .map_err(|e| format!("backup: {e}"))?;
+        report.bytes_skipped = r.bytes_skipped;
+        (r.backup, bundle.disks.len())
+    } else {
+        let images = vm_disk_images(vm).map_err(|e| e.to_string())?;
+        let image_refs: Vec<&Path> = images.iter().map(PathBuf::as_path).collect();
+        let prepared = prepare_vm(repo, &report.vm_name, &image_refs, &source_opts)
+            .map_err(|e| format!("reading the disks of {}: {e}", vm.display()))?;
+        report.bytes_skipped = prepared.bytes_skipped;
+        let mut sources = prepared.sources;
+        if let Some(mb) = job.throttle.read_mb_per_s {
+            for src in &mut sources {
+                throttle_source(src, mb);
+            }
+        }
+        opts.volumes = prepared.volumes;
+        let b =
+            backup(repo, &report.vm_name, &sources, &opts).map_err(|e| format!("backup: {e}"))?;
+        (b, sources.len())
+    };
     report.restore_point = Some(b.restore_point);
     report.bytes_read = b.bytes_read;
     if plan.verify {
-        verify_restore_point(repo, &b.restore_point, sources.len())
+        verify_restore_point(repo, &b.restore_point, disks)
             .map_err(|e| format!("verifying restore point {}: {e}", b.restore_point))?;
+    }
+    if let Some(every) = job.protect {
+        report.pinned = auto_pin(repo, job, every, &report.vm_name, &b.restore_point, started)
+            .map_err(|e| format!("pinning restore point {}: {e}", b.restore_point))?;
     }
     if job.retention.is_empty() {
         report.kept = job_points(repo, &report.vm_name, &job.name)
@@ -700,6 +1020,34 @@ fn backup_and_retain(
     report.kept = kept;
     report.removed = remove;
     Ok(())
+}
+
+/// `protect`: pins `rp` unless a restore point of this VM and job in the same period is
+/// pinned already. Returns the reason when it pinned.
+fn auto_pin(
+    repo: &Repository,
+    job: &ResolvedJob,
+    every: cairn_policy::Protect,
+    vm_name: &str,
+    rp: &SnapshotId,
+    time: i64,
+) -> Result<Option<String>> {
+    let period = every.period(time, job.timezone);
+    let points = job_points(repo, vm_name, &job.name)?;
+    if points
+        .iter()
+        .any(|p| p.pinned && every.period(p.time, job.timezone) == period)
+    {
+        return Ok(None);
+    }
+    let reason = format!(
+        "policy: job {} protect = \"{}\", first restore point of {}",
+        job.name,
+        every.as_str(),
+        every.label(time, job.timezone)
+    );
+    repo.pin(rp, &reason, Some(time))?;
+    Ok(Some(reason))
 }
 
 /// Reads every stored byte of a restore point back (decrypted and hash-checked by
@@ -729,6 +1077,7 @@ fn verify_restore_point(repo: &Arc<Repository>, id: &SnapshotId, disks: usize) -
 
 /// The restore points of `vm_name` tagged with `job` (those the job's retention governs).
 fn job_points(repo: &Repository, vm_name: &str, job: &str) -> Result<Vec<RestorePoint>> {
+    let pinned = repo.pinned_ids()?;
     Ok(crate::snapshots(repo)?
         .into_iter()
         .filter(|s| s.vm_name == vm_name && s.tags.iter().any(|t| t == job))
@@ -736,7 +1085,7 @@ fn job_points(repo: &Repository, vm_name: &str, job: &str) -> Result<Vec<Restore
             id: s.id.to_string(),
             time: s.time,
             vm: s.vm_name,
-            protected: false,
+            pinned: pinned.contains(&s.id),
         })
         .collect())
 }
@@ -758,9 +1107,10 @@ pub fn removal_list(
     Ok((kept, remove))
 }
 
-/// Restore points of a repository as retention input (grouped by VM name), optionally only
-/// those carrying `tag`.
+/// Restore points of a repository as retention input (grouped by VM name, pinned ones
+/// marked), optionally only those carrying `tag`.
 pub fn restore_points(repo: &Repository, tag: Option<&str>) -> Result<Vec<RestorePoint>> {
+    let pinned = repo.pinned_ids()?;
     Ok(crate::snapshots(repo)?
         .into_iter()
         .filter(|s| tag.is_none_or(|t| s.tags.iter().any(|x| x == t)))
@@ -768,7 +1118,7 @@ pub fn restore_points(repo: &Repository, tag: Option<&str>) -> Result<Vec<Restor
             id: s.id.to_string(),
             time: s.time,
             vm: s.vm_name,
-            protected: false,
+            pinned: pinned.contains(&s.id),
         })
         .collect())
 }

@@ -53,12 +53,156 @@ fn p(path: &Path) -> String {
     path.display().to_string()
 }
 
+/// A libvirt VM bundle: `<name>.xml` (domain XML naming one raw disk) and `disk.img`, a FAT
+/// file system made by mkfs.fat with `files` (guest path, content) copied in by mcopy.
+fn make_fat_vm(dir: &Path, uuid: &str, files: &[(&str, Vec<u8>)]) -> PathBuf {
+    std::fs::create_dir_all(dir).unwrap();
+    let img = dir.join("disk.img");
+    sh("mkfs.fat", &["-C", p(&img).as_str(), "8192"]);
+    for (guest, data) in files {
+        add_file(&img, guest, data);
+    }
+    let name = dir.file_name().unwrap().to_str().unwrap();
+    std::fs::write(
+        dir.join(format!("{name}.xml")),
+        format!(
+            "<domain type='kvm'>\n  <name>{name}</name>\n  <uuid>{uuid}</uuid>\n  <devices>\n    \
+             <disk type='file' device='disk'>\n      <driver name='qemu' type='raw'/>\n      \
+             <source file='{img}'/>\n      <target dev='vda' bus='virtio'/>\n    </disk>\n  \
+             </devices>\n</domain>\n",
+            img = p(&img)
+        ),
+    )
+    .unwrap();
+    img
+}
+
+/// The guest writes a file (mmd for its folder, then mcopy).
+fn add_file(img: &Path, guest: &str, data: &[u8]) {
+    let tmp = img.with_extension(format!("{}.tmp", guest.replace('/', "_")));
+    std::fs::write(&tmp, data).unwrap();
+    if let Some((parent, _)) = guest.rsplit_once('/').filter(|(p, _)| !p.is_empty()) {
+        let _ = std::process::Command::new("mmd")
+            .args(["-i", p(img).as_str(), &format!("::{parent}")])
+            .output();
+    }
+    sh(
+        "mcopy",
+        &[
+            "-o",
+            "-i",
+            p(img).as_str(),
+            p(&tmp).as_str(),
+            &format!("::{guest}"),
+        ],
+    );
+    std::fs::remove_file(tmp).unwrap();
+}
+
+/// Every file of a restore point's catalog as (path, excluded), sorted.
+fn catalog_files(repo: &Repository, id: &cairn_repo::SnapshotId) -> Vec<(String, bool)> {
+    let m = repo.load_manifest_file(id).unwrap();
+    let store = cairn_engine::RepoReadStore(repo);
+    let mut out = Vec::new();
+    for v in &m.volumes {
+        let Some(root) = v.catalog_root else { continue };
+        let cat = cairn_catalog::Catalog::open(&store, root.0)
+            .unwrap()
+            .with_case_insensitive_paths(true);
+        cat.walk(&mut |path, e| {
+            if e.kind != cairn_catalog::Kind::Dir {
+                out.push((path.to_lowercase(), e.excluded));
+            }
+            Ok(())
+        })
+        .unwrap();
+    }
+    out.sort();
+    out
+}
+
+/// The test's daemon host: sleeping advances the fake clock; the guests write one new file
+/// a day at 12:00; the daemon stops after the simulated month.
+struct SimulatedMonth<'a> {
+    policy: &'a Path,
+    clock: &'a FakeClock,
+    end: i64,
+    state_path: PathBuf,
+    reports: Vec<cairn_engine::JobRunReport>,
+    images: Vec<PathBuf>,
+    next_change: i64,
+    day: u32,
+}
+
+impl cairn_engine::DaemonHost for SimulatedMonth<'_> {
+    fn policy(&mut self) -> Result<Policy, String> {
+        Policy::load(self.policy).map_err(|e| e.to_string())
+    }
+    fn ran(&mut self, r: &cairn_engine::JobRunReport, state: &RunState) {
+        // Like `cairn daemon`: the state is saved after every run.
+        std::fs::write(&self.state_path, state.to_json()).unwrap();
+        self.reports.push(r.clone());
+    }
+    fn pass_done(&mut self, _: &RunState) {}
+    fn log(&mut self, message: &str) {
+        panic!("daemon: {message}");
+    }
+    fn sleep(&mut self, seconds: i64) -> bool {
+        let to = self.clock.now() + seconds;
+        // The guests' daily change lands at 12:00, before that hour's runs.
+        while self.next_change <= to && self.next_change < self.end {
+            self.clock.set(self.next_change);
+            self.day += 1;
+            for img in &self.images {
+                add_file(
+                    img,
+                    &format!("/day-{:02}.txt", self.day),
+                    &day_text(self.day),
+                );
+            }
+            self.next_change += DAY;
+        }
+        self.clock.set(to);
+        to < self.end
+    }
+}
+
+fn day_text(day: u32) -> Vec<u8> {
+    format!("day {day}\n").repeat(300).into_bytes()
+}
+
+/// The must-show month: finance (hourly, 30 daily, 12 monthly, no exclusions) and desktops
+/// (daily 02:00, 7 daily, `*.mp3` excluded) over generated libvirt VM bundles (domain XML +
+/// a FAT disk) whose guests change every day,
+/// driven by the daemon loop itself ([`cairn_engine::run_daemon`]) on a fake clock: exactly
+/// the expected restore points are left, and each one's file catalog lists exactly the files
+/// its guest had at that moment, the song excluded only for desktops.
 #[test]
 fn simulated_month_keeps_exactly_the_expected_restore_points() {
+    if !have("mkfs.fat") || !have("mcopy") {
+        return;
+    }
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path();
-    make_vm(&root.join("vms/finance/db01"), 1);
-    make_vm(&root.join("vms/desktops/pc01"), 2);
+    let song: Vec<u8> = (0..64u32 << 10)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13).to_le_bytes()[0] | 1)
+        .collect();
+    let fin_img = make_fat_vm(
+        &root.join("vms/finance/db01"),
+        "4dea22b3-1d52-d8f3-2516-782e98ab3fa0",
+        &[
+            ("/ledger.txt", b"debit credit\n".repeat(500)),
+            ("/song.mp3", song.clone()),
+        ],
+    );
+    let desk_img = make_fat_vm(
+        &root.join("vms/desktops/pc01"),
+        "6c1d80aa-95e0-4b43-9e27-1f6a0f9bd1c2",
+        &[
+            ("/notes.txt", b"notes\n".repeat(500)),
+            ("/music/song.mp3", song),
+        ],
+    );
     let fin_repo = make_repo(&root.join("repo-finance"));
     let desk_repo = make_repo(&root.join("repo-desktops"));
     let text = format!(
@@ -93,36 +237,37 @@ fn simulated_month_keeps_exactly_the_expected_restore_points() {
     );
     let policy_path = root.join("policy.toml");
     std::fs::write(&policy_path, text).unwrap();
-    let policy = Policy::load(&policy_path).unwrap();
 
     let clock = FakeClock::new(JAN_1);
-    let state_path = root.join("state.json");
-    let mut runs = 0usize;
+    let mut host = SimulatedMonth {
+        policy: &policy_path,
+        clock: &clock,
+        end: JAN_1 + 30 * DAY,
+        state_path: root.join("state.json"),
+        reports: Vec::new(),
+        images: vec![fin_img, desk_img],
+        next_change: JAN_1 + 12 * HOUR,
+        day: 0,
+    };
+    let mut state = RunState::new();
+    cairn_engine::run_daemon(&mut host, &mut state, &clock, &RunOptions::default(), HOUR);
+    let reports = std::mem::take(&mut host.reports);
     let mut office_runs = Vec::new();
-    for hour in 0..30 * 24 {
-        clock.set(JAN_1 + hour * HOUR);
-        // Like the daemon: state loaded and saved around every pass.
-        let mut state = match std::fs::read_to_string(&state_path) {
-            Ok(t) => RunState::from_json(&t).unwrap(),
-            Err(_) => RunState::new(),
-        };
-        let reports = run_due(&policy, &mut state, &clock, &RunOptions::default());
-        std::fs::write(&state_path, state.to_json()).unwrap();
-        for r in &reports {
-            assert_eq!(r.outcome, RunOutcome::Succeeded, "{}", r.summary());
-            assert!(r.restore_point.is_some());
-            assert!(r.warnings.is_empty(), "{:?}", r.warnings);
-            if r.job == "office" {
-                office_runs.push(r.started);
-            }
+    for r in &reports {
+        assert_eq!(r.outcome, RunOutcome::Succeeded, "{}", r.summary());
+        assert!(r.restore_point.is_some());
+        assert!(r.warnings.is_empty(), "{:?}", r.warnings);
+        if r.job == "office" {
+            office_runs.push(r.started);
         }
-        runs += reports.len();
     }
     // Finance every hour; office on its first pass (never ran) and daily at 02:00.
     let mut expected_office = vec![JAN_1];
     expected_office.extend((0..30).map(|d| JAN_1 + d * DAY + 2 * HOUR));
     assert_eq!(office_runs, expected_office);
-    assert_eq!(runs, 30 * 24 + expected_office.len());
+    assert_eq!(reports.len(), 30 * 24 + expected_office.len());
+    let saved = RunState::from_json(&std::fs::read_to_string(&host.state_path).unwrap()).unwrap();
+    assert_eq!(saved, state);
 
     // finance: keep_daily 30 keeps the newest of each of the 30 days (23:00); keep_monthly
     // still has count left at the oldest point, so the very first one stays too.
@@ -138,6 +283,137 @@ fn simulated_month_keeps_exactly_the_expected_restore_points() {
     // Tags: job and class.
     let s = snapshots(&open(&fin_repo)).unwrap();
     assert!(s.iter().all(|s| s.tags == ["finance-db", "finance"]));
+
+    // Every restore point is a VM bundle backup: the domain XML is stored with it, and the
+    // VM is known by its UUID.
+    for (repo, uuid0) in [(&fin_repo, 0x4du8), (&desk_repo, 0x6c)] {
+        let r = open(repo);
+        for sp in snapshots(&r).unwrap() {
+            let rec = cairn_engine::vm_record(&r, &sp.id).unwrap();
+            assert_eq!(rec.kind, "libvirt");
+            assert_eq!(rec.uuid.map(|u| u[0]), Some(uuid0));
+            assert_eq!(rec.config_files.len(), 1);
+        }
+    }
+
+    // Catalogs: what the guest held at that moment (day files are written at 12:00), the
+    // song listed everywhere, excluded only by the desktops class.
+    let days_before = |t: i64| -> Vec<(String, bool)> {
+        (1..=30u32)
+            .filter(|d| JAN_1 + i64::from(*d - 1) * DAY + 12 * HOUR <= t)
+            .map(|d| (format!("/day-{d:02}.txt"), false))
+            .collect()
+    };
+    let fin = open(&fin_repo);
+    for sp in snapshots(&fin).unwrap() {
+        let mut want = days_before(sp.time);
+        want.push(("/ledger.txt".into(), false));
+        want.push(("/song.mp3".into(), false));
+        want.sort();
+        assert_eq!(catalog_files(&fin, &sp.id), want, "finance at {}", sp.time);
+    }
+    let desk = open(&desk_repo);
+    for sp in snapshots(&desk).unwrap() {
+        let mut want = days_before(sp.time);
+        want.push(("/music/song.mp3".into(), true));
+        want.push(("/notes.txt".into(), false));
+        want.sort();
+        assert_eq!(
+            catalog_files(&desk, &sp.id),
+            want,
+            "desktops at {}",
+            sp.time
+        );
+    }
+}
+
+/// `protect = "monthly"`: a daily job over 70 days pins the first restore point of each
+/// month; retention (3 daily) keeps those and the last 3 days, reason "pinned"; an operator
+/// unpin lets the next run's retention remove it.
+#[test]
+fn protect_monthly_pins_the_first_restore_point_of_each_month() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    make_vm(&root.join("vms/arch01"), 11);
+    let repo = make_repo(&root.join("repo"));
+    let text = format!(
+        r#"
+        [class.archive]
+        schedule = "daily 01:00"
+        keep_daily = 3
+        protect = "monthly"
+        repository = '{repo}'
+
+        [job.arch]
+        class = "archive"
+        vms = ['{root}/vms/arch01']
+        "#,
+        repo = p(&repo),
+        root = p(root),
+    );
+    let policy = Policy::parse(&text).unwrap();
+    assert!(policy.jobs()[0]
+        .describe()
+        .contains("pins the first restore point of each month"));
+    let clock = FakeClock::new(JAN_1);
+    let mut state = RunState::new();
+    let mut pinned_at = Vec::new();
+    for day in 0..70 {
+        clock.set(JAN_1 + day * DAY + HOUR);
+        for r in run_due(&policy, &mut state, &clock, &RunOptions::default()) {
+            assert_eq!(r.outcome, RunOutcome::Succeeded, "{}", r.summary());
+            if let Some(reason) = &r.pinned {
+                assert!(reason.contains("protect = \"monthly\""), "{reason}");
+                assert!(r.summary().contains("pinned"));
+                pinned_at.push(r.started);
+            }
+        }
+    }
+    // Jan 1, Feb 1, Mar 1 (2024: 31 + 29 days).
+    let feb_1 = JAN_1 + 31 * DAY;
+    let mar_1 = feb_1 + 29 * DAY;
+    assert_eq!(pinned_at, [JAN_1 + HOUR, feb_1 + HOUR, mar_1 + HOUR]);
+    let last = JAN_1 + 69 * DAY + HOUR;
+    let mut want = pinned_at.clone();
+    want.extend([last - 2 * DAY, last - DAY, last]);
+    assert_eq!(times_of(&repo, "arch01"), want);
+    let r = open(&repo);
+    let pins = r.pins().unwrap();
+    assert_eq!(pins.len(), 3);
+    assert!(pins.iter().any(|p| p.reason.ends_with("2024-02")));
+    // Forget through the engine's retention input: pinned points carry "pinned".
+    let points = cairn_engine::restore_points(&r, None).unwrap();
+    let groups = cairn_engine::policy::forget(
+        &points,
+        &policy.jobs()[0].retention,
+        last + 1,
+        cairn_engine::policy::UtcOffset::UTC,
+    )
+    .unwrap();
+    let jan = groups[0]
+        .keep
+        .iter()
+        .find(|k| k.time == JAN_1 + HOUR)
+        .unwrap();
+    // The 3 daily buckets are filled by March 8..10: January is kept only for its pin.
+    assert_eq!(jan.reasons, ["pinned"]);
+    // Unpin January: the next run's retention removes it; February and March stay.
+    let jan_id = snapshots(&r)
+        .unwrap()
+        .into_iter()
+        .find(|s| s.time == JAN_1 + HOUR)
+        .unwrap()
+        .id;
+    assert!(r.unpin(&jan_id).unwrap());
+    clock.set(last + DAY);
+    let reports = run_due(&policy, &mut state, &clock, &RunOptions::default());
+    assert!(reports[0].pinned.is_none(), "March has its pin already");
+    assert_eq!(reports[0].removed.len(), 2, "January and March 8");
+    assert!(reports[0].removed.contains(&jan_id));
+    assert_eq!(
+        times_of(&repo, "arch01"),
+        [feb_1 + HOUR, mar_1 + HOUR, last - DAY, last, last + DAY]
+    );
 }
 
 /// A clock that moves forward by `step` on every reading (a run "takes" time).
@@ -255,6 +531,22 @@ fn run_past_the_window_is_reported_as_overran() {
         }
     );
     assert!(reports[0].restore_point.is_some());
+    assert!(reports[0].warnings.is_empty());
+
+    // The next day's run is foreseen to overrun: the last one took 40 minutes and this one
+    // starts 20 minutes before the window closes. The report says so before the outcome does.
+    clock.now.store(JAN_1 + DAY, Ordering::SeqCst);
+    let reports = run_due(&policy, &mut state, &clock, &RunOptions::default());
+    assert_eq!(reports.len(), 1);
+    assert!(
+        reports[0]
+            .warnings
+            .iter()
+            .any(|w| w.contains("ends after its window closes")),
+        "{}",
+        reports[0].summary()
+    );
+    assert!(matches!(reports[0].outcome, RunOutcome::Overran { .. }));
 }
 
 #[test]

@@ -140,6 +140,22 @@ impl RunState {
         self.runs.get(job).and_then(|m| m.get(vm))
     }
 
+    /// Every record as (job, VM, record), in job then VM order.
+    pub fn records(&self) -> impl Iterator<Item = (&str, &str, &RunRecord)> {
+        self.runs
+            .iter()
+            .flat_map(|(job, m)| m.iter().map(move |(vm, r)| (job.as_str(), vm.as_str(), r)))
+    }
+
+    /// Sets the record of (job, vm) (merging another runner's state file: each process
+    /// writes back only the records it changed).
+    pub fn set_record(&mut self, job: &str, vm: &str, record: RunRecord) {
+        self.runs
+            .entry(job.to_owned())
+            .or_default()
+            .insert(vm.to_owned(), record);
+    }
+
     /// True when any job is running on `vm` (the caller runs one job per VM at a time).
     pub fn vm_busy(&self, vm: &str) -> bool {
         self.runs

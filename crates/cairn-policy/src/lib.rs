@@ -39,7 +39,7 @@
 //!         id: format!("rp{h}"),
 //!         time: now - h * 3600,
 //!         vm: "db01".into(),
-//!         protected: false,
+//!         pinned: false,
 //!     })
 //!     .collect();
 //! let groups = forget(&points, &job.retention, now + 1, UtcOffset::UTC)?;
@@ -72,7 +72,7 @@ pub use policy::{
     MAX_POLICY_BYTES,
 };
 pub use retention::{
-    forget, ForgetGroup, Kept, Removed, RestorePoint, Retention, MAX_RESTORE_POINTS,
+    forget, ForgetGroup, Kept, Protect, Removed, RestorePoint, Retention, MAX_RESTORE_POINTS,
 };
 pub use schedule::{Schedule, Window};
 pub use span::Span;

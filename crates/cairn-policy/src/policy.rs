@@ -9,7 +9,7 @@ use toml::Spanned;
 
 use crate::civil::UtcOffset;
 use crate::glob::Glob;
-use crate::retention::Retention;
+use crate::retention::{Protect, Retention};
 use crate::schedule::{Schedule, Window};
 use crate::span::Span;
 use crate::Error;
@@ -86,6 +86,7 @@ struct Settings {
     keep_monthly: Option<u32>,
     keep_yearly: Option<u32>,
     keep_within: Option<Span>,
+    protect: Option<Protect>,
 
     read_mb_per_s: Option<Spanned<u32>>,
     io_concurrency: Option<Spanned<u32>>,
@@ -141,6 +142,8 @@ pub struct ResolvedJob {
     pub skip_free_blocks: bool,
     /// Retention rules.
     pub retention: Retention,
+    /// Pin the first restore point of each week, month or year automatically.
+    pub protect: Option<Protect>,
     /// I/O limits.
     pub throttle: Throttle,
     /// Allowed wall-clock window (`None`: any time).
@@ -191,6 +194,16 @@ impl ResolvedJob {
         });
         s.push_str(", ");
         s.push_str(&self.retention.describe());
+        if let Some(p) = self.protect {
+            s.push_str(&format!(
+                ", pins the first restore point of each {}",
+                match p {
+                    Protect::Weekly => "week",
+                    Protect::Monthly => "month",
+                    Protect::Yearly => "year",
+                }
+            ));
+        }
         if self.exclude.is_empty() {
             s.push_str(", no exclusions");
         } else {
@@ -558,6 +571,7 @@ fn resolve(
             keep_yearly: pick!(j, c, keep_yearly).unwrap_or(0),
             keep_within: pick!(j, c, keep_within),
         },
+        protect: pick!(j, c, protect),
         throttle: Throttle {
             read_mb_per_s: pick_u32(&j.read_mb_per_s, &c.read_mb_per_s, "read_mb_per_s")?,
             io_concurrency: pick_u32(&j.io_concurrency, &c.io_concurrency, "io_concurrency")?,

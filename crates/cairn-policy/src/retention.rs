@@ -3,7 +3,7 @@
 //! Restore points are grouped by VM name; each group is sorted newest first and walked once,
 //! exactly like restic's `ApplyPolicy` (restic 0.17+, see `docs/policy.md`):
 //!
-//! * protected (pinned) points are always kept, reason `protected` (restic's `--keep-tag`);
+//! * pinned (protected) points are always kept, reason `pinned` (restic's `--keep-tag`);
 //!   they still take part in the bucket rules below, as tagged snapshots do in restic;
 //! * `keep_within` keeps every point strictly newer than (newest point - span), where the
 //!   newest point is the newest one not in the future of `now`;
@@ -83,6 +83,55 @@ impl Retention {
     }
 }
 
+/// Automatic pinning (`protect = "monthly"` in a policy): after each successful backup, the
+/// new restore point is pinned when no restore point of the same VM and job in the same
+/// calendar period is pinned yet. The first restore point of each period is thereby kept
+/// until an operator unpins it, outside the GFS counts (archives, compliance copies).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Protect {
+    /// One pinned restore point per ISO week.
+    Weekly,
+    /// One per calendar month.
+    Monthly,
+    /// One per calendar year.
+    Yearly,
+}
+
+impl Protect {
+    /// The period `t` falls in (in the fixed offset `tz`), as a comparable number.
+    pub fn period(self, t: i64, tz: UtcOffset) -> i64 {
+        let b = match self {
+            Protect::Weekly => Bucket::Week,
+            Protect::Monthly => Bucket::Month,
+            Protect::Yearly => Bucket::Year,
+        };
+        bucket_value(b, t, tz, 0)
+    }
+
+    /// The period of `t` as text: `2024-W05`, `2024-01`, `2024`.
+    pub fn label(self, t: i64, tz: UtcOffset) -> String {
+        let c = tz.to_local(t);
+        match self {
+            Protect::Weekly => {
+                let (y, w) = c.iso_week();
+                format!("{y:04}-W{w:02}")
+            }
+            Protect::Monthly => format!("{:04}-{:02}", c.year, c.month),
+            Protect::Yearly => format!("{:04}", c.year),
+        }
+    }
+
+    /// `weekly`, `monthly` or `yearly`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protect::Weekly => "weekly",
+            Protect::Monthly => "monthly",
+            Protect::Yearly => "yearly",
+        }
+    }
+}
+
 /// One restore point as the repository lists it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RestorePoint {
@@ -93,7 +142,7 @@ pub struct RestorePoint {
     /// The VM it belongs to (the grouping key).
     pub vm: String,
     /// Pinned: never removed by retention.
-    pub protected: bool,
+    pub pinned: bool,
 }
 
 fn ser_time<S: Serializer>(t: &i64, s: S) -> Result<S::Ok, S::Error> {
@@ -108,7 +157,7 @@ pub struct Kept {
     /// Creation time (serialized as RFC 3339 UTC).
     #[serde(serialize_with = "ser_time")]
     pub time: i64,
-    /// restic-style reasons: `protected`, `within 30d`, `last snapshot`, `hourly snapshot`,
+    /// restic-style reasons: `pinned`, `within 30d`, `last snapshot`, `hourly snapshot`,
     /// `daily snapshot`, `weekly snapshot`, `monthly snapshot`, `yearly snapshot`,
     /// `oldest daily snapshot`, ...
     pub reasons: Vec<String>,
@@ -229,8 +278,8 @@ fn forget_group(
     let count = list.len();
     for (nr, p) in list.into_iter().enumerate() {
         let mut reasons = Vec::new();
-        if p.protected {
-            reasons.push("protected".to_owned());
+        if p.pinned {
+            reasons.push("pinned".to_owned());
         }
         if let Some((w, cutoff)) = within_cutoff {
             if p.time > cutoff {

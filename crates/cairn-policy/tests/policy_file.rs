@@ -28,11 +28,13 @@ fn shipped_example_parses() {
     );
     assert_eq!(db.granularity, Granularity::ImageAndCatalog);
     assert_eq!(db.backup, BackupMode::Incremental);
+    assert_eq!(db.protect, Some(cairn_policy::Protect::Monthly));
     assert_eq!(
         db.describe(),
         "job finance-db: class finance, VMs [/vms/finance/db01, /vms/finance/db02], hourly at :00, \
          incremental, verify every 7d, full re-read every 30d, image+catalog, \
-         keep last 24 + 30 daily + 12 monthly, no exclusions, repository /backup/finance, \
+         keep last 24 + 30 daily + 12 monthly, pins the first restore point of each month, \
+         no exclusions, repository /backup/finance, \
          key file /etc/cairn/keys/finance.key, pre hook [\"/usr/local/bin/db-freeze\", \"--all\"], \
          post hook [\"/usr/local/bin/db-thaw\", \"--all\"]"
     );
@@ -173,6 +175,10 @@ fn invalid_values_name_their_line() {
     expect_invalid(&t, n, 11, "at least 1");
     let (t, n) = with_line("vms", "pre_hook = []");
     expect_invalid(&t, n, 12, "needs a program");
+    let (t, n) = with_line("vms", "protect = \"daily\"");
+    expect_invalid(&t, n, 11, "daily");
+    let (t, n) = with_line("vms", "protect = true");
+    expect_invalid(&t, n, 11, "string");
     let bad_tz = GOOD.replace("+02:00", "Europe/Paris");
     expect_invalid(&bad_tz, 2, 12, "timezone");
 }

@@ -277,7 +277,7 @@ fn normalise(reasons: &[String]) -> Vec<String> {
         .map(|r| {
             let r = r.strip_prefix("oldest ").unwrap_or(r);
             if r.starts_with("has tags") {
-                "protected".to_owned()
+                "pinned".to_owned()
             } else {
                 r.to_owned()
             }
@@ -357,7 +357,7 @@ fn forget_agrees_with_restic() {
                     id: rfc3339(time),
                     time,
                     vm: host.to_owned(),
-                    protected: with_tag && protected.contains(&time),
+                    pinned: with_tag && protected.contains(&time),
                 })
                 .collect();
             // restic measures `--keep-within` from the newest snapshot not in the future of

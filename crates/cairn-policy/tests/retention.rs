@@ -26,7 +26,7 @@ fn points(times: &[&str]) -> Vec<RestorePoint> {
             id: s.to_string(),
             time: t(s),
             vm: "vm".into(),
-            protected: false,
+            pinned: false,
         })
         .collect()
 }
@@ -391,8 +391,8 @@ fn future_points_do_not_move_keep_within() {
 #[test]
 fn protected_points_are_always_kept_and_still_fill_buckets() {
     let mut ps = points(&["2024-01-01 10:00", "2024-01-02 10:00", "2024-01-03 10:00"]);
-    ps[0].protected = true;
-    ps[2].protected = true;
+    ps[0].pinned = true;
+    ps[2].pinned = true;
     let (keep, remove) = run(
         &ps,
         &Retention {
@@ -405,12 +405,9 @@ fn protected_points_are_always_kept_and_still_fill_buckets() {
         [
             (
                 "2024-01-03 10:00".to_string(),
-                vec!["protected".to_string(), "last snapshot".to_string()]
+                vec!["pinned".to_string(), "last snapshot".to_string()]
             ),
-            (
-                "2024-01-01 10:00".to_string(),
-                vec!["protected".to_string()]
-            ),
+            ("2024-01-01 10:00".to_string(), vec!["pinned".to_string()]),
         ]
     );
     assert_eq!(remove, ["2024-01-02 10:00"]);
@@ -486,7 +483,7 @@ fn groups_by_vm_and_prints_the_cli_json() {
         id: "b1".into(),
         time: t("2024-01-01 10:00"),
         vm: "alpha".into(),
-        protected: false,
+        pinned: false,
     });
     let g = forget(
         &ps,
@@ -527,7 +524,7 @@ fn out_of_range_times_are_rejected() {
         id: "x".into(),
         time: i64::MAX,
         vm: "v".into(),
-        protected: false,
+        pinned: false,
     }];
     let e = forget(
         &ps,
@@ -551,7 +548,7 @@ fn arb_points() -> impl Strategy<Value = Vec<RestorePoint>> {
                 id: format!("p{i}"),
                 time: 1_600_000_000 + dt,
                 vm: format!("vm{vm}"),
-                protected,
+                pinned: protected,
             })
             .collect()
     })
@@ -598,7 +595,7 @@ proptest! {
             }
             for x in &g.remove {
                 let p = ps.iter().find(|p| p.id == x.id).unwrap();
-                prop_assert!(!p.protected, "protected point {} removed", p.id);
+                prop_assert!(!p.pinned, "pinned point {} removed", p.id);
                 prop_assert_eq!(&p.vm, &g.vm);
                 seen.push(&x.id);
             }
@@ -624,7 +621,7 @@ proptest! {
             // Everything else is kept only because it is protected.
             for k in &g.keep {
                 if !k.reasons.iter().any(|r| r == "last snapshot") {
-                    prop_assert_eq!(&k.reasons, &vec!["protected".to_string()]);
+                    prop_assert_eq!(&k.reasons, &vec!["pinned".to_string()]);
                 }
             }
         }

@@ -13,6 +13,7 @@
 //! packs/xx/<id>           blobs (xx = first two hex digits of the random pack id)
 //! index/<id>              blob id -> pack, offset, length, raw length, kind, crc32
 //! snapshots/<id>          restore-point manifests
+//! pins/<id>               pinned restore points (reason, time), one object per pin
 //! ```
 //!
 //! Writers never share a file: each backup writes its own packs and index files under
@@ -46,6 +47,7 @@ mod ids;
 mod index;
 mod manifest;
 mod pack;
+mod pins;
 mod prune;
 mod repo;
 mod verify;
@@ -70,6 +72,7 @@ pub use manifest::{
     MAX_VM_CONFIG_FILES, MAX_VM_NOTES,
 };
 pub use pack::{BlobEntry, MAX_PACK_BLOBS, MAX_PACK_BYTES, TRAILER_LEN, TRAILER_MAGIC};
+pub use pins::{encode_plain_pin, Pin, MAX_PIN_FILE_BYTES, MAX_PIN_REASON, PIN_DIR, PIN_MAGIC};
 pub use prune::{
     prune, reindex_retired, remove_stale_temp_files, PendingFile, PruneOptions, PruneReport,
     UnindexedPack, DEFAULT_GRACE_SECONDS, DEFAULT_REPACK_THRESHOLD_PERCENT, ENTRIES_PER_FILE,
@@ -121,6 +124,12 @@ pub mod decode {
     /// Decodes and validates an unencrypted pending-deletion object (`pending/<id>`).
     pub fn pending_file(bytes: &[u8]) -> Result<crate::PendingFile> {
         crate::prune::decode_pending(&Crypto::none(), "pending", &ObjectId::default(), bytes)
+    }
+
+    /// Decodes and checks an unencrypted pin object (`pins/<id>`; the restore point it names
+    /// is not compared with an object name).
+    pub fn pin_file(bytes: &[u8]) -> Result<crate::Pin> {
+        crate::pins::decode_pin(&Crypto::none(), "pin", None, bytes)
     }
 
     /// Parses an unencrypted pack (header, CRC, trailer, directory) and decodes every blob.

@@ -151,7 +151,7 @@ fn aad(id: &ObjectId) -> Vec<u8> {
     a
 }
 
-fn encode_framed(magic: &[u8; 8], sealed: bool, payload: &[u8]) -> Vec<u8> {
+pub(crate) fn encode_framed(magic: &[u8; 8], sealed: bool, payload: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(HEADER_LEN + payload.len());
     out.extend_from_slice(magic);
     out.extend_from_slice(&frame::VERSION.to_le_bytes());
@@ -163,13 +163,17 @@ fn encode_framed(magic: &[u8; 8], sealed: bool, payload: &[u8]) -> Vec<u8> {
     out
 }
 
-/// Decodes a pending-deletion object (`crypto` is the repository's); `id` is the object's id.
-pub(crate) fn decode_pending(
+/// Checks a framed file with its own magic (`pending/`, `pins/`: the frame of
+/// `docs/formats/repository.md`) and returns the plain payload, opened with `aad` when sealed.
+pub(crate) fn decode_framed(
     crypto: &crate::crypto::Crypto,
+    magic: &[u8; 8],
+    magic_str: &'static str,
     name: &str,
-    id: &ObjectId,
+    aad: &[u8],
     bytes: &[u8],
-) -> Result<PendingFile> {
+    max_payload: u64,
+) -> Result<Vec<u8>> {
     if bytes.len() < HEADER_LEN {
         return Err(Error::Truncated {
             name: name.into(),
@@ -177,14 +181,14 @@ pub(crate) fn decode_pending(
             need: HEADER_LEN as u64,
         });
     }
-    let mut magic = [0u8; 8];
-    magic.copy_from_slice(&bytes[..8]);
-    if &magic != PENDING_MAGIC {
+    let mut found = [0u8; 8];
+    found.copy_from_slice(&bytes[..8]);
+    if &found != magic {
         return Err(Error::BadMagic {
             name: name.into(),
             offset: 0,
-            found: magic,
-            expected: "CAIRNPND",
+            found,
+            expected: magic_str,
         });
     }
     let le16 = |o: usize| u16::from_le_bytes([bytes[o], bytes[o + 1]]);
@@ -210,13 +214,13 @@ pub(crate) fn decode_pending(
     l.copy_from_slice(&bytes[12..20]);
     let len = u64::from_le_bytes(l);
     let actual = (bytes.len() - HEADER_LEN) as u64;
-    if len != actual || len > MAX_PENDING_FILE_BYTES {
+    if len != actual || len > max_payload {
         return Err(Error::BadLength {
             name: name.into(),
             offset: 12,
             field: "payload length",
             found: len,
-            expected: format!("{actual} (the rest of the file), at most {MAX_PENDING_FILE_BYTES}"),
+            expected: format!("{actual} (the rest of the file), at most {max_payload}"),
         });
     }
     let mut c = [0u8; 4];
@@ -237,20 +241,36 @@ pub(crate) fn decode_pending(
             why: "sealing does not match the repository's encryption".into(),
         });
     }
-    let plain;
-    let payload = if sealed {
-        plain = crypto.open(name, &aad(id), &bytes[HEADER_LEN..])?;
-        &plain[..]
+    if sealed {
+        crypto.open(name, aad, &bytes[HEADER_LEN..])
     } else {
-        &bytes[HEADER_LEN..]
-    };
-    let f: PendingFile = postcard::from_bytes(payload)
+        Ok(bytes[HEADER_LEN..].to_vec())
+    }
+}
+
+/// Decodes a pending-deletion object (`crypto` is the repository's); `id` is the object's id.
+pub(crate) fn decode_pending(
+    crypto: &crate::crypto::Crypto,
+    name: &str,
+    id: &ObjectId,
+    bytes: &[u8],
+) -> Result<PendingFile> {
+    let payload = decode_framed(
+        crypto,
+        PENDING_MAGIC,
+        "CAIRNPND",
+        name,
+        &aad(id),
+        bytes,
+        MAX_PENDING_FILE_BYTES,
+    )?;
+    let f: PendingFile = postcard::from_bytes(&payload)
         .map_err(|e| Error::malformed(name, format!("postcard: {e}")))?;
     f.validate(name, crypto.overhead())?;
     Ok(f)
 }
 
-fn seal_payload<T: Serialize>(
+pub(crate) fn seal_payload<T: Serialize>(
     repo: &Repository,
     sealer: &Sealer,
     aad: &[u8],
@@ -399,9 +419,11 @@ fn read_pendings(repo: &Repository) -> Result<Vec<(String, PendingFile)>> {
 
 /// Makes `wanted` readable again when a prune retired the packs holding them after the
 /// backup that reuses them started: packs of pending-deletion objects holding a wanted blob
-/// no index names are indexed again. A backup calls this after committing its manifest
-/// (with the blob ids the manifest references); prune does the same for every restore point
-/// at each run. Returns how many packs were indexed again.
+/// no index names are indexed again, and, for blobs still missing (a prune killed before it
+/// wrote its pending object), packs no index names that hold them. A backup calls this
+/// after committing its manifest (with the blob ids the manifest references); prune does the
+/// same for a restore point whose chunk lists it cannot read. Returns how many packs were
+/// indexed again.
 pub fn reindex_retired(repo: &Repository, wanted: &[BlobId]) -> Result<u64> {
     repo.reload_index()?;
     let missing: HashSet<BlobId> = {
@@ -428,6 +450,48 @@ pub fn reindex_retired(repo: &Repository, wanted: &[BlobId]) -> Result<u64> {
             }
         }
     }
+    // A prune killed between rewriting the index files and writing its pending object
+    // leaves retired packs in no index and no pending object: look for what is still
+    // missing in every pack no index names (a rare repair path: it reads those packs).
+    let mut still: HashSet<BlobId> = missing.clone();
+    for p in &back {
+        for b in &p.blobs {
+            still.remove(&b.id);
+        }
+    }
+    if !still.is_empty() {
+        let indexed: HashSet<ObjectId> = repo.index().packs().iter().map(|(id, _)| *id).collect();
+        for name in repo.backend().list(PACK_DIR)? {
+            if still.is_empty() {
+                break;
+            }
+            let Ok(id) = id_of(&name) else { continue };
+            if indexed.contains(&id) || seen.contains(&id) {
+                continue;
+            }
+            let bytes = match repo.backend().get(&name) {
+                Ok(b) => b,
+                Err(Error::NotFound { .. }) => continue,
+                Err(e) => return Err(e),
+            };
+            // A pack being written by a running backup is complete once named (puts are
+            // atomic); a damaged one is left to verify.
+            let Ok(blobs) = crate::pack::parse_pack(&name, &id, &bytes, repo.crypto()) else {
+                continue;
+            };
+            if blobs.iter().any(|b| still.contains(&b.id)) {
+                for b in &blobs {
+                    still.remove(&b.id);
+                }
+                seen.insert(id);
+                back.push(IndexPack {
+                    id,
+                    size: bytes.len() as u64,
+                    blobs,
+                });
+            }
+        }
+    }
     let n = back.len() as u64;
     if !back.is_empty() {
         let io = Io {
@@ -441,9 +505,20 @@ pub fn reindex_retired(repo: &Repository, wanted: &[BlobId]) -> Result<u64> {
     Ok(n)
 }
 
-/// Every blob some restore point needs: chunks and chunk-list blobs. A manifest that cannot
-/// be read stops prune (its blobs would look unreferenced); one deleted meanwhile is skipped.
-fn referenced(repo: &Repository) -> Result<HashSet<BlobId>> {
+/// What [`referenced`] found.
+enum Referenced {
+    /// Every blob some restore point needs.
+    Blobs(HashSet<BlobId>),
+    /// A restore point needed blobs of retired packs (a backup that reused them committed
+    /// after the mark and has not re-indexed them yet): they were indexed again; read again.
+    Reindexed,
+}
+
+/// Every blob some restore point needs: chunks, chunk-list blobs, catalog and VM blobs. A
+/// manifest that cannot be read stops prune (its blobs would look unreferenced); one deleted
+/// meanwhile is skipped. A manifest whose chunk lists sit in retired packs gets those packs
+/// indexed again (as the backup that wrote it does right after its commit) when `reindex`.
+fn referenced(repo: &Repository, reindex: bool) -> Result<Referenced> {
     let mut out = HashSet::new();
     let ids: Vec<SnapshotId> = repo.list_snapshots()?;
     for id in ids {
@@ -476,11 +551,25 @@ fn referenced(repo: &Repository) -> Result<HashSet<BlobId>> {
                         break;
                     }
                     // A backup that committed after the index was loaded: its chunk lists
-                    // are in index files written since. Reload once, then give up.
+                    // are in index files written since. Reload once.
                     if attempt == 0 {
                         attempt += 1;
                         repo.reload_index()?;
                         continue;
+                    }
+                    // Its chunk lists are in packs a prune retired after the backup saw
+                    // them: index those packs again, then the caller reads everything anew.
+                    if reindex && matches!(e, Error::BlobMissing(_)) {
+                        if let Ok(f) = repo.load_manifest_file(&id) {
+                            let lists: Vec<BlobId> = f
+                                .disks
+                                .iter()
+                                .flat_map(|d| d.lists.iter().copied())
+                                .collect();
+                            if reindex_retired(repo, &lists)? > 0 {
+                                return Ok(Referenced::Reindexed);
+                            }
+                        }
                     }
                     return Err(Error::Invalid(format!(
                         "restore point {id} cannot be read ({e}); prune stops so as not to \
@@ -490,7 +579,7 @@ fn referenced(repo: &Repository) -> Result<HashSet<BlobId>> {
             }
         }
     }
-    Ok(out)
+    Ok(Referenced::Blobs(out))
 }
 
 /// Prunes the repository; see the module docs and `docs/prune.md`. Run at most one prune
@@ -505,6 +594,50 @@ pub fn prune(repo: &Repository, opts: &PruneOptions) -> Result<PruneReport> {
     Ok(report)
 }
 
+/// Attempts of [`read_state`]: each one that had to index retired packs again starts over
+/// (so this run sees them as indexed); more than a few means restore points keep changing
+/// under prune faster than it can read them.
+const READ_STATE_ATTEMPTS: usize = 4;
+
+/// Steps 1-3 of a run: index files, pending objects, then every blob restore points need.
+#[allow(clippy::type_complexity)]
+fn read_state(
+    repo: &Repository,
+    dry_run: bool,
+) -> Result<(
+    Vec<(String, IndexFile)>,
+    Vec<(String, PendingFile)>,
+    HashSet<BlobId>,
+)> {
+    for _ in 0..READ_STATE_ATTEMPTS {
+        // 1. Index files, one by one (prune rewrites files). An unreadable one stops prune:
+        //    the packs it names would look unindexed.
+        let mut files: Vec<(String, IndexFile)> = Vec::new();
+        for name in repo.list_index_files()? {
+            let f = repo.read_index_file(&name).map_err(|e| {
+                Error::Invalid(format!(
+                    "index file {name} cannot be read ({e}); prune stops (run verify)"
+                ))
+            })?;
+            files.push((name, f));
+        }
+        // 2. Pending-deletion objects.
+        let pendings = read_pendings(repo)?;
+        // 3. Manifests, after the index files: a manifest committed later references only
+        //    blobs in index files this run does not touch, or blobs its backup saw before
+        //    (the grace period covers those).
+        repo.reload_index()?;
+        match referenced(repo, !dry_run)? {
+            Referenced::Blobs(live) => return Ok((files, pendings, live)),
+            Referenced::Reindexed => continue,
+        }
+    }
+    Err(Error::Invalid(format!(
+        "restore points kept changing while prune read them ({READ_STATE_ATTEMPTS} attempts); \
+         prune stops, run it again"
+    )))
+}
+
 fn run(repo: &Repository, opts: &PruneOptions) -> Result<PruneReport> {
     let now = opts.now.unwrap_or_else(crate::repo::now);
     let backend = repo.backend().clone();
@@ -515,24 +648,7 @@ fn run(repo: &Repository, opts: &PruneOptions) -> Result<PruneReport> {
     };
     let mut report = PruneReport::default();
 
-    // 1. Index files, one by one (prune rewrites files). An unreadable one stops prune: the
-    //    packs it names would look unindexed.
-    let mut files: Vec<(String, IndexFile)> = Vec::new();
-    for name in repo.list_index_files()? {
-        let f = repo.read_index_file(&name).map_err(|e| {
-            Error::Invalid(format!(
-                "index file {name} cannot be read ({e}); prune stops (run verify)"
-            ))
-        })?;
-        files.push((name, f));
-    }
-    // 2. Pending-deletion objects.
-    let pendings = read_pendings(repo)?;
-    // 3. Manifests, after the index files: a manifest committed later references only
-    //    blobs in index files this run does not touch, or blobs its backup saw before (the
-    //    grace period covers those).
-    repo.reload_index()?;
-    let live = referenced(repo)?;
+    let (files, pendings, live) = read_state(repo, opts.dry_run)?;
     let mut present: HashSet<String> = backend.list(PACK_DIR)?.into_iter().collect();
 
     // Index state: pack -> its entries (first listing wins; packs are immutable).

@@ -638,8 +638,15 @@ impl Repository {
     }
 
     /// Deletes the manifests of these restore points (their data stays until prune).
-    /// Deleting an absent restore point is not an error.
+    /// Deleting an absent restore point is not an error. Refuses, deleting nothing, when
+    /// one of them is pinned (`pins/`).
     pub fn remove_restore_points(&self, ids: &[SnapshotId]) -> Result<()> {
+        let pinned = self.pinned_ids()?;
+        if let Some(id) = ids.iter().find(|id| pinned.contains(id)) {
+            return Err(Error::Invalid(format!(
+                "restore point {id} is pinned (unpin it first); nothing removed"
+            )));
+        }
         for id in ids {
             self.backend.delete(&format!("{SNAPSHOT_DIR}{id}"))?;
         }

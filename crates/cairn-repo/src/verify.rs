@@ -56,6 +56,9 @@ pub enum ProblemKind {
     PackFile,
     /// A blob fails its CRC, authentication, decompression or content hash.
     DamagedBlob,
+    /// A pin object (`pins/<id>`) does not decode or fails its CRC / authentication (its
+    /// restore point stays protected: pins count by name).
+    Pin,
 }
 
 /// A restore point disk broken by a problem.
@@ -286,6 +289,17 @@ impl Repository {
         }
 
         attach_affected(&mut report.problems, &snaps);
+        for id in self.pinned_ids()? {
+            if let Err(e) = self.pin_of(&id) {
+                report.problems.push(Problem {
+                    kind: ProblemKind::Pin,
+                    object: format!("{}{id}", crate::PIN_DIR),
+                    detail: e.to_string(),
+                    blobs: Vec::new(),
+                    affected: Vec::new(),
+                });
+            }
+        }
         Ok(report)
     }
 
