@@ -239,6 +239,21 @@ impl KvFile {
     /// Sets `key` to `value`: every line with that key is changed in place; a new line is
     /// appended when there is none.
     pub fn set(&mut self, key: &str, value: &str) {
+        if self.encoding == KvEncoding::Latin1 && self.get(".encoding").is_none() {
+            // The file was guessed to be single-byte: say so, or a changed line could make
+            // it valid UTF-8 and be read differently next time.
+            self.lines.insert(
+                0,
+                (
+                    Line::Entry {
+                        key: ".encoding".into(),
+                        value: "windows-1252".into(),
+                        raw: None,
+                    },
+                    "\n",
+                ),
+            );
+        }
         let mut found = false;
         for (l, _) in &mut self.lines {
             if let Line::Entry {
@@ -759,6 +774,18 @@ mod tests {
         assert!(bytes.ends_with(b"name = \"x|22y\xe9\"\n"));
         kv2.set("name", "\u{4e2d}");
         assert!(matches!(kv2.to_bytes(), Err(Error::Unsupported(_))));
+    }
+
+    #[test]
+    fn undeclared_single_byte_files_get_declared_on_rewrite() {
+        let mut kv = KvFile::parse("a.vmx", b"scsi0:0.fileName = \"\xc3|A9\"\n").unwrap();
+        assert_eq!(kv.encoding(), KvEncoding::Latin1);
+        let before = kv.get("scsi0:0.fileName").unwrap().to_string();
+        kv.set("scsi0:0.fileName", &format!("{before}x"));
+        let out = kv.to_bytes().unwrap();
+        assert!(out.starts_with(b".encoding = \"windows-1252\"\n"));
+        let back = KvFile::parse("a.vmx", &out).unwrap();
+        assert_eq!(back.get("scsi0:0.fileName").unwrap(), format!("{before}x"));
     }
 
     #[test]
