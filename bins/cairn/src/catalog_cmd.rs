@@ -636,6 +636,10 @@ where
                     self.entry(&c, &child, &dest.join(&c.name), stats, depth + 1)?;
                 }
             }
+            // Its blocks were backed up as free: reading them would give zeros, not the file.
+            cairn_catalog::Kind::File if e.excluded => stats.warnings.push(format!(
+                "{guest_path}: excluded from this backup (--exclude): its data was not saved; not restored"
+            )),
             cairn_catalog::Kind::File => {
                 match cairn_catalog::ExtentReader::new(
                     self.disk.clone(),

@@ -985,3 +985,49 @@ fn four_file_systems_two_restore_points() {
         }
     }
 }
+
+/// A file left out by `--exclude` has no data in the restore point: `restore-file` must say
+/// so instead of writing a file of zeros (its blocks were backed up as free).
+#[test]
+fn restore_file_does_not_fake_excluded_files() {
+    if !have("mke2fs") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let src = d.join("src");
+    std::fs::create_dir(&src).unwrap();
+    std::fs::write(src.join("photo.jpg"), noise(1, 300_000)).unwrap();
+    std::fs::write(src.join("a.txt"), b"kept\n").unwrap();
+    let img = d.join("vol.img");
+    std::fs::File::create(&img)
+        .unwrap()
+        .set_len(16 * MIB)
+        .unwrap();
+    run(tool("mke2fs")
+        .env("PATH", path_with_sbin())
+        .args(["-q", "-F", "-t", "ext4", "-d"])
+        .arg(&src)
+        .arg(&img));
+    let repo = d.join("repo");
+    ok(&["init", "--repo", s(&repo), "--encryption", "none"]);
+    ok(&["backup", "--repo", s(&repo), s(&img), "--exclude", "*.jpg"]);
+    let out = d.join("out");
+    let r = cairn(&[
+        "restore-file",
+        "--repo",
+        s(&repo),
+        "latest",
+        "/",
+        "--to",
+        s(&out),
+    ]);
+    assert!(r.status.success());
+    let stderr = String::from_utf8_lossy(&r.stderr);
+    assert!(
+        stderr.contains("/photo.jpg: excluded from this backup"),
+        "{stderr}"
+    );
+    assert!(!out.join("photo.jpg").exists());
+    assert_eq!(std::fs::read(out.join("a.txt")).unwrap(), b"kept\n");
+}
