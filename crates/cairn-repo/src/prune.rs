@@ -507,8 +507,8 @@ pub fn reindex_retired(repo: &Repository, wanted: &[BlobId]) -> Result<u64> {
 
 /// What [`referenced`] found.
 enum Referenced {
-    /// Every blob some restore point needs.
-    Blobs(HashSet<BlobId>),
+    /// Every blob some restore point needs, and the restore points read.
+    Blobs(HashSet<BlobId>, HashSet<SnapshotId>),
     /// A restore point needed blobs of retired packs (a backup that reused them committed
     /// after the mark and has not re-indexed them yet): they were indexed again; read again.
     Reindexed,
@@ -521,6 +521,7 @@ enum Referenced {
 fn referenced(repo: &Repository, reindex: bool) -> Result<Referenced> {
     let mut out = HashSet::new();
     let ids: Vec<SnapshotId> = repo.list_snapshots()?;
+    let read: HashSet<SnapshotId> = ids.iter().copied().collect();
     for id in ids {
         let mut attempt = 0;
         loop {
@@ -579,7 +580,7 @@ fn referenced(repo: &Repository, reindex: bool) -> Result<Referenced> {
             }
         }
     }
-    Ok(Referenced::Blobs(out))
+    Ok(Referenced::Blobs(out, read))
 }
 
 /// Prunes the repository; see the module docs and `docs/prune.md`. Run at most one prune
@@ -608,6 +609,7 @@ fn read_state(
     Vec<(String, IndexFile)>,
     Vec<(String, PendingFile)>,
     HashSet<BlobId>,
+    HashSet<SnapshotId>,
 )> {
     for _ in 0..READ_STATE_ATTEMPTS {
         // 1. Index files, one by one (prune rewrites files). An unreadable one stops prune:
@@ -628,7 +630,7 @@ fn read_state(
         //    (the grace period covers those).
         repo.reload_index()?;
         match referenced(repo, !dry_run)? {
-            Referenced::Blobs(live) => return Ok((files, pendings, live)),
+            Referenced::Blobs(live, read) => return Ok((files, pendings, live, read)),
             Referenced::Reindexed => continue,
         }
     }
@@ -648,7 +650,7 @@ fn run(repo: &Repository, opts: &PruneOptions) -> Result<PruneReport> {
     };
     let mut report = PruneReport::default();
 
-    let (files, pendings, live) = read_state(repo, opts.dry_run)?;
+    let (files, pendings, live, read) = read_state(repo, opts.dry_run)?;
     let mut present: HashSet<String> = backend.list(PACK_DIR)?.into_iter().collect();
 
     // Index state: pack -> its entries (first listing wins; packs are immutable).
@@ -937,13 +939,55 @@ fn run(repo: &Repository, opts: &PruneOptions) -> Result<PruneReport> {
         .sum::<usize>()
         + retired_final.len()
         + unindexed.len()) as u64;
-    if !retired_final.is_empty() || !unindexed.is_empty() {
+    let marked = !retired_final.is_empty() || !unindexed.is_empty();
+    if marked {
         io.write_pending(now, retired_final, unindexed)?;
     }
     if !opts.dry_run {
+        if marked {
+            // Close the window of a backup that committed after this run read the
+            // manifests and checked the index (its `reindex_retired`) before the packs left
+            // it: the blobs of every restore point committed since are indexed again.
+            reindex_new_restore_points(repo, &read)?;
+        }
         repo.reload_index()?;
     }
     Ok(report)
+}
+
+/// Re-indexes the retired or unindexed packs that restore points not in `read` (committed
+/// while this run marked) need: first their chunk lists, then everything they reference.
+fn reindex_new_restore_points(repo: &Repository, read: &HashSet<SnapshotId>) -> Result<()> {
+    for id in repo.list_snapshots()? {
+        if read.contains(&id) {
+            continue;
+        }
+        let Ok(f) = repo.load_manifest_file(&id) else {
+            continue; // deleted meanwhile, or damaged: verify's business
+        };
+        let mut wanted: Vec<BlobId> = f
+            .disks
+            .iter()
+            .flat_map(|d| d.lists.iter().copied())
+            .collect();
+        wanted.extend(f.vm_blobs().copied());
+        reindex_retired(repo, &wanted)?;
+        let Ok(m) = repo.load_manifest(&id) else {
+            continue;
+        };
+        let mut wanted: Vec<BlobId> = m
+            .disks
+            .iter()
+            .flat_map(|d| d.chunks.iter().flatten().copied())
+            .collect();
+        for v in &m.volumes {
+            wanted.extend(v.catalog_root);
+            wanted.extend(v.sd_table);
+            wanted.extend(v.catalog_blobs.iter().copied());
+        }
+        reindex_retired(repo, &wanted)?;
+    }
+    Ok(())
 }
 
 /// Deletes temporary files of interrupted writes in a local repository whose modification
