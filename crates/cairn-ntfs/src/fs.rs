@@ -980,10 +980,16 @@ impl NtfsFs {
         }) = node.find(attr_type::STANDARD_INFORMATION, &[])
         {
             if si.len() >= 0x24 {
-                m.btime = Some(Timestamp::from_filetime(u64_le(si, 0)));
-                m.mtime = Some(Timestamp::from_filetime(u64_le(si, 8)));
-                m.ctime = Some(Timestamp::from_filetime(u64_le(si, 0x10)));
-                m.atime = Some(Timestamp::from_filetime(u64_le(si, 0x18)));
+                // A FILETIME of 0 means "never set" (ntfs-3g leaves $MFT's times at 0),
+                // not 1601-01-01.
+                let time = |at: usize| {
+                    let ticks = u64_le(si, at);
+                    (ticks != 0).then(|| Timestamp::from_filetime(ticks))
+                };
+                m.btime = time(0);
+                m.mtime = time(8);
+                m.ctime = time(0x10);
+                m.atime = time(0x18);
                 let mut attrs = u32_le(si, 0x20);
                 if node.flags & FLAG_DIRECTORY != 0 {
                     attrs |= FILE_ATTRIBUTE_DIRECTORY;

@@ -485,6 +485,9 @@ fn fuse_image_matches_tsk_and_ntfscat() {
             m("junction").to_str().unwrap(),
         ],
     );
+    // Made before the probes below: creating it changes the root's mtime, which a probe
+    // taken first would miss whenever a second boundary falls in between.
+    run("mkfifo", &["-m", "0640", m("fifo").to_str().unwrap()]);
     // What ntfs-3g reports: raw security descriptors (system.ntfs_acl), Windows attributes
     // (system.ntfs_attrib_be) and modification times.
     let probe = [
@@ -532,7 +535,6 @@ fn fuse_image_matches_tsk_and_ntfscat() {
         ));
     }
     // A WSL FIFO: reparse tag 0x80000024 (kind Other) with its mode in the $LXMOD EA.
-    run("mkfifo", &["-m", "0640", m("fifo").to_str().unwrap()]);
     let fifo_mode = {
         use std::os::unix::fs::MetadataExt;
         std::fs::symlink_metadata(m("fifo")).unwrap().mode()
