@@ -386,7 +386,7 @@ fn cairn_bundle_detect(p: &Path) -> bool {
                 .and_then(|e| e.to_str())
                 .map(str::to_ascii_lowercase)
                 .as_deref(),
-            Some("vmx" | "ovf" | "vmcx" | "xml")
+            Some("vmx" | "ovf" | "vmcx" | "xml" | "ova")
         )
 }
 

@@ -250,6 +250,14 @@ fn file_guid(path: &Path) -> Option<[u8; 16]> {
 pub fn detect(path: &Path) -> Result<(BundleKind, PathBuf)> {
     let meta = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
     if meta.is_file() {
+        if ext_is(path, "ova") {
+            return Err(Error::NotABundle {
+                path: path.to_path_buf(),
+                why:
+                    "an OVA archive is not read directly: unpack it (tar xf) and back up the folder"
+                        .into(),
+            });
+        }
         return kind_of_file(path)
             .map(|k| (k, path.to_path_buf()))
             .ok_or_else(|| Error::NotABundle {

@@ -93,6 +93,9 @@ fn detection_errors() {
         Bundle::open(d.path().join("disk.img"), &OpenOptions::default()),
         Err(Error::NotABundle { .. })
     ));
+    std::fs::write(d.path().join("x.ova"), vec![0u8; 1024]).unwrap();
+    let e = Bundle::open(d.path().join("x.ova"), &OpenOptions::default()).unwrap_err();
+    assert!(e.to_string().contains("unpack"), "{e}");
     vmx(d.path(), "disk.img");
     std::fs::write(d.path().join("other.vmx"), "displayName = \"x\"\n").unwrap();
     let e = Bundle::open(d.path(), &OpenOptions::default()).unwrap_err();
