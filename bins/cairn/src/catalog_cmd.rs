@@ -230,8 +230,10 @@ pub fn ls(
 /// the index is derived data, rebuilt when missing or unreadable.
 pub const FIND_INDEX_POINTER: &str = "cache/find-index";
 /// Largest pointer object read (its group ids and frame).
-const MAX_FIND_POINTER_BYTES: u64 =
-    (cairn_catalog::HEADER_LEN + 8 + 32 * cairn_catalog::MAX_INDEX_GROUPS) as u64;
+const MAX_FIND_POINTER_BYTES: u64 = (cairn_catalog::HEADER_LEN
+    + 8
+    + (8 + 32 * cairn_catalog::MAX_GROUP_PARTS) * cairn_catalog::MAX_INDEX_GROUPS)
+    as u64;
 
 /// The find index stored in the repository (empty when there is none).
 fn load_find_index(repo: &Repository) -> Result<Vec<IndexGroup>> {
@@ -247,7 +249,7 @@ fn load_find_index(repo: &Repository) -> Result<Vec<IndexGroup>> {
     let store = RepoReadStore(repo);
     Ok(ids
         .iter()
-        .map(|id| cairn_catalog::get_find_group(&store, id))
+        .map(|parts| cairn_catalog::get_find_group(&store, parts))
         .collect::<cairn_catalog::Result<Vec<_>>>()?)
 }
 

@@ -3,7 +3,10 @@
 //! the files of the previous one: the repository `benches/find.sh` times `cairn find` on.
 //! The restore points have no disks (only the catalog matters to `find`).
 //!
-//! `CAIRN_PASSWORD=... cargo run --release -p cairn-catalog --example find_repo -- REPO [points] [files]`
+//! With `from`, the series is replayed but only restore points `from..points` are written
+//! (one more restore point of the same series, for the incremental-update figure).
+//!
+//! `CAIRN_PASSWORD=... cargo run --release -p cairn-catalog --example find_repo -- REPO [points] [files] [from]`
 
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -96,11 +99,12 @@ fn build(store: &WriterStore<'_>, files: &[(u64, i64)]) -> BlobId {
 fn main() {
     let mut args = std::env::args().skip(1);
     let Some(dir) = args.next() else {
-        eprintln!("usage: find_repo REPO [points] [files]");
+        eprintln!("usage: find_repo REPO [points] [files] [from]");
         std::process::exit(2);
     };
     let points: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(100);
     let n: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(100_000);
+    let from: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(0);
     let backend = Arc::new(LocalBackend::new(&dir).expect("backend"));
     let secret = std::env::var("CAIRN_PASSWORD")
         .ok()
@@ -111,6 +115,10 @@ fn main() {
     let mut x = 12345u64;
     let t = Instant::now();
     for rp in 0..points {
+        if rp < from {
+            mutate(&mut files, &mut x, rp);
+            continue;
+        }
         let store = WriterStore {
             writer: Mutex::new(repo.writer().expect("writer")),
             ids: Mutex::new(Vec::new()),
@@ -145,16 +153,23 @@ fn main() {
             volumes: vec![volume],
         };
         repo.save_manifest(&m).expect("manifest");
-        for _ in 0..n / 100 {
-            x = x
-                .wrapping_mul(6_364_136_223_846_793_005)
-                .wrapping_add(1_442_695_040_888_963_407);
-            let i = usize::try_from(x >> 33).unwrap_or(0) % n;
-            files[i] = (files[i].0 + 1, 1_700_000_000 + rp as i64 + 1);
-        }
+        mutate(&mut files, &mut x, rp);
     }
     println!(
-        "{points} restore points of {n} files written in {:?}",
+        "{} restore points of {n} files written in {:?}",
+        points.saturating_sub(from),
         t.elapsed()
     );
+}
+
+/// Changes 1% of the files (random picks) after restore point `rp`.
+fn mutate(files: &mut [(u64, i64)], x: &mut u64, rp: usize) {
+    let n = files.len();
+    for _ in 0..n / 100 {
+        *x = x
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        let i = usize::try_from(*x >> 33).unwrap_or(0) % n;
+        files[i] = (files[i].0 + 1, 1_700_000_000 + rp as i64 + 1);
+    }
 }

@@ -31,6 +31,9 @@ pub const MAX_INDEX_POINTS: usize = 1 << 20;
 /// Most rows (distinct versions) one group holds; the 64 MiB payload bound is met first
 /// for real data (a row is at least ~45 bytes), this bounds the decoder's loop.
 pub const MAX_INDEX_ROWS: usize = 1 << 24;
+/// Most (version, restore point) pairs one group records: 10 million files in 400 restore
+/// points; bounds what a search over a hostile group can be made to list.
+pub const MAX_INDEX_MEMBERSHIP: u64 = 1 << 32;
 /// Most groups one pointer lists (VMs × volumes).
 pub const MAX_INDEX_GROUPS: usize = 1 << 16;
 /// Longest restore point id or VM name kept in a group.
@@ -244,7 +247,7 @@ impl IndexGroup {
         let in_window: Vec<bool> = self
             .points
             .iter()
-            .map(|p| !since.is_some_and(|s| p.time < s) && !until.is_some_and(|u| p.time > u))
+            .map(|p| since.is_none_or(|s| p.time >= s) && until.is_none_or(|u| p.time <= u))
             .collect();
         let mut out: Vec<(Version, usize)> = Vec::new();
         for row in &self.rows {
@@ -303,6 +306,7 @@ impl IndexGroup {
             found: self.points.len() as u64,
             max: MAX_INDEX_POINTS as u64,
         })?;
+        let mut membership = 0u64;
         for (r, row) in self.rows.iter().enumerate() {
             if row.path.len() > MAX_INDEX_PATH {
                 return Err(Error::TooLarge {
@@ -330,6 +334,14 @@ impl IndexGroup {
                     )));
                 }
                 prev_end = e;
+                membership += u64::from(e - s);
+            }
+            if membership > MAX_INDEX_MEMBERSHIP {
+                return Err(Error::TooLarge {
+                    what: "find index memberships",
+                    found: membership,
+                    max: MAX_INDEX_MEMBERSHIP,
+                });
             }
         }
         Ok(())
@@ -574,14 +586,25 @@ pub fn decode_find_group(bytes: &[u8]) -> Result<IndexGroup> {
     Ok(group)
 }
 
+/// Bytes of one stored piece of an encoded group: repository blobs stay far below their
+/// 16 MiB limit, and a group of any size up to the 64 MiB frame limit is stored.
+pub const FIND_PART_BYTES: usize = 4 << 20;
+/// Most pieces one group is stored in (the frame limit divided by the piece size, rounded up).
+pub const MAX_GROUP_PARTS: usize =
+    (crate::MAX_PAYLOAD_BYTES + crate::HEADER_LEN).div_ceil(FIND_PART_BYTES);
+
+#[derive(Serialize, Deserialize)]
+struct Parts(#[serde(deserialize_with = "bounded_vec::<_, _, MAX_GROUP_PARTS>")] Vec<BlobId>);
+
 #[derive(Serialize, Deserialize)]
 struct Pointer {
     #[serde(deserialize_with = "bounded_vec::<_, _, MAX_INDEX_GROUPS>")]
-    groups: Vec<BlobId>,
+    groups: Vec<Parts>,
 }
 
-/// Encodes the find-index pointer: the blob ids of the groups (frame type 4).
-pub fn encode_find_pointer(groups: &[BlobId]) -> Result<Vec<u8>> {
+/// Encodes the find-index pointer: for each group, the blob ids of its pieces (frame
+/// type 4).
+pub fn encode_find_pointer(groups: &[Vec<BlobId>]) -> Result<Vec<u8>> {
     if groups.len() > MAX_INDEX_GROUPS {
         return Err(Error::TooLarge {
             what: "find index groups",
@@ -589,8 +612,16 @@ pub fn encode_find_pointer(groups: &[BlobId]) -> Result<Vec<u8>> {
             max: MAX_INDEX_GROUPS as u64,
         });
     }
+    for g in groups {
+        if g.len() > MAX_GROUP_PARTS || g.is_empty() {
+            return Err(Error::Invalid(format!(
+                "find index group of {} pieces (1..={MAX_GROUP_PARTS})",
+                g.len()
+            )));
+        }
+    }
     let payload = postcard::to_allocvec(&Pointer {
-        groups: groups.to_vec(),
+        groups: groups.iter().map(|g| Parts(g.clone())).collect(),
     })
     .map_err(|e| Error::Decode {
         what: "find index pointer",
@@ -599,8 +630,8 @@ pub fn encode_find_pointer(groups: &[BlobId]) -> Result<Vec<u8>> {
     frame(TYPE_FIND_POINTER, &payload)
 }
 
-/// Decodes the find-index pointer.
-pub fn decode_find_pointer(bytes: &[u8]) -> Result<Vec<BlobId>> {
+/// Decodes the find-index pointer: the piece ids of each group.
+pub fn decode_find_pointer(bytes: &[u8]) -> Result<Vec<Vec<BlobId>>> {
     let payload = unframe(bytes, TYPE_FIND_POINTER)?;
     let (p, rest): (Pointer, &[u8]) =
         postcard::take_from_bytes(payload).map_err(|e| Error::Decode {
@@ -613,18 +644,46 @@ pub fn decode_find_pointer(bytes: &[u8]) -> Result<Vec<BlobId>> {
             found: payload.len() as u64,
         });
     }
-    Ok(p.groups)
+    if let Some(g) = p.groups.iter().position(|g| g.0.is_empty()) {
+        return Err(Error::Invalid(format!("find index group {g} has no piece")));
+    }
+    Ok(p.groups.into_iter().map(|g| g.0).collect())
 }
 
-/// Stores a group through `store` and returns its blob id.
-pub fn put_find_group<S: BlobStore + ?Sized>(store: &S, group: &IndexGroup) -> Result<BlobId> {
-    store
-        .put(encode_find_group(group)?)
-        .map_err(|e| Error::Store(Box::new(e)))
+/// Stores a group through `store` in pieces of at most [`FIND_PART_BYTES`]; returns their
+/// ids in order.
+pub fn put_find_group<S: BlobStore + ?Sized>(store: &S, group: &IndexGroup) -> Result<Vec<BlobId>> {
+    encode_find_group(group)?
+        .chunks(FIND_PART_BYTES)
+        .map(|piece| {
+            store
+                .put(piece.to_vec())
+                .map_err(|e| Error::Store(Box::new(e)))
+        })
+        .collect()
 }
 
-/// Loads and decodes the group `id`.
-pub fn get_find_group<S: BlobStore + ?Sized>(store: &S, id: &BlobId) -> Result<IndexGroup> {
-    let bytes = store.get(id).map_err(|e| Error::Store(Box::new(e)))?;
+/// Loads the pieces `parts` of a group and decodes it.
+pub fn get_find_group<S: BlobStore + ?Sized>(store: &S, parts: &[BlobId]) -> Result<IndexGroup> {
+    if parts.len() > MAX_GROUP_PARTS {
+        return Err(Error::TooLarge {
+            what: "find index group pieces",
+            found: parts.len() as u64,
+            max: MAX_GROUP_PARTS as u64,
+        });
+    }
+    let max = crate::MAX_PAYLOAD_BYTES + crate::HEADER_LEN;
+    let mut bytes = Vec::new();
+    for id in parts {
+        let piece = store.get(id).map_err(|e| Error::Store(Box::new(e)))?;
+        if bytes.len() + piece.len() > max {
+            return Err(Error::TooLarge {
+                what: "find index group bytes",
+                found: (bytes.len() + piece.len()) as u64,
+                max: max as u64,
+            });
+        }
+        bytes.extend_from_slice(&piece);
+    }
     decode_find_group(&bytes)
 }

@@ -61,8 +61,9 @@ pub use build::{
 pub use extents::ExtentReader;
 pub use findindex::{
     decode_find_group, decode_find_pointer, encode_find_group, encode_find_pointer, get_find_group,
-    put_find_group, IndexGroup, IndexedPoint, UpdateStats, MAX_INDEX_GROUPS, MAX_INDEX_PATH,
-    MAX_INDEX_POINTS, MAX_INDEX_ROWS, MAX_INDEX_TEXT, TYPE_FIND_INDEX, TYPE_FIND_POINTER,
+    put_find_group, IndexGroup, IndexedPoint, UpdateStats, FIND_PART_BYTES, MAX_GROUP_PARTS,
+    MAX_INDEX_GROUPS, MAX_INDEX_MEMBERSHIP, MAX_INDEX_PATH, MAX_INDEX_POINTS, MAX_INDEX_ROWS,
+    MAX_INDEX_TEXT, TYPE_FIND_INDEX, TYPE_FIND_POINTER,
 };
 pub use glob::{Glob, MAX_GLOB_LEN};
 pub use read::{diff, Catalog, Change, ChangeKind, EntryJson, StreamJson, What};

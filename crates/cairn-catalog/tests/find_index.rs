@@ -167,7 +167,8 @@ proptest! {
     }
 
     #[test]
-    fn pointer_round_trip(ids in prop::collection::vec(any::<[u8; 32]>(), 0..20)) {
+    fn pointer_round_trip(ids in prop::collection::vec(
+        prop::collection::vec(any::<[u8; 32]>(), 1..4), 0..20)) {
         prop_assert_eq!(decode_find_pointer(&encode_find_pointer(&ids).unwrap()).unwrap(), ids);
     }
 }
@@ -213,13 +214,14 @@ fn corruption_gives_typed_errors() {
 #[test]
 fn span_outside_the_points_is_refused() {
     // Hand-made payload: a row whose span names point 5 of a 1-point group.
+    type RawRow = (String, Kind, u64, Option<Time>, [u8; 32], Vec<(u32, u32)>);
     #[derive(serde::Serialize)]
     struct P {
         vm: String,
         disk: u32,
         partition: u32,
         points: Vec<IndexedPoint>,
-        rows: Vec<(String, Kind, u64, Option<Time>, [u8; 32], Vec<(u32, u32)>)>,
+        rows: Vec<RawRow>,
     }
     let p = P {
         vm: "vm".into(),
@@ -237,4 +239,24 @@ fn span_outside_the_points_is_refused() {
     b.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
     b.extend_from_slice(&payload);
     assert!(matches!(decode_find_group(&b), Err(Error::Invalid(_))));
+}
+
+#[test]
+fn groups_are_stored_in_pieces() {
+    // A group larger than one piece: 40k versions of long paths.
+    let store = MemStore::new();
+    let mut t = Tree::new();
+    for i in 0..40_000u64 {
+        t.insert(
+            vec![format!("d{}", i % 50), format!("{i:0>100}.bin")],
+            (i, 1),
+        );
+    }
+    let root = put_tree(&store, &t, &[]);
+    let mut g = IndexGroup::new("vm", 0, 1);
+    g.update(&store, &points_of(&[root])).unwrap();
+    let parts = cairn_catalog::put_find_group(&store, &g).unwrap();
+    assert!(parts.len() > 1, "{} pieces", parts.len());
+    assert_eq!(cairn_catalog::get_find_group(&store, &parts).unwrap(), g);
+    assert!(cairn_catalog::get_find_group(&store, &parts[1..]).is_err());
 }
