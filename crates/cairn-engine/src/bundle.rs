@@ -22,10 +22,6 @@ use crate::{
 /// any blob limit, large enough that a `.vmx` or an OVF is one blob.
 pub const CONFIG_BLOB_BYTES: usize = 1 << 20;
 
-fn bundle_err(e: cairn_bundle::Error) -> Error {
-    Error::Invalid(e.to_string())
-}
-
 /// Whether a restore point belongs to the VM being backed up: the same VM UUID when the
 /// bundle has one (wherever the VM lives now and whatever it is called), else the same
 /// name.
@@ -167,7 +163,7 @@ pub fn backup_source(
     opts: &BackupOptions,
 ) -> Result<BundleBackupReport> {
     if cairn_bundle::is_bundle(path) {
-        let b = Bundle::open(path, bundle_opts).map_err(bundle_err)?;
+        let b = Bundle::open(path, bundle_opts)?;
         return backup_bundle(repo, &b, name, source_opts, opts);
     }
     let vm_name = name.map_or_else(
@@ -408,7 +404,7 @@ pub fn restore_bundle(
         }
         let bytes = read_config(repo, f)?;
         let bytes = if k == 0 && kind != BundleKind::HyperVVmcx {
-            cairn_bundle::rewrite_config(kind, &bytes, &map).map_err(bundle_err)?
+            cairn_bundle::rewrite_config(kind, &bytes, &map)?
         } else {
             bytes
         };

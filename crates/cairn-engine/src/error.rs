@@ -43,6 +43,9 @@ pub enum Error {
     /// A source image could not be opened or mapped.
     #[error(transparent)]
     Source(#[from] cairn_vdisk::Error),
+    /// A VM bundle (configuration files and their disks) could not be read or rewritten.
+    #[error(transparent)]
+    Bundle(#[from] cairn_bundle::Error),
     /// The job was cancelled by the progress callback.
     #[error("cancelled")]
     Cancelled,
