@@ -621,6 +621,9 @@ fn concurrent_runs_never_back_up_the_same_vm_twice() {
     // Let the orphaned hook of the killed run end, and the next one pass straight through.
     std::fs::write(&release, b"").unwrap();
     let c = ok(&["run", "--policy", s(&policy), "--now"]);
-    assert!(c.contains("succeeded") && !c.contains("skipped: already"), "{c}");
+    assert!(
+        c.contains("succeeded") && !c.contains("skipped: already"),
+        "{c}"
+    );
     assert_eq!(count(), 2);
 }
