@@ -80,11 +80,46 @@ pub struct BackupArgs {
     /// restore as zeros).
     #[arg(long)]
     pub no_skip_free: bool,
+    /// Read each disk at most this fast, in MB/s (10^6 bytes), to spare production storage
+    /// (the policy's `read_mb_per_s`).
+    #[arg(long, value_name = "MB_PER_S", value_parser = clap::value_parser!(u32).range(1..))]
+    pub read_mb_per_s: Option<u32>,
+    /// Positional reads in flight at once (default 2; the policy's `io_concurrency`).
+    #[arg(long, value_name = "N")]
+    pub io_concurrency: Option<usize>,
+    /// Threads hashing, compressing and encrypting (default: every core; the policy's
+    /// `threads`).
+    #[arg(long, value_name = "N")]
+    pub threads: Option<usize>,
     /// Print one JSON object.
     #[arg(long)]
     pub json: bool,
     #[command(flatten)]
     pub open: OpenArgs,
+}
+
+impl BackupArgs {
+    fn source_options(&self) -> cairn_engine::SourceOptions {
+        cairn_engine::SourceOptions {
+            open: self.open.options(),
+            skip_free: !self.no_skip_free,
+            catalog: !self.no_catalog,
+            exclude: self.exclude.clone(),
+            read_limit_mb_per_s: self.read_mb_per_s,
+            ..Default::default()
+        }
+    }
+
+    fn backup_options(&self) -> Result<BackupOptions> {
+        Ok(BackupOptions {
+            tags: self.tags.clone(),
+            time: self.time.as_deref().map(parse_time).transpose()?,
+            no_incremental: self.full,
+            threads: self.threads.unwrap_or(0),
+            readers: self.io_concurrency.unwrap_or(0),
+            ..Default::default()
+        })
+    }
 }
 
 #[derive(Debug, Args)]
@@ -311,33 +346,19 @@ pub fn backup(a: &BackupArgs) -> Result<()> {
             .file_stem()
             .map_or_else(|| "vm".into(), |s| s.to_string_lossy().into_owned())
     });
-    let source_opts = cairn_engine::SourceOptions {
-        open: a.open.options(),
-        skip_free: !a.no_skip_free,
-        catalog: !a.no_catalog,
-        exclude: a.exclude.clone(),
-        ..Default::default()
-    };
+    let source_opts = a.source_options();
     let images: Vec<&Path> = a.images.iter().map(PathBuf::as_path).collect();
     let prepared = cairn_engine::prepare_vm(&repo, &name, &images, &source_opts)
         .context("reading the disks")?;
     let bytes_skipped = prepared.bytes_skipped;
     let sources = prepared.sources;
     let volumes = prepared.volumes;
-    let name = a.name.clone().unwrap_or_else(|| {
-        a.images[0]
-            .file_stem()
-            .map_or_else(|| "vm".into(), |s| s.to_string_lossy().into_owned())
-    });
     let total: u64 = sources.iter().map(|s| s.map.size()).sum();
     let bar = progress_bar(total, "backup");
     let opts = BackupOptions {
-        tags: a.tags.clone(),
-        time: a.time.as_deref().map(parse_time).transpose()?,
-        no_incremental: a.full,
         progress: bar.as_ref().map(|(_, f)| f.clone()),
         volumes: volumes.clone(),
-        ..Default::default()
+        ..a.backup_options()?
     };
     let report = cairn_engine::backup(&repo, &name, &sources, &opts).context("backup")?;
     if let Some((b, _)) = bar {
@@ -437,19 +458,8 @@ fn backup_bundle(a: &BackupArgs, repo: &Repository, path: &Path) -> Result<()> {
     };
     let bundle = cairn_engine::Bundle::open(path, &bopts)
         .with_context(|| format!("reading the VM bundle {}", path.display()))?;
-    let source_opts = cairn_engine::SourceOptions {
-        open: a.open.options(),
-        skip_free: !a.no_skip_free,
-        catalog: !a.no_catalog,
-        exclude: a.exclude.clone(),
-        ..Default::default()
-    };
-    let opts = BackupOptions {
-        tags: a.tags.clone(),
-        time: a.time.as_deref().map(parse_time).transpose()?,
-        no_incremental: a.full,
-        ..Default::default()
-    };
+    let source_opts = a.source_options();
+    let opts = a.backup_options()?;
     let r = cairn_engine::backup_bundle(repo, &bundle, a.name.as_deref(), &source_opts, &opts)
         .context("backup")?;
     let report = &r.backup;
