@@ -459,6 +459,43 @@ impl<'g, 's, S: BlobStore + ?Sized> Builder<'g, 's, S> {
         Ok(d)
     }
 
+    /// The row of the version `e` at path `p`, added when new.
+    fn row_of(&mut self, e: &crate::Entry, p: &str) -> Result<u32> {
+        let key = Key {
+            path: p.to_string(),
+            size: e.size,
+            mtime: e.mtime,
+            content: e.content_id(),
+        };
+        Ok(match self.keys.get(&key) {
+            Some(&r) => r,
+            None => {
+                let r = u32::try_from(self.group.rows.len()).map_err(|_| Error::TooLarge {
+                    what: "find index rows",
+                    found: self.group.rows.len() as u64,
+                    max: MAX_INDEX_ROWS as u64,
+                })?;
+                if self.group.rows.len() >= MAX_INDEX_ROWS {
+                    return Err(Error::TooLarge {
+                        what: "find index rows",
+                        found: self.group.rows.len() as u64 + 1,
+                        max: MAX_INDEX_ROWS as u64,
+                    });
+                }
+                self.group.rows.push(Row {
+                    path: p.to_string(),
+                    kind: e.kind,
+                    size: e.size,
+                    mtime: e.mtime,
+                    content: key.content,
+                    spans: Vec::new(),
+                });
+                self.keys.insert(key, r);
+                r
+            }
+        })
+    }
+
     fn walk(
         &mut self,
         prev: Option<BlobId>,
@@ -504,53 +541,37 @@ impl<'g, 's, S: BlobStore + ?Sized> Builder<'g, 's, S> {
             p.push_str(path);
             p.push('/');
             p.push_str(&e.name);
-            let key = Key {
-                path: p.clone(),
-                size: e.size,
-                mtime: e.mtime,
-                content: e.content_id(),
-            };
-            let row = match self.keys.get(&key) {
-                Some(&r) => r,
-                None => {
-                    let r = u32::try_from(self.group.rows.len()).map_err(|_| Error::TooLarge {
-                        what: "find index rows",
-                        found: self.group.rows.len() as u64,
-                        max: MAX_INDEX_ROWS as u64,
-                    })?;
-                    if self.group.rows.len() >= MAX_INDEX_ROWS {
-                        return Err(Error::TooLarge {
-                            what: "find index rows",
-                            found: self.group.rows.len() as u64 + 1,
-                            max: MAX_INDEX_ROWS as u64,
-                        });
-                    }
-                    self.group.rows.push(Row {
-                        path: p.clone(),
-                        kind: e.kind,
-                        size: e.size,
-                        mtime: e.mtime,
-                        content: key.content,
-                        spans: Vec::new(),
-                    });
-                    self.keys.insert(key, r);
-                    r
+            let old_e = old.as_ref().and_then(|o| {
+                let i = o
+                    .entries
+                    .binary_search_by(|x| x.name.as_str().cmp(&e.name))
+                    .ok()?;
+                Some(&o.entries[i])
+            });
+            // An entry equal to the previous point's at the same path is the same version:
+            // its row is found by path, without hashing a content id and a key.
+            let same = match old_e {
+                Some(x) if x == e => {
+                    let rows = &self.group.rows;
+                    self.alive
+                        .binary_search_by(|&r| dfs_cmp(&rows[r as usize].path, &p))
+                        .ok()
+                        .map(|i| self.alive[i])
+                        .filter(|&r| {
+                            let row = &rows[r as usize];
+                            row.size == e.size && row.mtime == e.mtime && row.kind == e.kind
+                        })
                 }
+                _ => None,
+            };
+            let row = match same {
+                Some(r) => r,
+                None => self.row_of(e, &p)?,
             };
             out.push(row);
             if let (Kind::Dir, Some(c)) = (e.kind, e.child) {
-                let prev_child = old.as_ref().and_then(|o| {
-                    let i = o
-                        .entries
-                        .binary_search_by(|x| x.name.as_str().cmp(&e.name))
-                        .ok()?;
-                    let x = &o.entries[i];
-                    if x.kind == Kind::Dir {
-                        x.child
-                    } else {
-                        None
-                    }
-                });
+                let prev_child =
+                    old_e.and_then(|x| if x.kind == Kind::Dir { x.child } else { None });
                 self.walk(prev_child, c, &p, depth + 1, out)?;
             }
         }
