@@ -646,9 +646,11 @@ fn read_all(
                 }
             }
             Plan::Read(ranges) => {
-                // A reused buffer: only bytes past its old length are zeroed by `resize`;
-                // the non-read parts inside the chunk are zeroed below.
+                // A reused buffer, zeroed whole (a memset; no fresh pages): non-read parts
+                // stay zero, and so does anything a source reader leaves unwritten, as with
+                // a freshly allocated buffer.
                 let mut data = pool.get();
+                data.clear();
                 data.resize(span.len, 0);
                 let read = ranges.iter().map(|r| r.1).sum();
                 let mut filled = 0usize;
