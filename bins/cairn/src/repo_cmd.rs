@@ -524,6 +524,7 @@ fn short(id: &SnapshotId) -> String {
 pub fn snapshots(a: &SnapshotsArgs) -> Result<()> {
     let repo = open_repo(&a.repo)?;
     let list = cairn_engine::snapshots(&repo)?;
+    let pinned = repo.pinned_ids()?;
     if a.json {
         let arr: Vec<_> = list
             .iter()
@@ -544,6 +545,7 @@ pub fn snapshots(a: &SnapshotsArgs) -> Result<()> {
                     "bytes_stored": s.stats.bytes_stored,
                     "parent": s.parent.map(|p| p.to_string()),
                     "vm": s.vm.as_ref().map(vm_json),
+                    "pinned": pinned.contains(&s.id),
                 })
             })
             .collect();
@@ -567,14 +569,20 @@ pub fn snapshots(a: &SnapshotsArgs) -> Result<()> {
                 v.uuid.as_ref().map_or_else(|| "-".into(), uuid_text)
             )
         });
+        let pin = if pinned.contains(&s.id) {
+            "  (pinned)"
+        } else {
+            ""
+        };
         outln!(
-            "{:<12}  {:<20}  {:<16}  {:>14}  {}{}",
+            "{:<12}  {:<20}  {:<16}  {:>14}  {}{}{}",
             short(&s.id),
             rfc3339(s.time),
             s.vm_name,
             size,
             s.tags.join(","),
-            vm
+            vm,
+            pin
         );
     }
     Ok(())

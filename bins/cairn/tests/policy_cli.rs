@@ -486,6 +486,15 @@ fn pinned_restore_points_survive_forget_and_prune_until_unpinned() {
     assert_eq!(pins[0]["restore_point_time"], "2024-01-01T00:00:00Z");
     let text = ok(&["pins", "--repo", s(&repo)]);
     assert!(text.contains("audit 2024"), "{text}");
+    let snaps: serde_json::Value =
+        serde_json::from_str(&ok(&["snapshots", "--repo", s(&repo), "--json"])).unwrap();
+    let pinned: Vec<bool> = snaps
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["pinned"].as_bool().unwrap())
+        .collect();
+    assert_eq!(pinned, [true, false, false], "{snaps}");
 
     // forget --keep-last 1: the pinned oldest stays, with its reason.
     let groups = forget_json(&repo, &["--keep-last", "1", "--dry-run"]);

@@ -316,23 +316,6 @@ impl VmLock {
     }
 }
 
-/// A progress callback that keeps a backup's average read rate at or below `mb_per_s`
-/// MB/s (10^6 bytes): after each chunk it sleeps until the bytes read so far are due at the
-/// cap. The readers run ahead only by the engine's bounded queues.
-pub fn progress_pacer(mb_per_s: u32) -> crate::ProgressFn {
-    let rate = f64::from(mb_per_s.max(1)) * 1e6;
-    let start = Instant::now();
-    Arc::new(move |p: &crate::Progress| {
-        // f64 is exact for every byte count below 2^53 (8 PiB).
-        let due = Duration::from_secs_f64(p.bytes_read as f64 / rate);
-        let elapsed = start.elapsed();
-        if due > elapsed {
-            std::thread::sleep(due - elapsed);
-        }
-        true
-    })
-}
-
 /// Opens the repository at `path` with a job's key reference, by the CLI's rules: a
 /// `password_file` gives the passphrase (trailing newline removed); otherwise the
 /// `CAIRN_PASSWORD` environment variable does; a `key_file` is the key ring kept outside the
@@ -949,6 +932,7 @@ fn backup_and_retain(
         skip_free: job.skip_free_blocks,
         catalog: job.granularity == Granularity::ImageAndCatalog,
         exclude: job.exclude.iter().map(|g| g.as_str().to_owned()).collect(),
+        read_limit_mb_per_s: job.throttle.read_mb_per_s,
         ..Default::default()
     };
     let to_usize = |v: Option<u32>| v.and_then(|n| usize::try_from(n).ok()).unwrap_or(0);
@@ -962,8 +946,7 @@ fn backup_and_retain(
     };
     let (b, disks) = if cairn_bundle::is_bundle(vm) {
         // A VM bundle (VMware, libvirt, Hyper-V, OVF): configuration stored with the
-        // restore point, disks found from it. Its readers are opened inside the engine, so
-        // the bandwidth cap paces the backup's progress instead of wrapping each reader.
+        // restore point, disks found from it.
         let bundle_opts = cairn_bundle::OpenOptions {
             // Policies name VMs deliberately; libvirt pools keep disks outside the folder.
             allow_outside: true,
@@ -971,9 +954,6 @@ fn backup_and_retain(
         };
         let bundle = cairn_bundle::Bundle::open(vm, &bundle_opts)
             .map_err(|e| format!("reading the VM bundle {}: {e}", vm.display()))?;
-        if let Some(mb) = job.throttle.read_mb_per_s {
-            opts.progress = Some(progress_pacer(mb));
-        }
         let r = crate::backup_bundle(repo, &bundle, Some(&report.vm_name), &source_opts, &opts)
             .map_err(|e| format!("backup: {e}"))?;
         report.bytes_skipped = r.bytes_skipped;
@@ -984,12 +964,7 @@ fn backup_and_retain(
         let prepared = prepare_vm(repo, &report.vm_name, &image_refs, &source_opts)
             .map_err(|e| format!("reading the disks of {}: {e}", vm.display()))?;
         report.bytes_skipped = prepared.bytes_skipped;
-        let mut sources = prepared.sources;
-        if let Some(mb) = job.throttle.read_mb_per_s {
-            for src in &mut sources {
-                throttle_source(src, mb);
-            }
-        }
+        let sources = prepared.sources;
         opts.volumes = prepared.volumes;
         let b =
             backup(repo, &report.vm_name, &sources, &opts).map_err(|e| format!("backup: {e}"))?;

@@ -54,9 +54,9 @@ pub use cairn_bundle::{
 };
 pub use error::{Error, Result};
 pub use jobs::{
-    expand_vms, next_due, open_repository, policy, progress_pacer, removal_list, restore_points,
-    run_daemon, run_due, run_due_each, throttle_source, vm_disk_images, vm_name, DaemonHost,
-    JobRunReport, LockAttempt, RunOptions, ThrottledReader, VmLock, HOOK_TIMEOUT, MAX_DISKS_PER_VM,
+    expand_vms, next_due, open_repository, policy, removal_list, restore_points, run_daemon,
+    run_due, run_due_each, throttle_source, vm_disk_images, vm_name, DaemonHost, JobRunReport,
+    LockAttempt, RunOptions, ThrottledReader, VmLock, HOOK_TIMEOUT, MAX_DISKS_PER_VM,
     MAX_GLOB_WALK_DEPTH, MAX_GLOB_WALK_ENTRIES,
 };
 pub use restore::{restore_raw, RestoreOptions, RestoreReport, RestoredDisk, RESTORE_CACHE_CHUNKS};
