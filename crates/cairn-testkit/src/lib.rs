@@ -126,9 +126,14 @@ pub fn sample_disk() -> Vec<u8> {
     d
 }
 
-/// Reads all of `img` in requests of `step` bytes.
+/// Bytes every test read buffer starts as: a reader that leaves part of a successful read
+/// unwritten (trusting the caller's buffer to be zeroed) shows up as this pattern instead of
+/// passing by luck.
+pub const POISON: u8 = 0xA5;
+
+/// Reads all of `img` in requests of `step` bytes, into a buffer pre-filled with [`POISON`].
 pub fn read_all(img: &dyn ReadAt, step: usize) -> Vec<u8> {
-    let mut out = vec![0u8; usize::try_from(img.size()).expect("test image fits in memory")];
+    let mut out = vec![POISON; usize::try_from(img.size()).expect("test image fits in memory")];
     for (i, piece) in out.chunks_mut(step.max(1)).enumerate() {
         let offset = u64::try_from(i * step.max(1)).expect("usize fits u64");
         img.read_exact_at(piece, offset)
@@ -138,14 +143,15 @@ pub fn read_all(img: &dyn ReadAt, step: usize) -> Vec<u8> {
 }
 
 /// Reads `img` in odd-sized requests (1 byte to ~200 KB) at odd offsets and compares each
-/// with `want`, so every grain, cluster and block boundary is crossed somewhere.
+/// with `want`, so every grain, cluster and block boundary is crossed somewhere. Buffers
+/// start as [`POISON`].
 pub fn check_odd_reads(img: &dyn ReadAt, want: &[u8]) {
     assert_eq!(img.size(), u64::try_from(want.len()).unwrap(), "image size");
     let mut off = 0usize;
     let mut step = 1usize;
     while off < want.len() {
         let len = (step * 4099 % 200_000 + 1).min(want.len() - off);
-        let mut buf = vec![0u8; len];
+        let mut buf = vec![POISON; len];
         img.read_exact_at(&mut buf, u64::try_from(off).unwrap())
             .unwrap_or_else(|e| panic!("read of {len} bytes at {off}: {e}"));
         assert!(buf == want[off..off + len], "mismatch at {off}+{len}");
