@@ -63,13 +63,13 @@ pub use error::{Error, Result};
 pub use ids::{BlobId, BlobKind, ObjectId, SnapshotId};
 pub use index::{pack_name, BlobIndex, IndexEntry, IndexFile, IndexPack, MAX_INDEX_FILE_BYTES};
 pub use manifest::{
+    is_safe_relative, VmConfigFile, VmDiskRecord, VmRecord, MAX_VM_CONFIG_BLOBS,
+    MAX_VM_CONFIG_FILES, MAX_VM_NOTES,
+};
+pub use manifest::{
     BackupStats, DiskManifest, DiskRecord, Manifest, ManifestFile, RestorePointSummary,
     StoredIdentity, VolumeRecord, LIST_ENTRIES_PER_BLOB, MAX_CATALOG_BLOBS, MAX_CHAIN, MAX_DISKS,
     MAX_DISK_SIZE, MAX_MANIFEST_BYTES, MAX_TAGS, MAX_TEXT, MAX_VOLUMES,
-};
-pub use manifest::{
-    is_safe_relative, VmConfigFile, VmDiskRecord, VmRecord, MAX_VM_CONFIG_BLOBS,
-    MAX_VM_CONFIG_FILES, MAX_VM_NOTES,
 };
 pub use pack::{BlobEntry, MAX_PACK_BLOBS, MAX_PACK_BYTES, TRAILER_LEN, TRAILER_MAGIC};
 pub use pins::{encode_plain_pin, Pin, MAX_PIN_FILE_BYTES, MAX_PIN_REASON, PIN_DIR, PIN_MAGIC};
