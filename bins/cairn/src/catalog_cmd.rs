@@ -585,6 +585,7 @@ pub fn restore_file(a: &RestoreFileArgs) -> Result<()> {
                 volume_start: vol.start,
                 volume_size: vol.size,
                 open_guest: &open_guest,
+                ntfs: vol.fs.eq_ignore_ascii_case("ntfs"),
             };
             r.entry(&entry, &norm, &dest, &mut stats, 0)?;
         }
@@ -607,6 +608,17 @@ struct CatalogRestore<'a, 's, F> {
     volume_start: u64,
     volume_size: u64,
     open_guest: &'a F,
+    /// The volume is NTFS: a tree restore of its root leaves out the metadata files.
+    ntfs: bool,
+}
+
+/// NTFS keeps its own metadata as files in the root directory (`$MFT`, `$LogFile`,
+/// `$Bitmap`, `$BadClus` whose `$Bad` stream spans the whole volume, `$Extend`, ...): MFT
+/// records 0-23 are reserved for them. They are file-system internals, not user data.
+fn is_ntfs_metafile(e: &cairn_catalog::Entry) -> bool {
+    const FIRST_USER_RECORD: u64 = 24;
+    const RECORD_MASK: u64 = (1 << 48) - 1;
+    e.name.starts_with('$') && (e.node & RECORD_MASK) < FIRST_USER_RECORD
 }
 
 impl<'g, F> CatalogRestore<'_, '_, F>
@@ -633,6 +645,11 @@ where
                 stats.dirs += 1;
                 let list = if guest_path == "/" { "/" } else { guest_path };
                 for c in self.cat.list(list)? {
+                    // Restoring a root restores the user's files; a metadata file named
+                    // on the command line is still restored.
+                    if self.ntfs && guest_path == "/" && is_ntfs_metafile(&c) {
+                        continue;
+                    }
                     crate::files::check_name(&c.name).with_context(|| guest_path.to_string())?;
                     let child = format!("{}/{}", guest_path.trim_end_matches('/'), c.name);
                     self.entry(&c, &child, &dest.join(&c.name), stats, depth + 1)?;
