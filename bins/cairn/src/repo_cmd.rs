@@ -588,14 +588,38 @@ pub fn snapshots(a: &SnapshotsArgs) -> Result<()> {
     Ok(())
 }
 
+/// The newest restore point. Times are whole seconds, so two backups in one second tie: then
+/// the one no other of them was built incrementally from wins (a child after its parent),
+/// and a tie that the chain does not settle is an error rather than a guess.
+fn latest(list: &[cairn_engine::RestorePointSummary]) -> Result<SnapshotId> {
+    let Some(newest) = list.iter().map(|s| s.time).max() else {
+        bail!("the repository has no restore point");
+    };
+    let tied: Vec<_> = list.iter().filter(|s| s.time == newest).collect();
+    let heads: Vec<_> = tied
+        .iter()
+        .filter(|s| !tied.iter().any(|o| o.parent == Some(s.id)))
+        .collect();
+    match heads.as_slice() {
+        [one] => Ok(one.id),
+        _ => bail!(
+            "`latest` is ambiguous: {} restore points were taken at {} (times are whole \
+             seconds); name one by id: {}",
+            tied.len(),
+            rfc3339(newest),
+            tied.iter()
+                .map(|s| short(&s.id))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    }
+}
+
 /// Resolves a restore point given as a full id, a unique prefix, or `latest`.
 pub fn resolve_restore_point(repo: &Repository, spec: &str) -> Result<SnapshotId> {
     let list = cairn_engine::snapshots(repo)?;
     if spec == "latest" {
-        return list
-            .last()
-            .map(|s| s.id)
-            .ok_or_else(|| anyhow::anyhow!("the repository has no restore point"));
+        return latest(&list);
     }
     let matches: Vec<_> = list
         .iter()

@@ -299,3 +299,78 @@ fn ring_sha256(b: &[u8]) -> String {
         .unwrap()
         .to_string()
 }
+
+/// Times are whole seconds: `latest` among restore points of one second is the child of the
+/// incremental chain, and a tie the chain does not settle is refused, never guessed.
+#[test]
+fn latest_in_one_second_follows_the_chain_or_refuses() {
+    if !(have("qemu-img") && have("qemu-io")) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let p = |n: &str| dir.path().join(n).to_str().unwrap().to_string();
+    let run = |tool: &str, args: &[&str]| {
+        let out = Command::new(tool).args(args).output().unwrap();
+        assert!(out.status.success(), "{tool} {args:?}");
+    };
+    run(
+        "qemu-img",
+        &["create", "-q", "-f", "vmdk", &p("base.vmdk"), "4M"],
+    );
+    run("qemu-io", &["-c", "write -P 0x11 0 4M", &p("base.vmdk")]);
+    run(
+        "qemu-img",
+        &[
+            "create",
+            "-q",
+            "-f",
+            "vmdk",
+            "-b",
+            "base.vmdk",
+            "-F",
+            "vmdk",
+            &p("child.vmdk"),
+        ],
+    );
+    run("qemu-io", &["-c", "write -P 0x22 1M 64k", &p("child.vmdk")]);
+    let repo = p("repo");
+    ok(&["init", "--repo", &repo, "--encryption", "none"]);
+    let t = "2024-01-01T00:00:00Z";
+    for img in ["base.vmdk", "child.vmdk"] {
+        ok(&[
+            "backup",
+            "--repo",
+            &repo,
+            &p(img),
+            "--name",
+            "vm",
+            "--time",
+            t,
+        ]);
+    }
+    let out = p("latest.raw");
+    ok(&["restore", "--repo", &repo, "latest", "--to", &out]);
+    let expect = p("child.raw");
+    run(
+        "qemu-img",
+        &["convert", "-O", "raw", &p("child.vmdk"), &expect],
+    );
+    assert!(std::fs::read(&out).unwrap() == std::fs::read(&expect).unwrap());
+
+    // Another VM in the same second: two heads, so `latest` names no one.
+    ok(&[
+        "backup",
+        "--repo",
+        &repo,
+        &p("base.vmdk"),
+        "--name",
+        "other",
+        "--time",
+        t,
+        "--full",
+    ]);
+    let r = cairn(&["restore", "--repo", &repo, "latest", "--to", &p("x.raw")]);
+    assert!(!r.status.success());
+    let err = String::from_utf8_lossy(&r.stderr);
+    assert!(err.contains("`latest` is ambiguous"), "{err}");
+}
