@@ -5,39 +5,19 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+mod common;
+use common::{have, s};
+
 fn cairn(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_cairn"))
-        .args(args)
-        .env_remove("CAIRN_REPOSITORY")
-        .output()
-        .expect("run cairn")
+    common::cairn_output(args, None)
 }
 
 fn ok(args: &[&str]) -> String {
-    let out = cairn(args);
-    assert!(
-        out.status.success(),
-        "cairn {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
+    common::cairn_ok(args, None)
 }
 
 fn json(args: &[&str]) -> serde_json::Value {
     serde_json::from_str(&ok(args)).unwrap()
-}
-
-fn have(tool: &str) -> bool {
-    let found = Command::new("sh")
-        .arg("-c")
-        .arg(format!("command -v {tool}"))
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !found {
-        assert!(std::env::var_os("CI").is_none(), "{tool} is required in CI");
-        eprintln!("skipped: {tool} not found");
-    }
-    found
 }
 
 fn run(cmd: &str, args: &[&str]) {
@@ -47,10 +27,6 @@ fn run(cmd: &str, args: &[&str]) {
         "{cmd} {args:?}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
 }
 
 /// A 4 MiB raw disk with data in a few places (and holes elsewhere), converted by qemu-img

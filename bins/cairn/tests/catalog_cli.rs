@@ -4,49 +4,15 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
+mod common;
+use common::{have, run, s};
+
 fn cairn(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_cairn"))
-        .args(args)
-        .env("CAIRN_PASSWORD", "test")
-        .output()
-        .unwrap()
+    common::cairn_output(args, Some("test"))
 }
 
 fn ok(args: &[&str]) -> String {
-    let out = cairn(args);
-    assert!(
-        out.status.success(),
-        "cairn {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
-fn run(cmd: &mut Command) -> Vec<u8> {
-    let out = cmd.output().unwrap();
-    assert!(
-        out.status.success(),
-        "{cmd:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out.stdout
-}
-
-fn have(tool: &str) -> bool {
-    let found = Command::new("sh")
-        .arg("-c")
-        .arg(format!("command -v {tool}"))
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !found {
-        assert!(std::env::var_os("CI").is_none(), "{tool} is required in CI");
-        eprintln!("skipped: {tool} not found");
-    }
-    found
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
+    common::cairn_ok(args, Some("test"))
 }
 
 #[test]

@@ -16,6 +16,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+mod common;
+use common::{have, run, s};
+
 /// 2024-01-01T10:00:00Z: the time every file of the first day carries.
 const DAY1: i64 = 1_704_103_200;
 /// 2024-01-02T12:00:00Z: the time every file added or changed on the second day carries.
@@ -26,21 +29,11 @@ const SECTOR: u64 = 512;
 const CHUNK: usize = 256 << 10;
 
 fn cairn(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_cairn"))
-        .args(args)
-        .env("CAIRN_PASSWORD", "four-fs")
-        .output()
-        .unwrap()
+    common::cairn_output(args, Some("four-fs"))
 }
 
 fn ok(args: &[&str]) -> String {
-    let out = cairn(args);
-    assert!(
-        out.status.success(),
-        "cairn {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
+    common::cairn_ok(args, Some("four-fs"))
 }
 
 fn json_lines(text: &str) -> Vec<Value> {
@@ -56,40 +49,12 @@ fn tool(name: &str) -> Command {
     c
 }
 
-fn run(cmd: &mut Command) -> Vec<u8> {
-    let out = cmd.output().unwrap();
-    assert!(
-        out.status.success(),
-        "{cmd:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out.stdout
-}
-
-fn have(tool: &str) -> bool {
-    let found = Command::new("sh")
-        .arg("-c")
-        .arg(format!("command -v {tool}"))
-        .env("PATH", path_with_sbin())
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !found {
-        assert!(std::env::var_os("CI").is_none(), "{tool} is required in CI");
-        eprintln!("skipped: {tool} not found");
-    }
-    found
-}
-
 /// mkfs.*, losetup and mount helpers live in /usr/sbin, not always on a test's PATH.
 fn path_with_sbin() -> String {
     format!(
         "{}:/usr/sbin:/sbin",
         std::env::var("PATH").unwrap_or_default()
     )
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
 }
 
 fn sha(bytes: &[u8]) -> String {

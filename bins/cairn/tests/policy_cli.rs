@@ -2,28 +2,15 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
+mod common;
+use common::s;
+
 fn cairn(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_cairn"))
-        .args(args)
-        .env_remove("CAIRN_PASSWORD")
-        .env_remove("CAIRN_REPOSITORY")
-        .env_remove("XDG_STATE_HOME")
-        .output()
-        .expect("run cairn")
+    common::cairn_output(args, None)
 }
 
 fn ok(args: &[&str]) -> String {
-    let out = cairn(args);
-    assert!(
-        out.status.success(),
-        "cairn {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
+    common::cairn_ok(args, None)
 }
 
 #[test]
