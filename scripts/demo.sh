@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release -q -p cairn
-cairn=$PWD/target/release/cairn
+cairn=${CARGO_TARGET_DIR:-$PWD/target}/release/cairn
 work=$(mktemp -d "${TMPDIR:-/tmp}/cairn-demo.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 export CAIRN_PASSWORD=${CAIRN_PASSWORD:-correct horse battery staple}
