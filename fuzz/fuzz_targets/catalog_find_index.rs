@@ -6,19 +6,8 @@
 
 use libfuzzer_sys::fuzz_target;
 
-fn framed(blob_type: u8, payload: &[u8]) -> Vec<u8> {
-    let mut b = cairn_catalog::MAGIC.to_vec();
-    b.extend_from_slice(&cairn_catalog::VERSION.to_le_bytes());
-    b.extend_from_slice(&[blob_type, 0]);
-    b.extend_from_slice(
-        &u32::try_from(payload.len())
-            .unwrap_or(u32::MAX)
-            .to_le_bytes(),
-    );
-    b.extend_from_slice(&crc32fast::hash(payload).to_le_bytes());
-    b.extend_from_slice(payload);
-    b
-}
+mod shared;
+use shared::catalog_framed as framed;
 
 fuzz_target!(|data: &[u8]| {
     let _ = cairn_catalog::decode_find_group(data);

@@ -41,3 +41,19 @@ pub fn exercise_fat(img: Vec<u8>) {
         }
     }
 }
+
+/// `payload` inside a valid catalog frame of type `blob_type` (magic, version, length,
+/// CRC32), so that a catalog target reaches the payload decoder past the checksum.
+pub fn catalog_framed(blob_type: u8, payload: &[u8]) -> Vec<u8> {
+    let mut b = cairn_catalog::MAGIC.to_vec();
+    b.extend_from_slice(&cairn_catalog::VERSION.to_le_bytes());
+    b.extend_from_slice(&[blob_type, 0]);
+    b.extend_from_slice(
+        &u32::try_from(payload.len())
+            .unwrap_or(u32::MAX)
+            .to_le_bytes(),
+    );
+    b.extend_from_slice(&crc32fast::hash(payload).to_le_bytes());
+    b.extend_from_slice(payload);
+    b
+}
