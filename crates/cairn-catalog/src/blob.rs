@@ -342,6 +342,28 @@ pub(crate) fn frame(blob_type: u8, payload: &[u8]) -> Result<Vec<u8>> {
     Ok(out)
 }
 
+/// Unframes a blob of type `want_type` and decodes its whole payload as postcard `T`; bytes
+/// left over after the value are an error. `what` names the record in errors.
+pub(crate) fn decode_framed<T: serde::de::DeserializeOwned>(
+    bytes: &[u8],
+    want_type: u8,
+    what: &'static str,
+) -> Result<T> {
+    let payload = unframe(bytes, want_type)?;
+    let (value, rest): (T, &[u8]) =
+        postcard::take_from_bytes(payload).map_err(|e| Error::Decode {
+            what,
+            detail: e.to_string(),
+        })?;
+    if !rest.is_empty() {
+        return Err(Error::TrailingBytes {
+            expected: (payload.len() - rest.len()) as u64,
+            found: payload.len() as u64,
+        });
+    }
+    Ok(value)
+}
+
 /// Checks the frame of `bytes` and returns its payload.
 pub(crate) fn unframe(bytes: &[u8], want_type: u8) -> Result<&[u8]> {
     if bytes.len() < HEADER_LEN {
@@ -476,18 +498,7 @@ fn validate_dir(dir: &DirBlob) -> Result<()> {
 
 /// Decodes a directory blob, checking the frame, the CRC, every limit and the sort order.
 pub fn decode_dir(bytes: &[u8]) -> Result<DirBlob> {
-    let payload = unframe(bytes, TYPE_DIR)?;
-    let (dir, rest): (DirBlob, &[u8]) =
-        postcard::take_from_bytes(payload).map_err(|e| Error::Decode {
-            what: "directory blob",
-            detail: e.to_string(),
-        })?;
-    if !rest.is_empty() {
-        return Err(Error::TrailingBytes {
-            expected: (payload.len() - rest.len()) as u64,
-            found: payload.len() as u64,
-        });
-    }
+    let dir: DirBlob = decode_framed(bytes, TYPE_DIR, "directory blob")?;
     validate_dir(&dir)?;
     Ok(dir)
 }
@@ -512,18 +523,7 @@ fn validate_sd_table(table: &SdTable) -> Result<()> {
 
 /// Decodes a security-descriptor table.
 pub fn decode_sd_table(bytes: &[u8]) -> Result<SdTable> {
-    let payload = unframe(bytes, TYPE_SD_TABLE)?;
-    let (table, rest): (SdTable, &[u8]) =
-        postcard::take_from_bytes(payload).map_err(|e| Error::Decode {
-            what: "SD table",
-            detail: e.to_string(),
-        })?;
-    if !rest.is_empty() {
-        return Err(Error::TrailingBytes {
-            expected: (payload.len() - rest.len()) as u64,
-            found: payload.len() as u64,
-        });
-    }
+    let table: SdTable = decode_framed(bytes, TYPE_SD_TABLE, "SD table")?;
     validate_sd_table(&table)?;
     Ok(table)
 }

@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::blob::{bounded_vec, frame, unframe, Kind, Time};
+use crate::blob::{bounded_vec, decode_framed, frame, Kind, Time};
 use crate::read::MAX_WALK_STEPS;
 use crate::{
     get_dir, BlobId, BlobStore, DirBlob, Error, Glob, Result, Version, DEFAULT_MAX_DEPTH,
@@ -591,18 +591,7 @@ pub fn encode_find_group(group: &IndexGroup) -> Result<Vec<u8>> {
 
 /// Decodes a find-index group, checking the frame, the CRC, every limit and every span.
 pub fn decode_find_group(bytes: &[u8]) -> Result<IndexGroup> {
-    let payload = unframe(bytes, TYPE_FIND_INDEX)?;
-    let (group, rest): (IndexGroup, &[u8]) =
-        postcard::take_from_bytes(payload).map_err(|e| Error::Decode {
-            what: "find index",
-            detail: e.to_string(),
-        })?;
-    if !rest.is_empty() {
-        return Err(Error::TrailingBytes {
-            expected: (payload.len() - rest.len()) as u64,
-            found: payload.len() as u64,
-        });
-    }
+    let group: IndexGroup = decode_framed(bytes, TYPE_FIND_INDEX, "find index")?;
     group.validate()?;
     Ok(group)
 }
@@ -653,18 +642,7 @@ pub fn encode_find_pointer(groups: &[Vec<BlobId>]) -> Result<Vec<u8>> {
 
 /// Decodes the find-index pointer: the piece ids of each group.
 pub fn decode_find_pointer(bytes: &[u8]) -> Result<Vec<Vec<BlobId>>> {
-    let payload = unframe(bytes, TYPE_FIND_POINTER)?;
-    let (p, rest): (Pointer, &[u8]) =
-        postcard::take_from_bytes(payload).map_err(|e| Error::Decode {
-            what: "find index pointer",
-            detail: e.to_string(),
-        })?;
-    if !rest.is_empty() {
-        return Err(Error::TrailingBytes {
-            expected: (payload.len() - rest.len()) as u64,
-            found: payload.len() as u64,
-        });
-    }
+    let p: Pointer = decode_framed(bytes, TYPE_FIND_POINTER, "find index pointer")?;
     if let Some(g) = p.groups.iter().position(|g| g.0.is_empty()) {
         return Err(Error::Invalid(format!("find index group {g} has no piece")));
     }
