@@ -2,8 +2,9 @@
 # cairn vs restic vs borg on one VM disk image, encryption and compression on for all three.
 #   benches/backup-peers.sh [SIZE_GIB]        (default 2; PERF-NOTES used 4)
 # Env: CAIRN (binary to use instead of building), BENCH_DIR (work folder; default a fresh
-#      /var/tmp/cairn-bench-peers.XXXXXX, deleted at exit), CAIRN_RAW=0 to skip the extra
-#      cairn run on the flattened raw images.
+#      /var/tmp/cairn-bench-peers.XXXXXX, deleted at exit; a BENCH_DIR you name is kept, and
+#      its input disks are reused when they are already there), CAIRN_RAW=0 to skip the extra
+#      cairn run on the flattened raw images, INPUT_ONLY=1 to stop once the input is built.
 #
 # Input (built here, deterministic): a SIZE GiB raw disk, GPT, one ext4 partition made with
 # `mke2fs -d` from a tree of part of /usr + random + log + zero files filling ~60% of it,
@@ -23,9 +24,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . benches/lib.sh
 size_gib=${1:-2}
-work=${BENCH_DIR:-$(mktemp -d /var/tmp/cairn-bench-peers.XXXXXX)}
+if [ -n "${BENCH_DIR:-}" ]; then
+  work=$BENCH_DIR
+else
+  work=$(mktemp -d /var/tmp/cairn-bench-peers.XXXXXX)
+  trap 'rm -rf "$work"' EXIT
+fi
 mkdir -p "$work"
-trap 'rm -rf "$work"' EXIT
 cairn=$(cairn_bin)
 for t in restic borg qemu-img qemu-io mke2fs debugfs sgdisk; do
   command -v $t >/dev/null || { echo "missing $t (apt-get install -y restic borgbackup qemu-utils e2fsprogs gdisk)"; exit 1; }
@@ -41,28 +46,35 @@ t0=$SECONDS
 size=$((size_gib << 30))
 part_off=$((1 << 20))
 fs_size=$((size - part_off - (1 << 20)))     # leave room for the backup GPT
-mkdir -p "$work/tree" "$work/vm"
-python3 benches/bench_helper.py vm-tree "$work/tree" $((size_gib * 1024 * 60 / 100 - 256))
-# Deleted leftovers: random bytes at the end of the partition, in blocks mke2fs leaves free
-# (-E nodiscard keeps them).
-truncate -s "$fs_size" "$work/fs.img"
-head -c 256M /dev/urandom | dd of="$work/fs.img" bs=1M seek=$(((fs_size >> 20) - 300)) conv=notrunc status=none
 left_off=$((part_off + (((fs_size >> 20) - 300) << 20))) left_len=$((256 << 20))
-mke2fs -q -F -t ext4 -b 4096 -U 0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0 \
-  -E nodiscard,root_owner=0:0 -d "$work/tree" "$work/fs.img"
-truncate -s "$size" "$work/day1.raw"
-sgdisk -o -n 1:2048:$(((part_off + fs_size) / 512 - 1)) -t 1:8300 "$work/day1.raw" >/dev/null 2>&1  # (-q writes nothing)
-dd if="$work/fs.img" of="$work/day1.raw" bs=1M seek=$((part_off >> 20)) conv=notrunc,sparse status=none
-used=$(du -sb "$work/tree" | cut -f1)
-cp --sparse=always "$work/day1.raw" "$work/day2.raw"
-python3 benches/bench_helper.py mutate "$work/day2.raw" "$part_off" "$work/tree" "$work/fs.img" 3 "$work/changed.tsv"
-rm -rf "$work/tree" "$work/fs.img"
-qemu-img convert -f raw -O vmdk -o subformat=monolithicSparse "$work/day1.raw" "$work/vm/base.vmdk"
-qemu-img create -q -f vmdk -b base.vmdk -F vmdk "$work/vm/child.vmdk"
-python3 benches/bench_helper.py delta "$work/day2.raw" "$work/changed.tsv" "$work/vm/child.vmdk" vmdk "$work"
-"$cairn" inspect "$work/day1.raw" | grep -q "partition table: *gpt" || { echo "no GPT in day1.raw"; "$cairn" inspect "$work/day1.raw"; exit 1; }
-qemu-img compare -q "$work/vm/child.vmdk" "$work/day2.raw" || { echo "child.vmdk != day2.raw"; exit 1; }
+if [ -f "$work/input-done" ] && [ "$(cat "$work/input-done")" = "$size_gib" ]; then
+  echo "reusing the input in $work"
+else
+  mkdir -p "$work/tree" "$work/vm"
+  python3 benches/bench_helper.py vm-tree "$work/tree" $((size_gib * 1024 * 60 / 100 - 256))
+  # Deleted leftovers: random bytes at the end of the partition, in blocks mke2fs leaves free
+  # (-E nodiscard keeps them).
+  truncate -s "$fs_size" "$work/fs.img"
+  head -c 256M /dev/urandom | dd of="$work/fs.img" bs=1M seek=$(((fs_size >> 20) - 300)) conv=notrunc status=none
+  mke2fs -q -F -t ext4 -b 4096 -U 0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0 \
+    -E nodiscard,root_owner=0:0 -d "$work/tree" "$work/fs.img"
+  truncate -s "$size" "$work/day1.raw"
+  sgdisk -o -n 1:2048:$(((part_off + fs_size) / 512 - 1)) -t 1:8300 "$work/day1.raw" >/dev/null 2>&1  # (-q writes nothing)
+  dd if="$work/fs.img" of="$work/day1.raw" bs=1M seek=$((part_off >> 20)) conv=notrunc,sparse status=none
+  du -sb "$work/tree" | cut -f1 >"$work/used-bytes"
+  cp --sparse=always "$work/day1.raw" "$work/day2.raw"
+  python3 benches/bench_helper.py mutate "$work/day2.raw" "$part_off" "$work/tree" "$work/fs.img" 3 "$work/changed.tsv"
+  rm -rf "$work/tree" "$work/fs.img"
+  qemu-img convert -f raw -O vmdk -o subformat=monolithicSparse "$work/day1.raw" "$work/vm/base.vmdk"
+  qemu-img create -q -f vmdk -b base.vmdk -F vmdk "$work/vm/child.vmdk"
+  python3 benches/bench_helper.py delta "$work/day2.raw" "$work/changed.tsv" "$work/vm/child.vmdk" vmdk "$work"
+  "$cairn" inspect "$work/day1.raw" | grep -q "partition table: *gpt" || { echo "no GPT in day1.raw"; "$cairn" inspect "$work/day1.raw"; exit 1; }
+  qemu-img compare -q "$work/vm/child.vmdk" "$work/day2.raw" || { echo "child.vmdk != day2.raw"; exit 1; }
+  echo "$size_gib" >"$work/input-done"
+fi
+used=$(cat "$work/used-bytes")
 echo "input: ${size_gib} GiB disk, $(mib "$used") MiB of files + 256 MiB leftovers; base.vmdk $(mib "$(du -b "$work/vm/base.vmdk" | cut -f1)") MiB, child.vmdk $(mib "$(du -b "$work/vm/child.vmdk" | cut -f1)") MiB; built in $((SECONDS - t0)) s"
+[ "${INPUT_ONLY:-0}" = 1 ] && exit 0
 
 # ------------------------------------------------------------------ runs
 rows=()

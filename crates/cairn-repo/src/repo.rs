@@ -167,6 +167,9 @@ impl Repository {
             key_fingerprint: crypto.fingerprint(),
         };
         config.validate()?;
+        // All 256 pack folders now, not one by one on a backup's hot path.
+        let pack_folders: Vec<String> = (0..=255u8).map(|b| format!("{PACK_DIR}{b:02x}")).collect();
+        backend.prepare_folders(&pack_folders)?;
         if let (Some(ring), true) = (&key_ring, opts.keys_in_repository) {
             backend.put(KEYS_NAME, &ring.encode())?;
         }
