@@ -2,8 +2,10 @@
 //!
 //! The cryptography of a Cairn repository:
 //!
-//! - **Chunk ids**: keyed HMAC-SHA256 in encrypted repositories (storage cannot confirm it holds
-//!   a known file), plain SHA-256 in unencrypted ones ([`RepoCrypto::chunk_id`]).
+//! - **Chunk ids**: a keyed PRF in encrypted repositories (storage cannot confirm it holds a
+//!   known file), a plain hash in unencrypted ones ([`RepoCrypto::chunk_id`]). The algorithm is
+//!   the repository's [`ChunkIdHash`]: keyed BLAKE3 / BLAKE3 for new repositories,
+//!   HMAC-SHA256 / SHA-256 for those created before the choice existed.
 //! - **Sealing**: AES-256-GCM with caller-supplied associated data (blob kind + id). Each writer
 //!   gets a [`Sealer`] with a random 128-bit session id and its own HKDF-derived key, and counts
 //!   nonces, so a nonce never repeats under a key ([`RepoCrypto::sealer`], [`RepoCrypto::open`]).
@@ -14,7 +16,7 @@
 //! Formats: `docs/formats/keys.md`; threat model: `docs/security.md`.
 //!
 //! ```
-//! use cairn_crypto::{KdfParams, KeyRing, MasterKey, RepoCrypto, SlotSecret};
+//! use cairn_crypto::{ChunkIdHash, KdfParams, KeyRing, MasterKey, RepoCrypto, SlotSecret};
 //!
 //! // Create a repository key and a key ring with a passphrase slot.
 //! let master = MasterKey::generate()?;
@@ -25,13 +27,16 @@
 //!
 //! // Later: unlock and seal / open blobs.
 //! let master = KeyRing::decode(&keys_file)?.unlock(&pass)?;
-//! let crypto = RepoCrypto::new(&master);
+//! let crypto = RepoCrypto::with_chunk_id(&master, ChunkIdHash::Blake3);
 //! let sealer = crypto.sealer()?;
 //! let id = crypto.chunk_id(b"hello");
 //! let sealed = sealer.seal(&id, b"hello")?;
 //! assert_eq!(sealed.len(), 5 + crypto.overhead());
 //! assert_eq!(crypto.open(&id, &sealed)?, b"hello");
 //! assert!(crypto.open(b"another blob id", &sealed).is_err());
+//! // Ids are keyed: another algorithm, or no key, names the same bytes differently.
+//! assert_ne!(id, RepoCrypto::new(&master).chunk_id(b"hello"));
+//! assert_ne!(id, RepoCrypto::none_with(ChunkIdHash::Blake3).chunk_id(b"hello"));
 //! # Ok::<(), cairn_crypto::Error>(())
 //! ```
 #![forbid(unsafe_code)]
@@ -55,6 +60,6 @@ pub use keyring::{
 };
 pub use recovery::{generate_recovery_key, RECOVERY_DATA_CHARS};
 pub use repo::{
-    Encryption, MasterKey, RepoCrypto, Sealer, KEY_LEN, MAX_SEALS_PER_SESSION, NONCE_LEN,
-    SEALED_HEADER_LEN, SEALED_OVERHEAD, SEALED_VERSION, SESSION_ID_LEN, TAG_LEN,
+    ChunkIdHash, Encryption, MasterKey, RepoCrypto, Sealer, KEY_LEN, MAX_SEALS_PER_SESSION,
+    NONCE_LEN, SEALED_HEADER_LEN, SEALED_OVERHEAD, SEALED_VERSION, SESSION_ID_LEN, TAG_LEN,
 };

@@ -19,8 +19,11 @@ pub const KEY_LEN: usize = 32;
 /// master key is already uniform, the salt only keeps Cairn's derivations apart from any other
 /// use of the same bytes.
 pub(crate) const MASTER_HKDF_SALT: &[u8] = b"cairn/v1/master";
-/// HKDF info of the chunk-id (HMAC-SHA256) key.
+/// HKDF info of the chunk-id key of [`ChunkIdHash::Sha256`] repositories (HMAC-SHA256).
 pub(crate) const INFO_CHUNK_ID: &[u8] = b"cairn/v1/chunk-id";
+/// HKDF info of the chunk-id key of [`ChunkIdHash::Blake3`] repositories (keyed BLAKE3). Its
+/// own string: a subkey is never used by two algorithms.
+pub(crate) const INFO_CHUNK_ID_BLAKE3: &[u8] = b"cairn/v1/chunk-id-blake3";
 /// HKDF info of the data key, from which every sealing session key is derived.
 pub(crate) const INFO_DATA: &[u8] = b"cairn/v1/data";
 /// HKDF info of the key ring's authentication key (HMAC-SHA256 over the slot list).
@@ -83,6 +86,64 @@ impl std::str::FromStr for Encryption {
                 "unknown encryption {other:?} (expected \"none\" or \"aes-256-gcm\")"
             )),
         }
+    }
+}
+
+/// The hash that names chunks (blob ids) in a repository. Recorded in the repository's
+/// config: every id in one repository comes from one algorithm.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum ChunkIdHash {
+    /// HMAC-SHA256 under a subkey when encrypted, SHA-256 when not. Repositories created
+    /// before the choice existed use it.
+    #[serde(rename = "sha256")]
+    Sha256,
+    /// Keyed BLAKE3 under a subkey when encrypted, BLAKE3 when not. Also a PRF when keyed,
+    /// about twice as fast as HMAC-SHA256 with SHA-NI; the choice for new repositories.
+    #[serde(rename = "blake3")]
+    Blake3,
+}
+
+impl ChunkIdHash {
+    /// Every algorithm, in the order of their postcard variant index.
+    pub const ALL: [ChunkIdHash; 2] = [ChunkIdHash::Sha256, ChunkIdHash::Blake3];
+
+    /// The algorithm's name: `sha256` or `blake3` (the serde and [`FromStr`] spelling).
+    ///
+    /// [`FromStr`]: std::str::FromStr
+    pub fn name(self) -> &'static str {
+        match self {
+            ChunkIdHash::Sha256 => "sha256",
+            ChunkIdHash::Blake3 => "blake3",
+        }
+    }
+
+    /// What ids are, spelled out: `hmac-sha256` / `sha256`, `keyed-blake3` / `blake3`.
+    pub fn describe(self, encryption: Encryption) -> &'static str {
+        match (self, encryption) {
+            (ChunkIdHash::Sha256, Encryption::Aes256Gcm) => "hmac-sha256",
+            (ChunkIdHash::Sha256, Encryption::None) => "sha256",
+            (ChunkIdHash::Blake3, Encryption::Aes256Gcm) => "keyed-blake3",
+            (ChunkIdHash::Blake3, Encryption::None) => "blake3",
+        }
+    }
+}
+
+impl fmt::Display for ChunkIdHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for ChunkIdHash {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        ChunkIdHash::ALL
+            .into_iter()
+            .find(|h| h.name() == s)
+            .ok_or_else(|| {
+                format!("unknown chunk-id hash {s:?} (expected \"sha256\" or \"blake3\")")
+            })
     }
 }
 
@@ -165,9 +226,39 @@ impl Drop for MasterKey {
     }
 }
 
+/// A keyed-BLAKE3 chunk-id key; overwritten on drop (best effort, as [`MasterKey`]).
+struct Blake3Key([u8; KEY_LEN]);
+
+impl Drop for Blake3Key {
+    fn drop(&mut self) {
+        self.0.fill(0);
+        std::hint::black_box(&self.0);
+    }
+}
+
+/// The chunk-id key of an encrypted repository, one per [`ChunkIdHash`].
+enum ChunkIdKey {
+    HmacSha256(hmac::Key),
+    Blake3(Blake3Key),
+}
+
+impl ChunkIdKey {
+    fn derive(master: &MasterKey, hash: ChunkIdHash) -> Self {
+        match hash {
+            ChunkIdHash::Sha256 => ChunkIdKey::HmacSha256(hmac::Key::new(
+                hmac::HMAC_SHA256,
+                &master.subkey(INFO_CHUNK_ID),
+            )),
+            ChunkIdHash::Blake3 => {
+                ChunkIdKey::Blake3(Blake3Key(master.subkey(INFO_CHUNK_ID_BLAKE3)))
+            }
+        }
+    }
+}
+
 /// Keys derived from the master key for an encrypted repository.
 struct Keys {
-    chunk_id: hmac::Key,
+    chunk_id: ChunkIdKey,
     /// The data key, used directly as an HKDF PRK for session keys (it is itself an HKDF
     /// output, hence uniform).
     data: hkdf::Prk,
@@ -206,34 +297,59 @@ impl Keys {
 #[derive(Clone)]
 pub struct RepoCrypto {
     keys: Option<Arc<Keys>>,
+    chunk_id_hash: ChunkIdHash,
 }
 
 impl fmt::Debug for RepoCrypto {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RepoCrypto")
             .field("encryption", &self.encryption())
+            .field("chunk_id_hash", &self.chunk_id_hash)
             .finish_non_exhaustive()
     }
 }
 
 impl RepoCrypto {
-    /// An unencrypted repository: SHA-256 chunk ids, sealing is the identity.
+    /// An unencrypted repository with SHA-256 chunk ids (repositories created before the
+    /// chunk-id hash was recorded); sealing is the identity.
     pub fn none() -> Self {
-        RepoCrypto { keys: None }
+        Self::none_with(ChunkIdHash::Sha256)
     }
 
-    /// An encrypted repository keyed by `master`; derives the per-purpose subkeys with
-    /// HKDF-SHA256 (see `docs/formats/keys.md`).
+    /// An unencrypted repository whose chunk ids are `hash` of the data (SHA-256 or BLAKE3);
+    /// sealing is the identity.
+    pub fn none_with(hash: ChunkIdHash) -> Self {
+        RepoCrypto {
+            keys: None,
+            chunk_id_hash: hash,
+        }
+    }
+
+    /// An encrypted repository keyed by `master` with HMAC-SHA256 chunk ids (repositories
+    /// created before the chunk-id hash was recorded); see [`with_chunk_id`](Self::with_chunk_id).
     pub fn new(master: &MasterKey) -> Self {
+        Self::with_chunk_id(master, ChunkIdHash::Sha256)
+    }
+
+    /// An encrypted repository keyed by `master` whose chunk ids are `hash` keyed by a
+    /// subkey (HMAC-SHA256 or keyed BLAKE3). Derives the per-purpose subkeys with
+    /// HKDF-SHA256 (see `docs/formats/keys.md`); each id algorithm has its own subkey.
+    pub fn with_chunk_id(master: &MasterKey, hash: ChunkIdHash) -> Self {
         let keys = Keys {
-            chunk_id: hmac::Key::new(hmac::HMAC_SHA256, &master.subkey(INFO_CHUNK_ID)),
+            chunk_id: ChunkIdKey::derive(master, hash),
             data: hkdf::Prk::new_less_safe(hkdf::HKDF_SHA256, &master.subkey(INFO_DATA)),
             fingerprint: master.subkey(INFO_FINGERPRINT),
             sessions: Mutex::new(VecDeque::with_capacity(SESSION_CACHE_LEN)),
         };
         RepoCrypto {
             keys: Some(Arc::new(keys)),
+            chunk_id_hash: hash,
         }
+    }
+
+    /// The hash that names chunks in this repository.
+    pub fn chunk_id_hash(&self) -> ChunkIdHash {
+        self.chunk_id_hash
     }
 
     /// Whether this repository encrypts.
@@ -245,15 +361,20 @@ impl RepoCrypto {
         }
     }
 
-    /// Content id of a chunk: HMAC-SHA256(chunk-id subkey, data) when encrypted, so storage
-    /// cannot test for known content; SHA-256(data) when not.
+    /// Content id of a chunk. Encrypted: a PRF of the data under a chunk-id subkey
+    /// (HMAC-SHA256 or keyed BLAKE3, per [`chunk_id_hash`](Self::chunk_id_hash)), so storage
+    /// cannot test for known content. Unencrypted: SHA-256 or BLAKE3 of the data.
     pub fn chunk_id(&self, data: &[u8]) -> [u8; 32] {
-        let mut id = [0u8; 32];
         match &self.keys {
-            Some(keys) => id.copy_from_slice(hmac::sign(&keys.chunk_id, data).as_ref()),
-            None => id.copy_from_slice(digest::digest(&digest::SHA256, data).as_ref()),
+            Some(keys) => match &keys.chunk_id {
+                ChunkIdKey::HmacSha256(key) => to_id(hmac::sign(key, data).as_ref()),
+                ChunkIdKey::Blake3(key) => *blake3::keyed_hash(&key.0, data).as_bytes(),
+            },
+            None => match self.chunk_id_hash {
+                ChunkIdHash::Sha256 => to_id(digest::digest(&digest::SHA256, data).as_ref()),
+                ChunkIdHash::Blake3 => *blake3::hash(data).as_bytes(),
+            },
         }
-        id
     }
 
     /// A public, one-way fingerprint of the master key (HKDF output with its own info string),
@@ -368,6 +489,13 @@ impl RepoCrypto {
             0
         }
     }
+}
+
+/// A 32-byte id from a SHA-256 or HMAC-SHA256 output (always 32 bytes).
+fn to_id(out: &[u8]) -> [u8; 32] {
+    let mut id = [0u8; 32];
+    id.copy_from_slice(out);
+    id
 }
 
 /// AES-GCM associated data: the version byte, then the caller's bytes. Binding the version means
@@ -566,6 +694,7 @@ mod tests {
         let m = MasterKey::from_bytes([9; KEY_LEN]);
         let keys = [
             m.subkey(INFO_CHUNK_ID),
+            m.subkey(INFO_CHUNK_ID_BLAKE3),
             m.subkey(INFO_DATA),
             m.subkey(INFO_KEYRING_MAC),
             m.subkey(INFO_FINGERPRINT),

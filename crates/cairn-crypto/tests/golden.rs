@@ -4,13 +4,23 @@
 //! derivation, the sealed form and the keys file byte for byte.
 
 use cairn_crypto::{
-    Error, KdfParams, KeyRing, MasterKey, RepoCrypto, SlotId, SlotKind, SlotSecret,
+    ChunkIdHash, Encryption, Error, KdfParams, KeyRing, MasterKey, RepoCrypto, SlotId, SlotKind,
+    SlotSecret,
 };
 
 const CHUNK_ID_HELLO_KEYED: &str =
     "80c42146c511b35eaa36ab0041662e1a19d0e143867553fbe4d2058f709f80f5";
 const CHUNK_ID_HELLO_PLAIN: &str =
     "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824";
+const CHUNK_ID_HELLO_KEYED_BLAKE3: &str =
+    "01d48729403a9e889749a0dda3e61e2d2a95cb6e101773ca6536e7684281ffbf";
+const CHUNK_ID_HELLO_PLAIN_BLAKE3: &str =
+    "ea8f163db38682925e4491c5e58d4bb3506ef8c14eb78a86e908c5624a67200f";
+/// 10000 bytes `i mod 251`: ten BLAKE3 chunks, a three-level tree (real chunks are 256 KiB).
+const CHUNK_ID_10000_KEYED_BLAKE3: &str =
+    "11713dd1b53f968658107cbc923394d6b6c558400312cea0d582f579c5a28884";
+const CHUNK_ID_10000_KEYED_SHA256: &str =
+    "330e6791ccfc4c09a3d5191cb61102f9061b03c3237dd58ff4dfba8c5f42d627";
 const FINGERPRINT: &str = "1876061deb317f6a40c2fb0c5d47fe50809038696d7e48d333124530549beb64";
 const SEALED: &str = "01101112131415161718191a1b1c1d1e1f000000000000000000000005b9040200a80860f9e56ef286ed492907440850a06ed55a5fe871e7913404ecb93730789634127079";
 const RECOVERY_KEY: &str = "7ADG-KPSW-Z258-BEHM-QTX0-369C-FJ8D";
@@ -48,6 +58,119 @@ fn chunk_ids_are_pinned() {
         to_hex(&RepoCrypto::none().chunk_id(b"hello")),
         CHUNK_ID_HELLO_PLAIN
     );
+}
+
+/// Bytes `i mod 251`, the input pattern of the BLAKE3 test vectors.
+fn pattern(len: usize) -> Vec<u8> {
+    (0..len).map(|i| u8::try_from(i % 251).unwrap()).collect()
+}
+
+#[test]
+fn chunk_ids_of_every_algorithm_are_pinned() {
+    let master = golden_master();
+    let cases = [
+        (
+            RepoCrypto::with_chunk_id(&master, ChunkIdHash::Sha256),
+            CHUNK_ID_HELLO_KEYED,
+        ),
+        (
+            RepoCrypto::with_chunk_id(&master, ChunkIdHash::Blake3),
+            CHUNK_ID_HELLO_KEYED_BLAKE3,
+        ),
+        (
+            RepoCrypto::none_with(ChunkIdHash::Sha256),
+            CHUNK_ID_HELLO_PLAIN,
+        ),
+        (
+            RepoCrypto::none_with(ChunkIdHash::Blake3),
+            CHUNK_ID_HELLO_PLAIN_BLAKE3,
+        ),
+    ];
+    for (crypto, want) in &cases {
+        assert_eq!(to_hex(&crypto.chunk_id(b"hello")), *want, "{crypto:?}");
+    }
+    let long = pattern(10_000);
+    assert_eq!(
+        to_hex(&cases[0].0.chunk_id(&long)),
+        CHUNK_ID_10000_KEYED_SHA256
+    );
+    assert_eq!(
+        to_hex(&cases[1].0.chunk_id(&long)),
+        CHUNK_ID_10000_KEYED_BLAKE3
+    );
+    // The old constructors keep meaning HMAC-SHA256 / SHA-256.
+    assert_eq!(
+        RepoCrypto::new(&master).chunk_id_hash(),
+        ChunkIdHash::Sha256
+    );
+    assert_eq!(RepoCrypto::none().chunk_id_hash(), ChunkIdHash::Sha256);
+    assert_eq!(cases[1].0.chunk_id_hash(), ChunkIdHash::Blake3);
+    assert_eq!(cases[3].0.encryption(), Encryption::None);
+}
+
+#[test]
+fn unkeyed_blake3_ids_are_the_published_test_vectors() {
+    // BLAKE3-team/BLAKE3 test_vectors/test_vectors.json ("hash", first 32 bytes), and the
+    // paper's "abc".
+    let none = RepoCrypto::none_with(ChunkIdHash::Blake3);
+    for (len, want) in [
+        (
+            0,
+            "af1349b9f5f9a1a6a0404dea36dcc9499bcb25c9adc112b7cc9a93cae41f3262",
+        ),
+        (
+            1025,
+            "d00278ae47eb27b34faecf67b4fe263f82d5412916c1ffd97c8cb7fb814b8444",
+        ),
+        (
+            5121,
+            "628bd2cb2004694adaab7bbd778a25df25c47b9d4155a55f8fbd79f2fe154cff",
+        ),
+    ] {
+        assert_eq!(to_hex(&none.chunk_id(&pattern(len))), want, "length {len}");
+    }
+    assert_eq!(
+        to_hex(&none.chunk_id(b"abc")),
+        "6437b3ac38465133ffb63b75273a8db548c558465d79db03fd359c6cd5bd9d85"
+    );
+}
+
+#[test]
+fn fingerprint_does_not_depend_on_the_chunk_id_hash() {
+    let master = golden_master();
+    for hash in ChunkIdHash::ALL {
+        let crypto = RepoCrypto::with_chunk_id(&master, hash);
+        assert_eq!(to_hex(&crypto.key_fingerprint().unwrap()), FINGERPRINT);
+        // Sealing keys do not depend on it either: one algorithm's blob opens under the other.
+        let sealed = crypto.sealer().unwrap().seal(b"aad", b"payload").unwrap();
+        for other in ChunkIdHash::ALL {
+            let c = RepoCrypto::with_chunk_id(&master, other);
+            assert_eq!(c.open(b"aad", &sealed).unwrap(), b"payload");
+        }
+    }
+}
+
+#[test]
+fn chunk_id_hash_names_round_trip() {
+    for hash in ChunkIdHash::ALL {
+        assert_eq!(hash.to_string().parse::<ChunkIdHash>().unwrap(), hash);
+        let json = serde_json::to_string(&hash).unwrap();
+        assert_eq!(json, format!("\"{hash}\""));
+        assert_eq!(serde_json::from_str::<ChunkIdHash>(&json).unwrap(), hash);
+    }
+    assert!("md5".parse::<ChunkIdHash>().is_err());
+    assert_eq!(
+        ChunkIdHash::Sha256.describe(Encryption::Aes256Gcm),
+        "hmac-sha256"
+    );
+    assert_eq!(
+        ChunkIdHash::Blake3.describe(Encryption::Aes256Gcm),
+        "keyed-blake3"
+    );
+    // Postcard variant indexes are the format: 0 = sha256, 1 = blake3; 2 is refused.
+    assert_eq!(postcard::to_stdvec(&ChunkIdHash::Sha256).unwrap(), [0]);
+    assert_eq!(postcard::to_stdvec(&ChunkIdHash::Blake3).unwrap(), [1]);
+    assert!(postcard::from_bytes::<ChunkIdHash>(&[2]).is_err());
 }
 
 #[test]

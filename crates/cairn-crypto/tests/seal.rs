@@ -4,8 +4,8 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use cairn_crypto::{
-    Encryption, Error, MasterKey, RepoCrypto, MAX_SEALS_PER_SESSION, SEALED_HEADER_LEN,
-    SEALED_OVERHEAD,
+    ChunkIdHash, Encryption, Error, MasterKey, RepoCrypto, MAX_SEALS_PER_SESSION,
+    SEALED_HEADER_LEN, SEALED_OVERHEAD,
 };
 use proptest::prelude::*;
 
@@ -150,6 +150,57 @@ fn chunk_ids_are_keyed_when_encrypted() {
     assert_eq!(a.encryption(), Encryption::Aes256Gcm);
     assert_eq!(RepoCrypto::none().encryption(), Encryption::None);
     assert_eq!(RepoCrypto::none().overhead(), 0);
+}
+
+#[test]
+fn blake3_chunk_ids_are_keyed_when_encrypted() {
+    let master = MasterKey::generate().unwrap();
+    let a = RepoCrypto::with_chunk_id(&master, ChunkIdHash::Blake3);
+    let b = RepoCrypto::with_chunk_id(&MasterKey::generate().unwrap(), ChunkIdHash::Blake3);
+    assert_ne!(a.chunk_id(b"data"), b.chunk_id(b"data"));
+    assert_eq!(a.chunk_id(b"data"), a.clone().chunk_id(b"data"));
+    let unkeyed = RepoCrypto::none_with(ChunkIdHash::Blake3);
+    assert_ne!(a.chunk_id(b"data"), unkeyed.chunk_id(b"data"));
+    // Same master key, other algorithm: other ids (and another subkey, see keys.md).
+    assert_ne!(
+        a.chunk_id(b"data"),
+        RepoCrypto::new(&master).chunk_id(b"data")
+    );
+    assert_eq!(unkeyed.overhead(), 0);
+    assert!(format!("{a:?}").contains("Blake3"));
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(32))]
+
+    /// The four id schemes never agree on an input, and each is a function of the data.
+    #[test]
+    fn id_schemes_are_distinct_functions(
+        data in proptest::collection::vec(any::<u8>(), 0..3000),
+        flip in any::<usize>(),
+    ) {
+        let master = MasterKey::from_bytes([3; 32]);
+        let schemes = [
+            RepoCrypto::with_chunk_id(&master, ChunkIdHash::Sha256),
+            RepoCrypto::with_chunk_id(&master, ChunkIdHash::Blake3),
+            RepoCrypto::none_with(ChunkIdHash::Sha256),
+            RepoCrypto::none_with(ChunkIdHash::Blake3),
+        ];
+        let ids: Vec<[u8; 32]> = schemes.iter().map(|c| c.chunk_id(&data)).collect();
+        for (i, a) in ids.iter().enumerate() {
+            for b in &ids[i + 1..] {
+                prop_assert_ne!(a, b);
+            }
+        }
+        if !data.is_empty() {
+            let mut other = data.clone();
+            other[flip % data.len()] ^= 1;
+            for (c, id) in schemes.iter().zip(&ids) {
+                prop_assert_eq!(&c.chunk_id(&data), id);
+                prop_assert_ne!(&c.chunk_id(&other), id);
+            }
+        }
+    }
 }
 
 #[test]
