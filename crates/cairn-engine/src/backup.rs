@@ -248,7 +248,10 @@ fn find_bases(
 struct ReadJob {
     disk: usize,
     index: usize,
+    /// The chunk is `data[chunk]`; the bytes before it are room for the blob's prefix (see
+    /// `BlobEncoder::chunk_buffer`), so a chunk stored raw is sealed where it was read.
     data: Vec<u8>,
+    chunk: std::ops::Range<usize>,
     /// Bytes actually read (the chunk may include zero-filled non-read ranges).
     read: u64,
 }
@@ -436,13 +439,13 @@ pub fn backup(
         for _ in 0..readers {
             let (job_tx, out_tx) = (job_tx.clone(), out_tx.clone());
             let (failure, bases, next, starts) = (&failure, &bases, &next_chunk, &starts);
-            let pool = &pool;
+            let (pool, encoder) = (&pool, &encoder);
             s.spawn(move || {
                 read_all(
                     repo,
                     disks,
                     bases,
-                    (&chunker, pool),
+                    (&chunker, pool, encoder),
                     (next, starts),
                     job_tx,
                     out_tx,
@@ -589,7 +592,7 @@ fn read_all(
     repo: &Repository,
     disks: &[DiskSource],
     bases: &[Option<DiskManifest>],
-    (chunker, pool): (&cairn_chunk::FixedChunker, &Pool),
+    (chunker, pool, encoder): (&cairn_chunk::FixedChunker, &Pool, &cairn_repo::BlobEncoder),
     (next, starts): (&AtomicU64, &[u64]),
     job_tx: SyncSender<ReadJob>,
     out_tx: SyncSender<Out>,
@@ -646,12 +649,12 @@ fn read_all(
                 }
             }
             Plan::Read(ranges) => {
-                // A reused buffer, zeroed whole (a memset; no fresh pages): non-read parts
-                // stay zero, and so does anything a source reader leaves unwritten, as with
-                // a freshly allocated buffer.
+                // A reused buffer (no fresh pages). Its old bytes are not cleared: every
+                // byte of the chunk is either read (`read_exact_at` fills its whole slice or
+                // fails) or zeroed below as a gap.
                 let mut data = pool.get();
-                data.clear();
-                data.resize(span.len, 0);
+                let chunk = encoder.chunk_buffer(&mut data, span.len);
+                let buf = &mut data[chunk.clone()];
                 let read = ranges.iter().map(|r| r.1).sum();
                 let mut filled = 0usize;
                 for (off, len) in ranges {
@@ -662,16 +665,16 @@ fn read_all(
                     else {
                         return;
                     };
-                    if rel < filled || rel + len > data.len() {
+                    if rel < filled || rel + len > buf.len() {
                         failure.set(Error::Invalid(format!(
                             "disk {:?}: read range {off}+{len} out of order",
                             d.label
                         )));
                         return;
                     }
-                    data[filled..rel].fill(0);
+                    buf[filled..rel].fill(0);
                     filled = rel + len;
-                    if let Err(e) = d.reader.read_exact_at(&mut data[rel..rel + len], off) {
+                    if let Err(e) = d.reader.read_exact_at(&mut buf[rel..rel + len], off) {
                         failure.set(Error::Read {
                             disk: d.label.clone(),
                             offset: off,
@@ -680,12 +683,13 @@ fn read_all(
                         return;
                     }
                 }
-                data[filled..].fill(0);
+                buf[filled..].fill(0);
                 if job_tx
                     .send(ReadJob {
                         disk: di,
                         index,
                         data,
+                        chunk,
                         read,
                     })
                     .is_err()
@@ -726,7 +730,9 @@ fn work(
             return;
         }
         let bytes = job.read;
-        if is_zero(&job.data) {
+        let chunk = &job.data[job.chunk.clone()];
+        let chunk_len = chunk.len() as u64;
+        if is_zero(chunk) {
             pool.put(job.data);
             let m = Out::Chunk {
                 disk: job.disk,
@@ -740,12 +746,16 @@ fn work(
             }
             continue;
         }
-        let id = encoder.id(&job.data);
+        let id = encoder.id(chunk);
         let is_new = !repo.contains_blob(&id)
             && claimed.lock().unwrap_or_else(|p| p.into_inner()).insert(id);
+        let (disk, index) = (job.disk, job.index);
         if is_new {
-            match encoder.encode_with(BlobKind::Data, id, &job.data, pool.get()) {
-                Ok(b) => {
+            // A chunk stored raw is sealed in its read buffer; a compressed one goes into a
+            // pool buffer. Either way the other buffer goes back to the pool.
+            match encoder.encode_in_place(BlobKind::Data, id, job.data, pool.get()) {
+                Ok((b, spare)) => {
+                    pool.put(spare);
                     if out.send(Out::Blob(b)).is_err() {
                         return;
                     }
@@ -755,15 +765,16 @@ fn work(
                     return;
                 }
             }
+        } else {
+            pool.put(job.data);
         }
         let m = Out::Chunk {
-            disk: job.disk,
-            index: job.index,
+            disk,
+            index,
             id: Some(id),
             bytes,
-            new: if is_new { job.data.len() as u64 } else { 0 },
+            new: if is_new { chunk_len } else { 0 },
         };
-        pool.put(job.data);
         if out.send(m).is_err() {
             return;
         }

@@ -18,6 +18,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+use crate::direct::AppendFile;
 use crate::{Error, Result};
 
 /// Prefix of temporary names in [`LocalBackend`]; [`Backend::list`] never returns them.
@@ -109,10 +110,9 @@ pub struct NewObject {
 enum NewInner {
     Memory(Vec<u8>),
     File {
-        file: File,
+        file: AppendFile,
         tmp: PathBuf,
         path: PathBuf,
-        len: u64,
     },
     Done,
 }
@@ -127,7 +127,7 @@ impl NewObject {
     pub fn len(&self) -> u64 {
         match &self.inner {
             NewInner::Memory(v) => v.len() as u64,
-            NewInner::File { len, .. } => *len,
+            NewInner::File { file, .. } => file.len(),
             NewInner::Done => 0,
         }
     }
@@ -144,12 +144,9 @@ impl NewObject {
                 v.extend_from_slice(data);
                 Ok(())
             }
-            NewInner::File { file, len, .. } => {
-                file.write_all(data)
-                    .map_err(|e| Error::backend("put", &self.name, e))?;
-                *len += data.len() as u64;
-                Ok(())
-            }
+            NewInner::File { file, .. } => file
+                .append(data)
+                .map_err(|e| Error::backend("put", &self.name, e)),
             NewInner::Done => Err(Error::Invalid(format!("{} already committed", self.name))),
         }
     }
@@ -174,9 +171,9 @@ impl NewObject {
                 v[o..o + data.len()].copy_from_slice(data);
                 Ok(())
             }
-            NewInner::File { file, .. } => {
-                write_all_at(file, data, offset).map_err(|e| Error::backend("put", &self.name, e))
-            }
+            NewInner::File { file, .. } => file
+                .write_at(offset, data)
+                .map_err(|e| Error::backend("put", &self.name, e)),
             NewInner::Done => Err(Error::Invalid(format!("{} already committed", self.name))),
         }
     }
@@ -195,7 +192,7 @@ impl Drop for NewObject {
     }
 }
 
-fn write_all_at(f: &File, buf: &[u8], offset: u64) -> io::Result<()> {
+pub(crate) fn write_all_at(f: &File, buf: &[u8], offset: u64) -> io::Result<()> {
     #[cfg(unix)]
     {
         std::os::unix::fs::FileExt::write_all_at(f, buf, offset)
@@ -215,7 +212,7 @@ fn write_all_at(f: &File, buf: &[u8], offset: u64) -> io::Result<()> {
     }
 }
 
-fn read_exact_at(f: &File, buf: &mut [u8], offset: u64) -> io::Result<()> {
+pub(crate) fn read_exact_at(f: &File, buf: &mut [u8], offset: u64) -> io::Result<()> {
     #[cfg(unix)]
     {
         std::os::unix::fs::FileExt::read_exact_at(f, buf, offset)
@@ -259,6 +256,7 @@ fn check_name(name: &str) -> Result<()> {
 pub struct LocalBackend {
     root: PathBuf,
     temp_counter: AtomicU64,
+    direct_writes: bool,
 }
 
 impl LocalBackend {
@@ -270,7 +268,17 @@ impl LocalBackend {
         Ok(LocalBackend {
             root,
             temp_counter: AtomicU64::new(0),
+            direct_writes: true,
         })
+    }
+
+    /// Whether streamed objects (packs) are written past the page cache (`O_DIRECT`, the
+    /// default where the file system allows it; see `direct.rs`). `false` writes them
+    /// through the page cache, as small objects always are.
+    #[must_use]
+    pub fn with_direct_writes(mut self, direct: bool) -> Self {
+        self.direct_writes = direct;
+        self
     }
 
     /// The folder.
@@ -421,19 +429,11 @@ impl Backend for LocalBackend {
         let tmp = self
             .temp_for(name, &path)
             .map_err(|e| Error::backend("put", name, e))?;
-        let file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&tmp)
+        let file = AppendFile::create_new(&tmp, self.direct_writes)
             .map_err(|e| Error::backend("put", name, e))?;
         Ok(NewObject {
             name: name.to_string(),
-            inner: NewInner::File {
-                file,
-                tmp,
-                path,
-                len: 0,
-            },
+            inner: NewInner::File { file, tmp, path },
         })
     }
 
@@ -448,8 +448,9 @@ impl Backend for LocalBackend {
             ) => {
                 let dir = path.parent().unwrap_or(&self.root).to_path_buf();
                 let res = file
-                    .sync_all()
-                    .and_then(|()| {
+                    .finish()
+                    .and_then(|file| file.sync_all().map(|()| file))
+                    .and_then(|file| {
                         drop(file);
                         fs::rename(&tmp, &path)
                     })

@@ -72,9 +72,9 @@ pub(crate) fn encode(
     encode_into(sealer, kind, id, data, Vec::new())
 }
 
-/// [`encode`] into `buf` (cleared first; its capacity is reused, so a caller cycling a few
-/// buffers never maps fresh memory). The plaintext is built behind room for the seal header
-/// and sealed in place: `data` is copied (or compressed) exactly once.
+/// [`encode`] into `buf` (its capacity is reused, so a caller cycling a few buffers never
+/// maps fresh memory). The plaintext is built behind room for the seal header and sealed in
+/// place: `data` is copied (or compressed) exactly once.
 pub(crate) fn encode_into(
     sealer: &Sealer,
     kind: BlobKind,
@@ -82,38 +82,100 @@ pub(crate) fn encode_into(
     data: &[u8],
     mut buf: Vec<u8>,
 ) -> Result<EncodedBlob> {
-    let raw_len = u32::try_from(data.len())
-        .ok()
-        .filter(|&n| n <= MAX_BLOB_RAW)
-        .ok_or_else(|| {
-            Error::Invalid(format!(
-                "blob of {} bytes exceeds {MAX_BLOB_RAW}",
-                data.len()
-            ))
-        })?;
+    let raw_len = checked_raw_len(data.len())?;
     let head = sealer.header_len();
-    buf.clear();
-    let mut compressed = false;
-    if worth_compressing(data) {
-        let max = lz4_flex::block::get_maximum_output_size(data.len());
-        // Shrinking first keeps `resize` from copying stale bytes; growing writes zeros
-        // only past the old length, which a reused buffer mostly does not have.
-        buf.resize(head + 1 + max, 0);
-        buf[head] = CODEC_LZ4;
-        if let Ok(n) = lz4_flex::block::compress_into(data, &mut buf[head + 1..]) {
-            if n < data.len() {
-                buf.truncate(head + 1 + n);
-                compressed = true;
-            }
-        }
-    }
-    if !compressed {
+    if !try_compress(data, head, &mut buf) {
         buf.clear();
         buf.reserve(head + 1 + data.len() + crate::crypto::SEAL_TAG_LEN);
         buf.resize(head, 0);
         buf.push(CODEC_RAW);
         buf.extend_from_slice(data);
     }
+    seal(sealer, kind, id, raw_len, buf)
+}
+
+/// Bytes in front of a chunk in a buffer for [`encode_in_place`]: the seal header and the
+/// codec byte.
+pub(crate) fn chunk_prefix_len(sealer: &Sealer) -> usize {
+    sealer.header_len() + 1
+}
+
+/// Sizes `buf` to hold a chunk of `len` bytes behind [`chunk_prefix_len`] bytes, with
+/// capacity for the seal's tag, and returns where the chunk goes. Bytes already in `buf`
+/// are kept (not zeroed): the caller overwrites the whole range.
+pub(crate) fn chunk_buffer(
+    sealer: &Sealer,
+    buf: &mut Vec<u8>,
+    len: usize,
+) -> std::ops::Range<usize> {
+    let prefix = chunk_prefix_len(sealer);
+    buf.truncate(prefix + len);
+    buf.reserve_exact((prefix + len + crate::crypto::SEAL_TAG_LEN).saturating_sub(buf.len()));
+    buf.resize(prefix + len, 0);
+    prefix..prefix + len
+}
+
+/// [`encode`] of the chunk at `chunk[chunk_prefix_len()..]` (see [`chunk_buffer`]) without
+/// copying it: a chunk kept raw is sealed in place in `chunk`, and `spare` comes back; a
+/// compressed one is built in `spare`, and `chunk` comes back. Same bytes as `encode`.
+pub(crate) fn encode_in_place(
+    sealer: &Sealer,
+    kind: BlobKind,
+    id: BlobId,
+    mut chunk: Vec<u8>,
+    mut spare: Vec<u8>,
+) -> Result<(EncodedBlob, Vec<u8>)> {
+    let head = sealer.header_len();
+    let Some(data) = chunk.get(head + 1..) else {
+        return Err(Error::Invalid(format!(
+            "chunk buffer of {} bytes has no room for the {}-byte prefix",
+            chunk.len(),
+            head + 1
+        )));
+    };
+    let raw_len = checked_raw_len(data.len())?;
+    if try_compress(data, head, &mut spare) {
+        return Ok((seal(sealer, kind, id, raw_len, spare)?, chunk));
+    }
+    chunk[head] = CODEC_RAW;
+    Ok((seal(sealer, kind, id, raw_len, chunk)?, spare))
+}
+
+fn checked_raw_len(len: usize) -> Result<u32> {
+    u32::try_from(len)
+        .ok()
+        .filter(|&n| n <= MAX_BLOB_RAW)
+        .ok_or_else(|| Error::Invalid(format!("blob of {len} bytes exceeds {MAX_BLOB_RAW}")))
+}
+
+/// Compresses `data` into `out` behind `head` bytes and the lz4 codec byte, when the probes
+/// say it is worth it and it shrinks; `out`'s old bytes are overwritten, not zeroed first
+/// (growing zero-fills only past its old length, which a reused buffer mostly has).
+fn try_compress(data: &[u8], head: usize, out: &mut Vec<u8>) -> bool {
+    if !worth_compressing(data) {
+        return false;
+    }
+    let max = lz4_flex::block::get_maximum_output_size(data.len());
+    out.truncate(head + 1 + max);
+    out.resize(head + 1 + max, 0);
+    out[head] = CODEC_LZ4;
+    match lz4_flex::block::compress_into(data, &mut out[head + 1..]) {
+        Ok(n) if n < data.len() => {
+            out.truncate(head + 1 + n);
+            true
+        }
+        _ => false,
+    }
+}
+
+/// Seals the plaintext `buf[head..]` in place and wraps it.
+fn seal(
+    sealer: &Sealer,
+    kind: BlobKind,
+    id: BlobId,
+    raw_len: u32,
+    mut buf: Vec<u8>,
+) -> Result<EncodedBlob> {
     crate::crypto::seal_in_place(sealer, &aad(kind, &id), &mut buf)?;
     let crc32 = crc32fast::hash(&buf);
     Ok(EncodedBlob {
@@ -302,6 +364,71 @@ mod tests {
         let d = noise(300_000, 9);
         let e = encode(&s, BlobKind::Data, BlobId(c.chunk_id(&d)), &d).unwrap();
         assert_eq!(e.stored[0], CODEC_RAW);
+    }
+
+    /// Puts `d` into a poisoned, reused buffer the way a backup reader does.
+    fn chunk_in(s: &Sealer, mut buf: Vec<u8>, d: &[u8]) -> Vec<u8> {
+        buf.fill(0xA5);
+        let r = chunk_buffer(s, &mut buf, d.len());
+        buf[r].copy_from_slice(d);
+        buf
+    }
+
+    #[test]
+    fn in_place_encoding_equals_encode() {
+        let c = Crypto::none();
+        let s = c.sealer().unwrap();
+        let inputs = [
+            noise(300_000, 9),
+            vec![5u8; 70_000],
+            b"abc".repeat(40_000),
+            noise(100, 4),
+            Vec::new(),
+        ];
+        // Buffers of every length, trading places as a backup's pool makes them.
+        let (mut a, mut b) = (vec![0u8; 3], vec![0u8; 600_000]);
+        for d in inputs.iter().chain(inputs.iter().rev()) {
+            let id = BlobId(c.chunk_id(d));
+            let fresh = encode(&s, BlobKind::Data, id, d).unwrap();
+            let chunk = chunk_in(&s, std::mem::take(&mut a), d);
+            let (e, spare) =
+                encode_in_place(&s, BlobKind::Data, id, chunk, std::mem::take(&mut b)).unwrap();
+            assert_eq!(fresh, e);
+            (a, b) = (spare, e.stored);
+        }
+        // No room for the prefix: an error, not a panic.
+        assert!(
+            encode_in_place(&s, BlobKind::Data, BlobId([0; 32]), Vec::new(), Vec::new()).is_err()
+        );
+    }
+
+    #[test]
+    fn encrypted_in_place_round_trip() {
+        let c = Crypto::new(cairn_crypto::RepoCrypto::new(
+            &cairn_crypto::MasterKey::from_bytes([3; 32]),
+        ));
+        let s = c.sealer().unwrap();
+        let (mut a, mut b) = (Vec::new(), vec![7u8; 9]);
+        for d in [
+            b"xyz".repeat(30_000),
+            noise(200_000, 5),
+            vec![1u8; 10],
+            noise(262_144, 6),
+        ] {
+            let id = BlobId(c.chunk_id(&d));
+            let chunk = chunk_in(&s, std::mem::take(&mut a), &d);
+            let cap = chunk.capacity();
+            let (e, spare) =
+                encode_in_place(&s, BlobKind::Data, id, chunk, std::mem::take(&mut b)).unwrap();
+            if e.stored[s.header_len()] == CODEC_RAW {
+                // Sealed where it was read: the tag fitted, nothing was reallocated.
+                assert_eq!(e.stored.capacity(), cap);
+            }
+            assert!(e.stored.len() as u64 <= max_stored(e.raw_len, c.overhead()));
+            let back = decode(&c, "p", BlobKind::Data, &id, e.raw_len, e.crc32, &e.stored).unwrap();
+            assert_eq!(back, d);
+            (a, b) = (spare, e.stored);
+        }
     }
 
     #[test]

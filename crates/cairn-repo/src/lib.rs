@@ -41,6 +41,7 @@ mod backend;
 mod blob;
 mod config;
 mod crypto;
+mod direct;
 mod error;
 pub mod frame;
 mod ids;

@@ -768,6 +768,28 @@ impl BlobEncoder {
     ) -> Result<EncodedBlob> {
         blob::encode_into(&self.sealer, kind, id, data, buf)
     }
+
+    /// Sizes `buf` for a chunk of `len` bytes read straight into it for
+    /// [`encode_in_place`](Self::encode_in_place), and returns where the chunk goes (behind
+    /// room for the seal header and codec byte, with capacity for the seal's tag). Old bytes
+    /// are not zeroed: fill the whole range.
+    pub fn chunk_buffer(&self, buf: &mut Vec<u8>, len: usize) -> std::ops::Range<usize> {
+        blob::chunk_buffer(&self.sealer, buf, len)
+    }
+
+    /// [`encode`](Self::encode) of the chunk in `chunk` (laid out by
+    /// [`chunk_buffer`](Self::chunk_buffer)) without copying it: a chunk stored raw is sealed
+    /// where it was read and `spare` is returned; a compressed one is built in `spare` and
+    /// `chunk` is returned. Same bytes as `encode`.
+    pub fn encode_in_place(
+        &self,
+        kind: BlobKind,
+        id: BlobId,
+        chunk: Vec<u8>,
+        spare: Vec<u8>,
+    ) -> Result<(EncodedBlob, Vec<u8>)> {
+        blob::encode_in_place(&self.sealer, kind, id, chunk, spare)
+    }
 }
 
 /// Counters of a finished writer.
