@@ -394,7 +394,7 @@ mod tests {
     use super::*;
 
     fn pattern(n: usize, seed: u8) -> Vec<u8> {
-        (0..n).map(|i| (i % 251) as u8 ^ seed).collect()
+        (0..n).map(|i| (i % 251).to_le_bytes()[0] ^ seed).collect()
     }
 
     /// Appends in uneven pieces (crossing staging buffers), rewrites a header that has
@@ -422,7 +422,7 @@ mod tests {
                 let mut piece = 1usize;
                 while expect.len() < total {
                     let n = piece.min(total - expect.len());
-                    let p = pattern(n, piece as u8);
+                    let p = pattern(n, piece.to_le_bytes()[0]);
                     f.append(&p).unwrap();
                     expect.extend_from_slice(&p);
                     piece = piece * 7 + 13;
