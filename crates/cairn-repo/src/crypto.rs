@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-pub use cairn_crypto::Encryption;
+pub use cairn_crypto::{ChunkIdHash, Encryption};
 
 use crate::{Error, Result};
 
@@ -13,7 +13,12 @@ pub(crate) struct Crypto(cairn_crypto::RepoCrypto);
 
 impl fmt::Debug for Crypto {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Crypto({})", self.0.encryption())
+        write!(
+            f,
+            "Crypto({}, {})",
+            self.0.encryption(),
+            self.0.chunk_id_hash()
+        )
     }
 }
 
@@ -21,16 +26,33 @@ impl fmt::Debug for Crypto {
 pub(crate) type Sealer = cairn_crypto::Sealer;
 
 impl Crypto {
+    /// Unencrypted, SHA-256 ids (decoders for fuzzing and tests, where no id is checked
+    /// against a repository's).
     pub(crate) fn none() -> Self {
         Crypto(cairn_crypto::RepoCrypto::none())
     }
 
+    /// Unencrypted with `hash` ids: an unencrypted repository's crypto.
+    pub(crate) fn none_with(hash: ChunkIdHash) -> Self {
+        Crypto(cairn_crypto::RepoCrypto::none_with(hash))
+    }
+
+    /// Encrypted under `master` with `hash` ids: an encrypted repository's crypto.
+    pub(crate) fn keyed(master: &cairn_crypto::MasterKey, hash: ChunkIdHash) -> Self {
+        Crypto(cairn_crypto::RepoCrypto::with_chunk_id(master, hash))
+    }
+
+    #[cfg(test)]
     pub(crate) fn new(inner: cairn_crypto::RepoCrypto) -> Self {
         Crypto(inner)
     }
 
     pub(crate) fn encryption(&self) -> Encryption {
         self.0.encryption()
+    }
+
+    pub(crate) fn chunk_id_hash(&self) -> ChunkIdHash {
+        self.0.chunk_id_hash()
     }
 
     pub(crate) fn fingerprint(&self) -> Option<[u8; 32]> {

@@ -58,8 +58,9 @@ pub use blob::{EncodedBlob, MAX_BLOB_RAW};
 pub use cairn_crypto::{KdfParams, KeyRing, SlotSecret};
 pub use config::{
     RepoConfig, DEFAULT_PACK_TARGET, MAX_CONFIG_BYTES, PACK_TARGET_RANGE, REPO_VERSION,
+    REPO_VERSION_SHA256_IDS,
 };
-pub use crypto::Encryption;
+pub use crypto::{ChunkIdHash, Encryption};
 pub use error::{Error, Result};
 pub use ids::{BlobId, BlobKind, ObjectId, SnapshotId};
 pub use index::{pack_name, BlobIndex, IndexEntry, IndexFile, IndexPack, MAX_INDEX_FILE_BYTES};
@@ -91,6 +92,16 @@ pub mod decode {
     use crate::crypto::Crypto;
     use crate::frame::FileKind;
     use crate::{IndexFile, ManifestFile, ObjectId, Result};
+
+    /// Decodes and validates a `config` file, exactly as [`Repository::open`] reads it.
+    ///
+    /// [`Repository::open`]: crate::Repository::open
+    pub fn config(bytes: &[u8]) -> Result<crate::RepoConfig> {
+        use crate::Backend;
+        let backend = crate::MemoryBackend::new();
+        backend.put(crate::CONFIG_NAME, bytes)?;
+        crate::read_config(&backend)
+    }
 
     /// Decodes and validates an unencrypted index file.
     pub fn index_file(bytes: &[u8]) -> Result<IndexFile> {
@@ -133,9 +144,17 @@ pub mod decode {
         crate::pins::decode_pin(&Crypto::none(), "pin", None, bytes)
     }
 
-    /// Parses an unencrypted pack (header, CRC, trailer, directory) and decodes every blob.
+    /// Parses an unencrypted pack (header, CRC, trailer, directory) and decodes every blob,
+    /// checking blob ids as a new repository names them ([`ChunkIdHash::Blake3`]).
+    ///
+    /// [`ChunkIdHash::Blake3`]: crate::ChunkIdHash::Blake3
     pub fn pack(bytes: &[u8]) -> Result<Vec<Vec<u8>>> {
-        let c = Crypto::none();
+        pack_with(bytes, crate::ChunkIdHash::Blake3)
+    }
+
+    /// [`pack`] for a repository whose chunks are named by `hash`.
+    pub fn pack_with(bytes: &[u8], hash: crate::ChunkIdHash) -> Result<Vec<Vec<u8>>> {
+        let c = Crypto::none_with(hash);
         let id = ObjectId::default();
         let entries = crate::pack::parse_pack("pack", &id, bytes, &c)?;
         let mut out = Vec::new();

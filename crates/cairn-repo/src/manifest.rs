@@ -102,10 +102,10 @@ pub struct Manifest {
     pub volumes: Vec<VolumeRecord>,
 }
 
-/// Deserializes a trailing optional field that older manifests do not have. Postcard is
-/// not self-describing, so `#[serde(default)]` alone cannot tell a missing field: an
-/// input that ends right before it reads as `None`; any other error stays an error.
-fn trailing_optional<'de, D, T>(d: D) -> std::result::Result<Option<T>, D::Error>
+/// Deserializes a trailing optional field that older files (manifests, the config) do not
+/// have. Postcard is not self-describing, so `#[serde(default)]` alone cannot tell a missing
+/// field: an input that ends right before it reads as `None`; any other error stays an error.
+pub(crate) fn trailing_optional<'de, D, T>(d: D) -> std::result::Result<Option<T>, D::Error>
 where
     D: serde::Deserializer<'de>,
     T: Deserialize<'de>,

@@ -17,9 +17,10 @@ use crate::manifest::{
 };
 use crate::pack::{PackStream, MAX_PACK_BYTES};
 use crate::{
-    Backend, BlobId, BlobKind, Encryption, Error, NewObject, ObjectId, Result, SnapshotId,
+    Backend, BlobId, BlobKind, ChunkIdHash, Encryption, Error, NewObject, ObjectId, Result,
+    SnapshotId,
 };
-use cairn_crypto::{KeyRing, MasterKey, RepoCrypto, SlotSecret};
+use cairn_crypto::{KeyRing, MasterKey, SlotSecret};
 
 /// Name of the configuration object.
 pub const CONFIG_NAME: &str = "config";
@@ -44,6 +45,10 @@ pub struct InitOptions {
     pub pack_target: u64,
     /// Encryption (default none).
     pub encryption: Encryption,
+    /// The hash naming chunks (default [`ChunkIdHash::Blake3`]: keyed BLAKE3 when encrypted).
+    /// [`ChunkIdHash::Sha256`] makes HMAC-SHA256 / SHA-256 ids, as repositories created before
+    /// the choice existed have.
+    pub chunk_id: ChunkIdHash,
     /// Creation time (Unix seconds); now when `None`.
     pub time: Option<i64>,
     /// Write the key ring into the repository as `keys` (default). When `false` the ring
@@ -62,6 +67,7 @@ impl Default for InitOptions {
             chunker: cairn_chunk::ChunkerParams::default(),
             pack_target: DEFAULT_PACK_TARGET,
             encryption: Encryption::None,
+            chunk_id: ChunkIdHash::Blake3,
             time: None,
             keys_in_repository: true,
             slot_label: "initial".into(),
@@ -145,7 +151,7 @@ impl Repository {
             });
         }
         let (crypto, key_ring) = match opts.encryption {
-            Encryption::None => (Crypto::none(), None),
+            Encryption::None => (Crypto::none_with(opts.chunk_id), None),
             Encryption::Aes256Gcm => {
                 let secret = secret.ok_or(Error::KeyNeeded)?;
                 let master = MasterKey::generate().map_err(Error::Keys)?;
@@ -154,7 +160,7 @@ impl Repository {
                     None => KeyRing::create(&master, secret, &opts.slot_label),
                 }
                 .map_err(Error::Keys)?;
-                (Crypto::new(RepoCrypto::new(&master)), Some(ring))
+                (Crypto::keyed(&master, opts.chunk_id), Some(ring))
             }
         };
         let config = RepoConfig {
@@ -165,6 +171,7 @@ impl Repository {
             created: opts.time.unwrap_or_else(now),
             pack_target: opts.pack_target,
             key_fingerprint: crypto.fingerprint(),
+            chunk_id: Some(crypto.chunk_id_hash()),
         };
         config.validate()?;
         // All 256 pack folders now, not one by one on a backup's hot path.
@@ -173,13 +180,8 @@ impl Repository {
         if let (Some(ring), true) = (&key_ring, opts.keys_in_repository) {
             backend.put(KEYS_NAME, &ring.encode())?;
         }
-        let payload =
-            postcard::to_stdvec(&config).map_err(|e| Error::Invalid(format!("postcard: {e}")))?;
         // The config goes last: a repository exists once it is there.
-        backend.put(
-            CONFIG_NAME,
-            &frame::encode(FileKind::Config, false, &payload),
-        )?;
+        backend.put(CONFIG_NAME, &config.encode()?)?;
         Ok(Repository {
             backend,
             config,
@@ -200,8 +202,10 @@ impl Repository {
         secret: Option<&SlotSecret>,
     ) -> Result<Self> {
         let config = read_config(backend.as_ref())?;
+        // Every id of a repository comes from the hash its config records.
+        let chunk_id = config.chunk_id_hash();
         let (crypto, key_ring) = match config.encryption {
-            Encryption::None => (Crypto::none(), None),
+            Encryption::None => (Crypto::none_with(chunk_id), None),
             Encryption::Aes256Gcm => {
                 let secret = secret.ok_or(Error::KeyNeeded)?;
                 let ring = match &opts.key_ring {
@@ -224,7 +228,7 @@ impl Repository {
                     }
                 };
                 let master = ring.unlock(secret).map_err(Error::Keys)?;
-                let crypto = Crypto::new(RepoCrypto::new(&master));
+                let crypto = Crypto::keyed(&master, chunk_id);
                 if crypto.fingerprint() != config.key_fingerprint {
                     return Err(Error::ForeignKeyRing);
                 }
