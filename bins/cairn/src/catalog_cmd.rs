@@ -272,6 +272,8 @@ fn save_find_index(repo: &Repository, groups: &[IndexGroup]) -> Result<()> {
 struct FindPoint {
     id: String,
     time: i64,
+    /// Nanoseconds within `time` (0 when the restore point did not record them).
+    nanos: u32,
     vm: String,
     disk: u32,
     partition: u32,
@@ -297,6 +299,7 @@ pub fn find(a: &FindArgs) -> Result<()> {
                 points.push(FindPoint {
                     id: s.id.to_string(),
                     time: s.time,
+                    nanos: s.time_nanos.unwrap_or(0),
                     vm: s.vm_name.clone(),
                     disk: v.disk,
                     partition: v.partition,
@@ -353,7 +356,7 @@ pub fn find(a: &FindArgs) -> Result<()> {
                         id: p.id.clone(),
                         time: Time {
                             secs: p.time,
-                            nanos: 0,
+                            nanos: p.nanos,
                         },
                         vm_name: p.vm.clone(),
                         catalog: cat,
@@ -442,7 +445,7 @@ fn updated_find_index(
                 id: p.id.clone(),
                 time: Time {
                     secs: p.time,
-                    nanos: 0,
+                    nanos: p.nanos,
                 },
                 root: p.root,
             })

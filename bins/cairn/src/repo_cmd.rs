@@ -135,7 +135,9 @@ impl BackupArgs {
 pub struct SnapshotsArgs {
     #[command(flatten)]
     pub repo: RepoArgs,
-    /// Print a JSON array.
+    /// Print a JSON array, oldest first; `time` is RFC 3339 UTC with nine fractional digits
+    /// (nanoseconds) when the restore point recorded a sub-second part, e.g.
+    /// 2026-11-25T06:00:01.123456789Z, else whole seconds.
     #[arg(long)]
     pub json: bool,
 }
@@ -144,7 +146,8 @@ pub struct SnapshotsArgs {
 pub struct RestoreArgs {
     #[command(flatten)]
     pub repo: RepoArgs,
-    /// Restore point id (or a unique prefix, or `latest`).
+    /// Restore point id (or a unique prefix, or `latest`: the newest by time, to the
+    /// nanosecond where recorded).
     pub restore_point: String,
     /// Which disk of the restore point, counted from 1.
     #[arg(long, default_value_t = 1)]
@@ -319,6 +322,16 @@ fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
 
 pub fn rfc3339(secs: i64) -> String {
     cairn_vfs::Timestamp { secs, nanos: 0 }.to_rfc3339()
+}
+
+/// A restore point's time: RFC 3339 UTC, with nine fractional digits when it recorded a
+/// non-zero sub-second part (`2026-11-25T06:00:01.123456789Z`).
+fn restore_point_rfc3339(s: &cairn_engine::RestorePointSummary) -> String {
+    cairn_vfs::Timestamp {
+        secs: s.time,
+        nanos: s.time_nanos.unwrap_or(0),
+    }
+    .to_rfc3339()
 }
 
 fn progress_bar(total: u64, what: &str) -> Option<(indicatif::ProgressBar, ProgressFn)> {
@@ -545,7 +558,7 @@ pub fn snapshots(a: &SnapshotsArgs) -> Result<()> {
                     .collect();
                 json!({
                     "id": s.id.to_string(),
-                    "time": rfc3339(s.time),
+                    "time": restore_point_rfc3339(s),
                     "name": s.vm_name,
                     "disks": disks,
                     "tags": s.tags,
@@ -597,14 +610,23 @@ pub fn snapshots(a: &SnapshotsArgs) -> Result<()> {
     Ok(())
 }
 
-/// The newest restore point. Times are whole seconds, so two backups in one second tie: then
-/// the one no other of them was built incrementally from wins (a child after its parent),
-/// and a tie that the chain does not settle is an error rather than a guess.
+/// The newest restore point: the greatest (seconds, nanoseconds). A restore point without a
+/// recorded sub-second part (written before it was recorded, or given an explicit `--time`)
+/// cannot be ordered within its second, so then every point of the newest second ties; so do
+/// points with equal nanoseconds. Among tied points the one no other of them was built
+/// incrementally from wins (a child after its parent), and a tie that the chain does not
+/// settle is an error rather than a guess.
 fn latest(list: &[cairn_engine::RestorePointSummary]) -> Result<SnapshotId> {
     let Some(newest) = list.iter().map(|s| s.time).max() else {
         bail!("the repository has no restore point");
     };
-    let tied: Vec<_> = list.iter().filter(|s| s.time == newest).collect();
+    let second: Vec<_> = list.iter().filter(|s| s.time == newest).collect();
+    let tied: Vec<_> = if second.iter().all(|s| s.time_nanos.is_some()) {
+        let top = second.iter().map(|s| s.time_nanos).max().flatten();
+        second.into_iter().filter(|s| s.time_nanos == top).collect()
+    } else {
+        second
+    };
     let heads: Vec<_> = tied
         .iter()
         .filter(|s| !tied.iter().any(|o| o.parent == Some(s.id)))
@@ -612,8 +634,8 @@ fn latest(list: &[cairn_engine::RestorePointSummary]) -> Result<SnapshotId> {
     match heads.as_slice() {
         [one] => Ok(one.id),
         _ => bail!(
-            "`latest` is ambiguous: {} restore points were taken at {} (times are whole \
-             seconds); name one by id: {}",
+            "`latest` is ambiguous: {} restore points were taken at {} and their order within \
+             that second is not recorded; name one by id: {}",
             tied.len(),
             rfc3339(newest),
             tied.iter()

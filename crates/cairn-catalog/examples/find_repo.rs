@@ -151,6 +151,7 @@ fn main() {
             disks: Vec::new(),
             stats: BackupStats::default(),
             volumes: vec![volume],
+            time_nanos: None,
         };
         repo.save_manifest(&m).expect("manifest");
         mutate(&mut files, &mut x, rp);

@@ -522,9 +522,11 @@ pub fn backup(
         )));
     }
 
+    let (time, time_nanos) = restore_point_time(opts.time);
     let manifest = Manifest {
         vm_name: vm_name.to_string(),
-        time: opts.time.unwrap_or_else(now),
+        time,
+        time_nanos,
         tags: opts.tags.clone(),
         parent: incremental_from,
         disks: disks
@@ -581,10 +583,21 @@ pub fn backup(
     })
 }
 
-pub(crate) fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+/// The time a restore point records: an explicit `BackupOptions::time` as given, without a
+/// sub-second part (it is whole seconds: tests and policies with a fake clock); else now,
+/// with its nanoseconds, so that two backups in one second are still ordered.
+fn restore_point_time(explicit: Option<i64>) -> (i64, Option<u32>) {
+    if let Some(t) = explicit {
+        return (t, None);
+    }
+    match std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) {
+        Ok(d) => (
+            i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
+            Some(d.subsec_nanos()),
+        ),
+        // A clock before 1970: the epoch, sub-second unknown.
+        Err(_) => (0, None),
+    }
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -431,6 +431,7 @@ mod tests {
             id: SnapshotId::default(),
             vm_name: name.into(),
             time: 0,
+            time_nanos: None,
             tags: vec![],
             disks: vec![],
             stats: Default::default(),

@@ -1059,6 +1059,7 @@ fn job_points(repo: &Repository, vm_name: &str, job: &str) -> Result<Vec<Restore
         .map(|s| RestorePoint {
             id: s.id.to_string(),
             time: s.time,
+            time_nanos: s.time_nanos.unwrap_or(0),
             vm: s.vm_name,
             pinned: pinned.contains(&s.id),
         })
@@ -1092,6 +1093,7 @@ pub fn restore_points(repo: &Repository, tag: Option<&str>) -> Result<Vec<Restor
         .map(|s| RestorePoint {
             id: s.id.to_string(),
             time: s.time,
+            time_nanos: s.time_nanos.unwrap_or(0),
             vm: s.vm_name,
             pinned: pinned.contains(&s.id),
         })

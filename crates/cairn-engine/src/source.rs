@@ -202,7 +202,7 @@ fn previous_volumes(repo: &cairn_repo::Repository, vm_name: &str) -> Vec<cairn_r
     let Some(last) = list
         .iter()
         .filter(|s| s.vm_name == vm_name)
-        .max_by_key(|s| s.time)
+        .max_by_key(|s| s.time_key())
     else {
         return Vec::new();
     };

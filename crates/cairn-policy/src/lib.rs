@@ -38,6 +38,7 @@
 //!     .map(|h| RestorePoint {
 //!         id: format!("rp{h}"),
 //!         time: now - h * 3600,
+//!         time_nanos: 0,
 //!         vm: "db01".into(),
 //!         pinned: false,
 //!     })
@@ -73,6 +74,7 @@ pub use policy::{
 };
 pub use retention::{
     forget, ForgetGroup, Kept, Protect, Removed, RestorePoint, Retention, MAX_RESTORE_POINTS,
+    NANOS_PER_SECOND,
 };
 pub use schedule::{Schedule, Window};
 pub use span::Span;
@@ -148,6 +150,14 @@ pub enum Error {
         id: String,
         /// The time given.
         time: i64,
+    },
+    /// A restore point's sub-second part is a whole second or more.
+    #[error("restore point {id}: {nanos} nanoseconds, expected below 1000000000")]
+    NanosOutOfRange {
+        /// Restore point id.
+        id: String,
+        /// The nanoseconds given.
+        nanos: u32,
     },
     /// The run-state JSON is malformed.
     #[error("run state line {line}, column {column}: {message}")]

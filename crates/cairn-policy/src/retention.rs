@@ -24,6 +24,8 @@ use crate::Error;
 /// Most restore points one `forget` call accepts (a VM backed up every 15 minutes for ten
 /// years has ~350 000).
 pub const MAX_RESTORE_POINTS: usize = 10_000_000;
+/// Nanoseconds in a second: [`RestorePoint::time_nanos`] is below it.
+pub const NANOS_PER_SECOND: u32 = 1_000_000_000;
 
 /// The retention rules of a class or job. A count of 0 (or `None` span) disables that rule.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -139,6 +141,10 @@ pub struct RestorePoint {
     pub id: String,
     /// Creation time, Unix seconds (UTC).
     pub time: i64,
+    /// Nanoseconds within `time` (below [`NANOS_PER_SECOND`]; 0 when unknown): orders
+    /// points of one second, as restic's full-precision times do. Defaults to 0 in JSON.
+    #[serde(default)]
+    pub time_nanos: u32,
     /// The VM it belongs to (the grouping key).
     pub vm: String,
     /// Pinned: never removed by retention.
@@ -237,6 +243,12 @@ pub fn forget(
                 time: p.time,
             });
         }
+        if p.time_nanos >= NANOS_PER_SECOND {
+            return Err(Error::NanosOutOfRange {
+                id: p.id.clone(),
+                nanos: p.time_nanos,
+            });
+        }
         groups.entry(p.vm.as_str()).or_default().push(p);
     }
     Ok(groups
@@ -252,8 +264,13 @@ fn forget_group(
     now: i64,
     tz: UtcOffset,
 ) -> ForgetGroup {
-    // Newest first; equal times by id so the result does not depend on input order.
-    list.sort_by(|a, b| b.time.cmp(&a.time).then_with(|| a.id.cmp(&b.id)));
+    // Newest first (seconds, then the sub-second part); equal times by id so the result
+    // does not depend on input order.
+    list.sort_by(|a, b| {
+        (b.time, b.time_nanos)
+            .cmp(&(a.time, a.time_nanos))
+            .then_with(|| a.id.cmp(&b.id))
+    });
 
     // restic's findLatestTimestamp: newest point strictly before now; the zero time when none.
     let latest = list

@@ -356,6 +356,7 @@ fn forget_agrees_with_restic() {
                 .map(|&time| RestorePoint {
                     id: rfc3339(time),
                     time,
+                    time_nanos: 0,
                     vm: host.to_owned(),
                     pinned: with_tag && protected.contains(&time),
                 })

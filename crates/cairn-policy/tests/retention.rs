@@ -2,7 +2,7 @@
 //! the CLI prints, and property tests of the invariants.
 
 use cairn_policy::civil::Civil;
-use cairn_policy::{forget, Error, RestorePoint, Retention, Span, UtcOffset};
+use cairn_policy::{forget, Error, RestorePoint, Retention, Span, UtcOffset, NANOS_PER_SECOND};
 use proptest::prelude::*;
 
 /// "YYYY-MM-DD HH:MM[:SS]" UTC -> Unix seconds.
@@ -25,6 +25,7 @@ fn points(times: &[&str]) -> Vec<RestorePoint> {
         .map(|s| RestorePoint {
             id: s.to_string(),
             time: t(s),
+            time_nanos: 0,
             vm: "vm".into(),
             pinned: false,
         })
@@ -482,6 +483,7 @@ fn groups_by_vm_and_prints_the_cli_json() {
     ps.push(RestorePoint {
         id: "b1".into(),
         time: t("2024-01-01 10:00"),
+        time_nanos: 0,
         vm: "alpha".into(),
         pinned: false,
     });
@@ -523,6 +525,7 @@ fn out_of_range_times_are_rejected() {
     let ps = vec![RestorePoint {
         id: "x".into(),
         time: i64::MAX,
+        time_nanos: 0,
         vm: "v".into(),
         pinned: false,
     }];
@@ -539,14 +542,61 @@ fn out_of_range_times_are_rejected() {
     assert!(matches!(e, Error::TimeOutOfRange { .. }), "{e}");
 }
 
+#[test]
+fn points_of_one_second_are_ordered_by_nanoseconds() {
+    // "a" sorts first by id, but "b" was taken later within the same second.
+    let at = |id: &str, time_nanos| RestorePoint {
+        id: id.into(),
+        time: t("2024-01-01 10:00"),
+        time_nanos,
+        vm: "vm".into(),
+        pinned: false,
+    };
+    let last1 = Retention {
+        keep_last: 1,
+        ..Default::default()
+    };
+    let g = forget(
+        &[at("a", 7), at("b", 900_000_000)],
+        &last1,
+        t(NOW),
+        UtcOffset::UTC,
+    )
+    .unwrap();
+    assert_eq!(g[0].keep[0].id, "b");
+    assert_eq!(g[0].remove[0].id, "a");
+    // Equal times fall back to the id, whatever the input order.
+    let g = forget(&[at("b", 0), at("a", 0)], &last1, t(NOW), UtcOffset::UTC).unwrap();
+    assert_eq!(g[0].keep[0].id, "a");
+    // Missing in JSON: 0.
+    let p: RestorePoint =
+        serde_json::from_str(r#"{"id":"x","time":5,"vm":"v","pinned":false}"#).unwrap();
+    assert_eq!(p.time_nanos, 0);
+    let e = forget(&[at("a", NANOS_PER_SECOND)], &last1, t(NOW), UtcOffset::UTC).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            Error::NanosOutOfRange {
+                nanos: 1_000_000_000,
+                ..
+            }
+        ),
+        "{e}"
+    );
+}
+
 fn arb_points() -> impl Strategy<Value = Vec<RestorePoint>> {
     // Times over ~3 years, a few VMs, unique ids.
-    prop::collection::vec((0i64..100_000_000, 0u8..3, any::<bool>()), 0..60).prop_map(|v| {
+    // Some share a second (times in a narrow range) and differ by nanoseconds.
+    let dt = prop_oneof![0i64..100_000_000, 0i64..4];
+    let nanos = prop_oneof![Just(0u32), 0u32..NANOS_PER_SECOND];
+    prop::collection::vec((dt, nanos, 0u8..3, any::<bool>()), 0..60).prop_map(|v| {
         v.into_iter()
             .enumerate()
-            .map(|(i, (dt, vm, protected))| RestorePoint {
+            .map(|(i, (dt, time_nanos, vm, protected))| RestorePoint {
                 id: format!("p{i}"),
                 time: 1_600_000_000 + dt,
+                time_nanos,
                 vm: format!("vm{vm}"),
                 pinned: protected,
             })
@@ -611,7 +661,7 @@ proptest! {
         let groups = forget(&ps, &Retention { keep_last: n, ..Default::default() }, 0, UtcOffset::UTC).unwrap();
         for g in &groups {
             let mut mine: Vec<&RestorePoint> = ps.iter().filter(|p| p.vm == g.vm).collect();
-            mine.sort_by(|a, b| b.time.cmp(&a.time).then_with(|| a.id.cmp(&b.id)));
+            mine.sort_by(|a, b| (b.time, b.time_nanos).cmp(&(a.time, a.time_nanos)).then_with(|| a.id.cmp(&b.id)));
             let want = (n as usize).min(mine.len());
             let by_last: Vec<&str> = g.keep.iter()
                 .filter(|k| k.reasons.iter().any(|r| r == "last snapshot"))

@@ -125,6 +125,19 @@ pub enum Error {
     /// The key ring given does not belong to this repository.
     #[error("the key ring opens a different repository (key fingerprint mismatch)")]
     ForeignKeyRing,
+    /// A decoded field holds a value outside its range (the payload is postcard, so no
+    /// byte offset: the field is named instead).
+    #[error("{name}: {field} is {found}, expected {expected}")]
+    OutOfRange {
+        /// Object name.
+        name: String,
+        /// Field name.
+        field: &'static str,
+        /// Value found.
+        found: u64,
+        /// What was expected.
+        expected: &'static str,
+    },
     /// Caller error: a value outside what the repository accepts.
     #[error("invalid argument: {0}")]
     Invalid(String),

@@ -68,6 +68,7 @@ pub use manifest::{
     is_safe_relative, VmConfigFile, VmDiskRecord, VmRecord, MAX_VM_CONFIG_BLOBS,
     MAX_VM_CONFIG_FILES, MAX_VM_NOTES,
 };
+pub use manifest::{time_order, NANOS_PER_SECOND};
 pub use manifest::{
     BackupStats, DiskManifest, DiskRecord, Manifest, ManifestFile, RestorePointSummary,
     StoredIdentity, VolumeRecord, LIST_ENTRIES_PER_BLOB, MAX_CATALOG_BLOBS, MAX_CHAIN, MAX_DISKS,

@@ -24,6 +24,14 @@ pub const MAX_TAGS: usize = 256;
 pub const MAX_TEXT: usize = 4096;
 /// Longest recorded parent chain.
 pub const MAX_CHAIN: usize = 64;
+/// Nanoseconds in a second: a recorded sub-second part is below it.
+pub const NANOS_PER_SECOND: u32 = 1_000_000_000;
+
+/// The order of restore-point times: seconds, then the sub-second part, a missing one
+/// (manifests written before it was recorded, or an explicit whole-second time) as `.0`.
+pub fn time_order(secs: i64, nanos: Option<u32>) -> (i64, u32) {
+    (secs, nanos.unwrap_or(0))
+}
 
 /// Identity of a disk (or of one layer of its chain) as its image metadata said.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -100,6 +108,12 @@ pub struct Manifest {
     pub stats: BackupStats,
     /// The guest volumes found on the disks, with their file catalogs.
     pub volumes: Vec<VolumeRecord>,
+    /// Nanoseconds within `time` (below [`NANOS_PER_SECOND`]): what orders two restore
+    /// points of one second. `None` when unknown: manifests written before it was recorded,
+    /// and restore points given an explicit whole-second time. Last, so that a serialized
+    /// `Manifest` without it still decodes.
+    #[serde(default, deserialize_with = "trailing_optional")]
+    pub time_nanos: Option<u32>,
 }
 
 /// Deserializes a trailing optional field that older files (manifests, the config) do not
@@ -301,6 +315,14 @@ impl Manifest {
     /// Checks the structural rules (sizes, chunk counts, text lengths).
     pub fn validate(&self, name: &str) -> Result<()> {
         let bad = |why: String| Err(Error::malformed(name, why));
+        if let Some(nanos) = self.time_nanos.filter(|&n| n >= NANOS_PER_SECOND) {
+            return Err(Error::OutOfRange {
+                name: name.to_string(),
+                field: "time_nanos",
+                found: u64::from(nanos),
+                expected: "below 1000000000 (nanoseconds within a second)",
+            });
+        }
         if self.vm_name.len() > MAX_TEXT {
             return bad("vm name too long".into());
         }
@@ -401,6 +423,10 @@ pub struct ManifestFile {
     /// (decoded as `None`, see `trailing_optional`).
     #[serde(default, deserialize_with = "trailing_optional")]
     pub vm: Option<VmRecord>,
+    /// See [`Manifest::time_nanos`]. Absent in manifests written before it (decoded as
+    /// `None`, see `trailing_optional`).
+    #[serde(default, deserialize_with = "trailing_optional")]
+    pub time_nanos: Option<u32>,
 }
 
 impl ManifestFile {
@@ -414,6 +440,7 @@ impl ManifestFile {
         let as_manifest = Manifest {
             vm_name: self.vm_name.clone(),
             time: self.time,
+            time_nanos: self.time_nanos,
             tags: self.tags.clone(),
             parent: self.parent,
             disks: Vec::new(),
@@ -475,6 +502,8 @@ pub struct RestorePointSummary {
     pub vm_name: String,
     /// Unix seconds.
     pub time: i64,
+    /// See [`Manifest::time_nanos`].
+    pub time_nanos: Option<u32>,
     /// Tags.
     pub tags: Vec<String>,
     /// (label, size) of each disk.
@@ -488,12 +517,18 @@ pub struct RestorePointSummary {
 }
 
 impl RestorePointSummary {
+    /// The key restore points are ordered by: see [`time_order`].
+    pub fn time_key(&self) -> (i64, u32) {
+        time_order(self.time, self.time_nanos)
+    }
+
     /// Summarises a manifest file (no chunk lists needed).
     pub fn of_file(id: SnapshotId, m: &ManifestFile) -> Self {
         RestorePointSummary {
             id,
             vm_name: m.vm_name.clone(),
             time: m.time,
+            time_nanos: m.time_nanos,
             tags: m.tags.clone(),
             disks: m.disks.iter().map(|d| (d.label.clone(), d.size)).collect(),
             stats: m.stats,
@@ -508,6 +543,7 @@ impl RestorePointSummary {
             id,
             vm_name: m.vm_name.clone(),
             time: m.time,
+            time_nanos: m.time_nanos,
             tags: m.tags.clone(),
             disks: m.disks.iter().map(|d| (d.label.clone(), d.size)).collect(),
             stats: m.stats,
@@ -562,11 +598,93 @@ mod tests {
                 name: "n".into(),
                 ..Default::default()
             }),
+            time_nanos: None,
         };
         let full = postcard::to_stdvec(&with).unwrap();
         let back: ManifestFile = postcard::from_bytes(&full).unwrap();
         assert_eq!(back, with);
         assert!(postcard::from_bytes::<ManifestFile>(&full[..full.len() - 2]).is_err());
+    }
+
+    /// The manifest file as written before sub-second times (with a VM record).
+    #[derive(Serialize)]
+    struct ManifestFileWithoutNanos {
+        vm_name: String,
+        time: i64,
+        tags: Vec<String>,
+        parent: Option<SnapshotId>,
+        disks: Vec<DiskRecord>,
+        stats: BackupStats,
+        volumes: Vec<VolumeRecord>,
+        vm: Option<VmRecord>,
+    }
+
+    #[test]
+    fn older_manifests_decode_without_nanos() {
+        let vm = VmRecord {
+            kind: "libvirt".into(),
+            ..Default::default()
+        };
+        for vm in [None, Some(vm)] {
+            let old = ManifestFileWithoutNanos {
+                vm_name: "vm".into(),
+                time: 1_700_000_000,
+                tags: Vec::new(),
+                parent: None,
+                disks: Vec::new(),
+                stats: BackupStats::default(),
+                volumes: Vec::new(),
+                vm: vm.clone(),
+            };
+            let bytes = postcard::to_stdvec(&old).unwrap();
+            let m: ManifestFile = postcard::from_bytes(&bytes).unwrap();
+            assert_eq!((m.time, m.time_nanos, &m.vm), (1_700_000_000, None, &vm));
+            assert!(m.validate("m").is_ok());
+            let s = RestorePointSummary::of_file(SnapshotId::default(), &m);
+            assert_eq!(s.time_key(), (1_700_000_000, 0));
+        }
+        // Written now: the field follows the VM record, and is read back.
+        let new = ManifestFile {
+            vm_name: "vm".into(),
+            time: -1,
+            tags: Vec::new(),
+            parent: None,
+            disks: Vec::new(),
+            stats: BackupStats::default(),
+            volumes: Vec::new(),
+            vm: None,
+            time_nanos: Some(123_456_789),
+        };
+        let bytes = postcard::to_stdvec(&new).unwrap();
+        assert_eq!(postcard::from_bytes::<ManifestFile>(&bytes).unwrap(), new);
+        // Cut inside the field (its option tag present, the number gone) is an error.
+        assert!(postcard::from_bytes::<ManifestFile>(&bytes[..bytes.len() - 1]).is_err());
+    }
+
+    #[test]
+    fn nanos_of_a_whole_second_are_out_of_range() {
+        let mut m = Manifest {
+            vm_name: "vm".into(),
+            time: 5,
+            tags: Vec::new(),
+            parent: None,
+            disks: Vec::new(),
+            stats: BackupStats::default(),
+            volumes: Vec::new(),
+            time_nanos: Some(NANOS_PER_SECOND - 1),
+        };
+        assert!(m.validate("m").is_ok());
+        m.time_nanos = Some(NANOS_PER_SECOND);
+        assert!(matches!(
+            m.validate("m"),
+            Err(Error::OutOfRange {
+                field: "time_nanos",
+                found: 1_000_000_000,
+                ..
+            })
+        ));
+        assert!(time_order(5, None) < time_order(5, Some(1)));
+        assert!(time_order(4, Some(NANOS_PER_SECOND - 1)) < time_order(5, None));
     }
 
     #[test]

@@ -502,6 +502,7 @@ impl Repository {
         let m = Manifest {
             vm_name: f.vm_name,
             time: f.time,
+            time_nanos: f.time_nanos,
             tags: f.tags,
             parent: f.parent,
             disks,
@@ -523,7 +524,7 @@ impl Repository {
                 Err(e) => bad.push((format!("{SNAPSHOT_DIR}{id}"), e)),
             }
         }
-        ok.sort_by_key(|s| (s.time, s.id));
+        ok.sort_by_key(|s| (s.time_key(), s.id));
         Ok((ok, bad))
     }
 
@@ -538,7 +539,7 @@ impl Repository {
                 Err(e) => bad.push((format!("{SNAPSHOT_DIR}{id}"), e)),
             }
         }
-        ok.sort_by_key(|(id, m)| (m.time, *id));
+        ok.sort_by_key(|(id, m)| (crate::time_order(m.time, m.time_nanos), *id));
         Ok(SnapshotListing {
             readable: ok,
             unreadable: bad,
@@ -616,6 +617,7 @@ impl Repository {
             stats: m.stats,
             volumes: m.volumes.clone(),
             vm: vm.cloned(),
+            time_nanos: m.time_nanos,
         };
         let id = ObjectId::random()?;
         let sealer = self.crypto.sealer()?;

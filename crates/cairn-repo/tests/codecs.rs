@@ -75,8 +75,9 @@ fn arb_manifest() -> impl Strategy<Value = ManifestFile> {
         proptest::option::of(any::<[u8; 32]>()),
         proptest::collection::vec(disk, 0..3),
         any::<(u64, u64, u64, u64)>(),
+        proptest::option::of(0..cairn_repo::NANOS_PER_SECOND),
     )
-        .prop_map(|(vm_name, time, tags, parent, disks, s)| ManifestFile {
+        .prop_map(|(vm_name, time, tags, parent, disks, s, n)| ManifestFile {
             // Every third manifest is a VM bundle's (one disk record per disk).
             vm: (time % 3 == 0).then(|| cairn_repo::VmRecord {
                 kind: "vmware".into(),
@@ -105,6 +106,7 @@ fn arb_manifest() -> impl Strategy<Value = ManifestFile> {
             }),
             vm_name,
             time,
+            time_nanos: n,
             tags,
             parent: parent.map(ObjectId),
             disks,
@@ -184,6 +186,7 @@ fn hostile_structures_get_typed_errors() {
         stats: BackupStats::default(),
         volumes: vec![],
         vm: None,
+        time_nanos: None,
     };
     assert!(matches!(
         decode::manifest(&frame_of(FileKind::Manifest, &m)),
@@ -209,6 +212,19 @@ fn hostile_structures_get_typed_errors() {
         decode::manifest(&frame_of(FileKind::Manifest, &m)),
         Err(Error::Malformed { .. })
     ));
+    m.tags.clear();
+    // Sub-second time: one below a second is fine, a whole second is out of range.
+    m.time_nanos = Some(cairn_repo::NANOS_PER_SECOND - 1);
+    decode::manifest(&frame_of(FileKind::Manifest, &m)).unwrap();
+    for bad in [cairn_repo::NANOS_PER_SECOND, u32::MAX] {
+        m.time_nanos = Some(bad);
+        match decode::manifest(&frame_of(FileKind::Manifest, &m)) {
+            Err(Error::OutOfRange { field, found, .. }) => {
+                assert_eq!((field, found), ("time_nanos", u64::from(bad)));
+            }
+            other => panic!("nanos {bad}: {other:?}"),
+        }
+    }
 
     // An index entry pointing past its pack, with a raw length over the cap, of unknown kind.
     let entry = BlobEntry {
@@ -328,6 +344,7 @@ fn encrypted_files_cannot_be_swapped_or_downgraded() {
         disks: vec![],
         stats: BackupStats::default(),
         volumes: vec![],
+        time_nanos: None,
     };
     let s1 = repo.save_manifest(&m).unwrap();
     let s2 = repo
@@ -441,6 +458,7 @@ fn manifest_chunk_lists_span_blobs_and_deduplicate() {
             note: Some("example".into()),
             ..Default::default()
         }],
+        time_nanos: Some(999_999_999),
     };
     let s1 = repo.save_manifest(&m).unwrap();
     let blobs_after_first = repo.index().len();
@@ -465,5 +483,64 @@ fn manifest_chunk_lists_span_blobs_and_deduplicate() {
     assert!(matches!(
         again.save_manifest(&bad_m),
         Err(Error::BlobMissing(_))
+    ));
+}
+
+#[test]
+fn restore_points_of_one_second_are_ordered_by_nanoseconds() {
+    let repo = Repository::init(
+        Arc::new(MemoryBackend::new()),
+        &InitOptions {
+            encryption: Encryption::None,
+            ..Default::default()
+        },
+        None,
+    )
+    .unwrap();
+    let m = |time: i64, time_nanos: Option<u32>| Manifest {
+        vm_name: "vm".into(),
+        time,
+        tags: vec![],
+        parent: None,
+        disks: vec![],
+        stats: BackupStats::default(),
+        volumes: vec![],
+        time_nanos,
+    };
+    // Saved out of order; ids are random, so only the time can order them.
+    let times = [
+        (7, Some(900_000_000)),
+        (7, Some(5)),
+        (8, None),
+        (7, None),
+        (7, Some(400_000_000)),
+        (6, Some(999_999_999)),
+    ];
+    let ids: Vec<_> = times
+        .iter()
+        .map(|&(t, n)| repo.save_manifest(&m(t, n)).unwrap())
+        .collect();
+    let (sums, bad) = repo.summaries().unwrap();
+    assert!(bad.is_empty());
+    let order: Vec<_> = sums.iter().map(|s| (s.time, s.time_nanos)).collect();
+    assert_eq!(
+        order,
+        [
+            (6, Some(999_999_999)),
+            (7, None),
+            (7, Some(5)),
+            (7, Some(400_000_000)),
+            (7, Some(900_000_000)),
+            (8, None),
+        ]
+    );
+    let full = repo.snapshots().unwrap();
+    let full_ids: Vec<_> = full.readable.iter().map(|(id, _)| *id).collect();
+    assert_eq!(full_ids, sums.iter().map(|s| s.id).collect::<Vec<_>>());
+    assert_eq!(full_ids[4], ids[0]);
+    // A sub-second part of a whole second is refused before anything is written.
+    assert!(matches!(
+        repo.save_manifest(&m(7, Some(cairn_repo::NANOS_PER_SECOND))),
+        Err(Error::OutOfRange { .. })
     ));
 }

@@ -68,6 +68,7 @@ fn manifest(chunks: Vec<Option<BlobId>>, time: i64) -> Manifest {
         }],
         stats: BackupStats::default(),
         volumes: Vec::new(),
+        time_nanos: None,
     }
 }
 
