@@ -23,6 +23,7 @@
 
 mod alloc;
 mod cursor;
+pub mod direct;
 mod error;
 mod layer;
 pub mod le;

@@ -110,7 +110,8 @@ pub struct NewObject {
 enum NewInner {
     Memory(Vec<u8>),
     File {
-        file: AppendFile,
+        // Boxed: the writer's state would make every `Result<NewObject>` large.
+        file: Box<AppendFile>,
         tmp: PathBuf,
         path: PathBuf,
     },
@@ -192,27 +193,7 @@ impl Drop for NewObject {
     }
 }
 
-pub(crate) fn write_all_at(f: &File, buf: &[u8], offset: u64) -> io::Result<()> {
-    #[cfg(unix)]
-    {
-        std::os::unix::fs::FileExt::write_all_at(f, buf, offset)
-    }
-    #[cfg(windows)]
-    {
-        let mut done = 0;
-        while done < buf.len() {
-            let n =
-                std::os::windows::fs::FileExt::seek_write(f, &buf[done..], offset + done as u64)?;
-            if n == 0 {
-                return Err(io::ErrorKind::WriteZero.into());
-            }
-            done += n;
-        }
-        Ok(())
-    }
-}
-
-pub(crate) fn read_exact_at(f: &File, buf: &mut [u8], offset: u64) -> io::Result<()> {
+fn read_exact_at(f: &File, buf: &mut [u8], offset: u64) -> io::Result<()> {
     #[cfg(unix)]
     {
         std::os::unix::fs::FileExt::read_exact_at(f, buf, offset)
@@ -429,8 +410,10 @@ impl Backend for LocalBackend {
         let tmp = self
             .temp_for(name, &path)
             .map_err(|e| Error::backend("put", name, e))?;
-        let file = AppendFile::create_new(&tmp, self.direct_writes)
-            .map_err(|e| Error::backend("put", name, e))?;
+        let file = Box::new(
+            AppendFile::create_new(&tmp, self.direct_writes)
+                .map_err(|e| Error::backend("put", name, e))?,
+        );
         Ok(NewObject {
             name: name.to_string(),
             inner: NewInner::File { file, tmp, path },
