@@ -2,14 +2,13 @@
 //! file ([`restore_raw`]).
 
 use std::collections::VecDeque;
-use std::fs::OpenOptions;
+use std::fs::{File, OpenOptions};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::sync_channel;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use cairn_io::direct::{DirectOptions, DirectWriter, DIRECT_ALIGN};
 use cairn_io::{AllocationMap, RangeKind, ReadAt};
 use cairn_repo::{BlobId, DiskManifest, Repository, SnapshotId};
 
@@ -163,13 +162,29 @@ pub struct RestoreReport {
     pub seconds: f64,
 }
 
-/// Bytes written between two early `fdatasync`s of the output when it goes through the page
-/// cache: write-back then overlaps the restore instead of piling up for the final fsync (the
-/// same choice as `cairn convert`). Direct writes need none.
+fn write_all_at(f: &File, buf: &[u8], offset: u64) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        std::os::unix::fs::FileExt::write_all_at(f, buf, offset)
+    }
+    #[cfg(windows)]
+    {
+        let mut done = 0;
+        while done < buf.len() {
+            let n =
+                std::os::windows::fs::FileExt::seek_write(f, &buf[done..], offset + done as u64)?;
+            if n == 0 {
+                return Err(std::io::ErrorKind::WriteZero.into());
+            }
+            done += n;
+        }
+        Ok(())
+    }
+}
+
+/// Bytes written between two early `fdatasync`s of the output: write-back then overlaps the
+/// restore instead of piling up for the final fsync (the same choice as `cairn convert`).
 const RESTORE_FLUSH_EVERY: u64 = 64 << 20;
-/// Direct writes in flight: each blocks its thread until the device has the data, so a few
-/// keep the device streaming as the kernel's write-back would.
-const RESTORE_WRITE_THREADS: usize = 4;
 
 /// A fetched chunk on its way to the writer (`None`: a hole, never written).
 struct Fetched {
@@ -179,11 +194,9 @@ struct Fetched {
 
 /// Writes disk `disk_index` of restore point `snapshot` to `out_path` as a sparse raw image:
 /// the file is sized with `set_len` and holes are never written. Worker threads fetch,
-/// decrypt, decompress and verify chunks in parallel into reused buffers; one thread copies
-/// them into aligned buffers that a few writer threads write past the page cache
-/// (`cairn_io::direct`: the kernel's copy and write-back of every byte cost more CPU than
-/// the rest of a restore). Where direct I/O is refused the same writes go through the page
-/// cache while a flusher `fdatasync`s every 64 MiB. The file is fsynced before this returns.
+/// decrypt, decompress and verify chunks in parallel into reused buffers; ONE writer writes
+/// them (no contention on the file's lock) while a flusher `fdatasync`s every 64 MiB; the
+/// file is fsynced before this returns.
 pub fn restore_raw(
     repo: &Repository,
     snapshot: &SnapshotId,
@@ -197,6 +210,13 @@ pub fn restore_raw(
         path: out_path.to_path_buf(),
         source,
     };
+    let file = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(out_path)
+        .map_err(werr)?;
+    file.set_len(disk.size).map_err(werr)?;
     let threads = if opts.threads == 0 {
         std::thread::available_parallelism().map_or(2, |n| n.get())
     } else {
@@ -204,19 +224,6 @@ pub fn restore_raw(
     }
     .clamp(1, 64);
     let depth = threads * 2;
-    let chunk_len = usize::try_from(disk.chunk_size)
-        .map_err(|_| Error::Invalid(format!("chunk size {}", disk.chunk_size)))?;
-    let mut open = OpenOptions::new();
-    open.write(true).create(true).truncate(true);
-    let how = DirectOptions {
-        threads: RESTORE_WRITE_THREADS,
-        buffers: 2 * RESTORE_WRITE_THREADS,
-        buffer_len: chunk_len,
-        // Chunks start at multiples of the chunk size: aligned when it is.
-        direct: chunk_len.is_multiple_of(DIRECT_ALIGN),
-    };
-    let mut out = DirectWriter::open(out_path, &open, how).map_err(werr)?;
-    out.file().set_len(disk.size).map_err(werr)?;
     // Chunk buffers: the queue, one per worker, the writer's; stored-blob buffers: one per
     // worker.
     let pool = Pool::new(depth + 2 * threads + 2);
@@ -229,8 +236,7 @@ pub fn restore_raw(
         g.get_or_insert(e);
         stop.store(true, Ordering::SeqCst);
     };
-    let flush_file = out.file().try_clone().map_err(werr)?;
-    let flush_early = !out.is_direct();
+    let flush_file = file.try_clone().map_err(werr)?;
     let mut written = 0u64;
     std::thread::scope(|s| {
         let (tx, rx) = sync_channel::<Fetched>(depth);
@@ -296,17 +302,13 @@ pub fn restore_raw(
             }
             let (start, end) = disk.chunk_range(f.index);
             if let Some(data) = f.data {
-                let put = out.buffer().and_then(|mut b| {
-                    b.as_mut_slice()[..data.len()].copy_from_slice(&data);
-                    out.write(b, data.len(), start)
-                });
-                if let Err(e) = put {
+                if let Err(e) = write_all_at(&file, &data, start) {
                     fail(werr(e));
                     break;
                 }
                 written += end - start;
                 since_flush += end - start;
-                if flush_early && since_flush >= RESTORE_FLUSH_EVERY {
+                if since_flush >= RESTORE_FLUSH_EVERY {
                     since_flush = 0;
                     // Busy flusher: skip this tick, the next one covers it.
                     let _ = flush_tx.try_send(());
@@ -334,9 +336,6 @@ pub fn restore_raw(
     if let Some(e) = first_err.into_inner().unwrap_or_else(|p| p.into_inner()) {
         return Err(e);
     }
-    let file = out.finish().map_err(werr)?;
-    // A short last chunk was written padded to the alignment.
-    file.set_len(disk.size).map_err(werr)?;
     file.sync_all().map_err(werr)?;
     Ok(RestoreReport {
         size: disk.size,

@@ -4,10 +4,11 @@
 //! kernel copies every byte into the page cache, tracks and throttles the dirty pages, and
 //! copies them again at write-back. Writing the 590 MB of packs of the benchmark VM cost
 //! 0.9-1.1 s of system CPU that way and 0.1-0.2 s past the cache (docs/BENCHMARKS.md).
+//! Used when `LocalBackend::with_direct_writes(true)` asks for it.
 //!
 //! [`AppendFile`] copies appended bytes into aligned staging buffers of a
-//! [`cairn_io::direct::DirectWriter`], whose thread writes each full buffer while the next
-//! one fills; the thread appending never waits on the disk unless every buffer is in flight
+//! [`cairn_io::direct::DirectWriter`], whose threads write full buffers while the next one
+//! fills; the thread appending never waits on the disk unless every buffer is in flight
 //! (the back-pressure that bounds memory). Rewrites of bytes already handed over (the pack
 //! header, known only at the end) are applied after the last write by read-modify-write of
 //! the aligned blocks they touch; then the padding of the last block is cut. Where direct
@@ -24,8 +25,12 @@ use cairn_io::direct::{patch_aligned, AlignedBuf, DirectOptions, DirectWriter};
 /// Bytes per write: large enough to keep the device streaming, small enough that the
 /// buffers in flight stay a small part of a backup's memory.
 const STAGE_BYTES: usize = 2 << 20;
-/// Staging buffers per file: one filling, up to two with the writer thread.
-const STAGES: usize = 3;
+/// Writes in flight per file. A direct write of 2 MiB is one request to the device and takes
+/// ~4 ms here (500 MB/s); three at once keep it near its streaming rate, as the kernel's
+/// write-back does with its deep queue.
+const WRITERS: usize = 3;
+/// Staging buffers per file: one filling, the others in flight.
+const STAGES: usize = WRITERS + 1;
 
 /// A new file written by appending, with rare rewrites of earlier bytes; see the module
 /// docs.
@@ -57,7 +62,7 @@ impl AppendFile {
         let mut opts = OpenOptions::new();
         opts.write(true).read(true).create_new(true);
         let how = DirectOptions {
-            threads: 1,
+            threads: WRITERS,
             buffers: STAGES,
             buffer_len: STAGE_BYTES,
             direct,
