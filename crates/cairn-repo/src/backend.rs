@@ -55,6 +55,12 @@ pub trait Backend: Send + Sync + fmt::Debug {
         })
     }
 
+    /// Whether a [`NewObject`] of this backend keeps its bytes in memory until its commit
+    /// (the default `create`). Writers queue fewer finished packs when it does.
+    fn new_objects_in_memory(&self) -> bool {
+        true
+    }
+
     /// Makes a [`NewObject`] of this backend visible under its name, durably.
     fn commit(&self, obj: NewObject) -> Result<()> {
         match obj.take_inner() {
@@ -176,6 +182,17 @@ impl NewObject {
                 .write_at(offset, data)
                 .map_err(|e| Error::backend("put", &self.name, e)),
             NewInner::Done => Err(Error::Invalid(format!("{} already committed", self.name))),
+        }
+    }
+
+    /// Done writing: a local file is written out and its staging memory released, so an
+    /// object queued for [`Backend::commit`] holds only a file handle. Later writes fail.
+    pub fn close(&mut self) -> Result<()> {
+        match &mut self.inner {
+            NewInner::File { file, .. } => file
+                .close()
+                .map_err(|e| Error::backend("put", &self.name, e)),
+            NewInner::Memory(_) | NewInner::Done => Ok(()),
         }
     }
 
@@ -380,6 +397,10 @@ impl LocalBackend {
 }
 
 impl Backend for LocalBackend {
+    fn new_objects_in_memory(&self) -> bool {
+        false
+    }
+
     fn prepare_folders(&self, prefixes: &[String]) -> Result<()> {
         let mut parents: Vec<PathBuf> = Vec::new();
         for prefix in prefixes {

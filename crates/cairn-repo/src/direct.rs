@@ -35,7 +35,10 @@ const STAGES: usize = WRITERS + 1;
 /// A new file written by appending, with rare rewrites of earlier bytes; see the module
 /// docs.
 pub(crate) struct AppendFile {
-    writer: DirectWriter,
+    /// `None` once closed.
+    writer: Option<DirectWriter>,
+    /// The written file, once closed.
+    closed: Option<Arc<File>>,
     /// The buffer being filled and how much of it is; `None` once finished.
     current: Option<AlignedBuf>,
     filled: usize,
@@ -70,7 +73,8 @@ impl AppendFile {
         let mut writer = DirectWriter::open(path, &opts, how)?;
         let current = writer.buffer()?;
         Ok(AppendFile {
-            writer,
+            writer: Some(writer),
+            closed: None,
             current: Some(current),
             filled: 0,
             base: 0,
@@ -82,7 +86,7 @@ impl AppendFile {
     /// Whether writes bypass the page cache.
     #[cfg(test)]
     pub(crate) fn is_direct(&self) -> bool {
-        self.writer.is_direct()
+        self.writer.as_ref().is_some_and(DirectWriter::is_direct)
     }
 
     /// Bytes appended so far.
@@ -107,12 +111,16 @@ impl AppendFile {
             self.len += n as u64;
             data = &data[n..];
             if self.filled == STAGE_BYTES {
-                let next = self.writer.buffer()?;
+                let writer = self
+                    .writer
+                    .as_mut()
+                    .ok_or_else(|| io::Error::other("file already finished"))?;
+                let next = writer.buffer()?;
                 let full = self
                     .current
                     .replace(next)
                     .ok_or_else(|| io::Error::other("finished"))?;
-                self.writer.write(full, STAGE_BYTES, self.base)?;
+                writer.write(full, STAGE_BYTES, self.base)?;
                 self.base += STAGE_BYTES as u64;
                 self.filled = 0;
             }
@@ -152,20 +160,31 @@ impl AppendFile {
     /// its length and returns it (not yet `fsync`ed: the caller does that before making
     /// the file visible).
     pub(crate) fn finish(mut self) -> io::Result<Arc<File>> {
-        let last = self
-            .current
+        self.close()?;
+        self.closed
             .take()
-            .ok_or_else(|| io::Error::other("file already finished"))?;
-        if self.filled > 0 {
-            self.writer.write(last, self.filled, self.base)?;
+            .ok_or_else(|| io::Error::other("file already finished"))
+    }
+
+    /// Writes everything out and lets the staging buffers and threads go, so a finished
+    /// pack waiting for its commit holds no memory; later appends and rewrites fail.
+    /// Idempotent; [`finish`](Self::finish) does it too.
+    pub(crate) fn close(&mut self) -> io::Result<()> {
+        let Some(mut writer) = self.writer.take() else {
+            return Ok(());
+        };
+        if let Some(last) = self.current.take() {
+            if self.filled > 0 {
+                writer.write(last, self.filled, self.base)?;
+            }
         }
-        let (patches, len) = (std::mem::take(&mut self.patches), self.len);
-        let file = self.writer.finish()?;
-        for (offset, bytes) in &patches {
-            patch_aligned(&file, *offset, bytes)?;
+        let file = writer.finish()?;
+        for (offset, bytes) in std::mem::take(&mut self.patches) {
+            patch_aligned(&file, offset, &bytes)?;
         }
-        file.set_len(len)?;
-        Ok(file)
+        file.set_len(self.len)?;
+        self.closed = Some(file);
+        Ok(())
     }
 }
 

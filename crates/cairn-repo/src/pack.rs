@@ -256,6 +256,9 @@ impl PackStream {
         let payload_len = self.obj.len() - HEADER_LEN as u64;
         let head = pack_header(sealed, payload_len, &self.payload);
         self.obj.write_at(0, &head)?;
+        // Written out here, on the packer's thread: a pack waiting for the committer keeps
+        // no staging buffers.
+        self.obj.close()?;
         Ok((self.obj, self.entries))
     }
 }
