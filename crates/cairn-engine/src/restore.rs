@@ -2,14 +2,14 @@
 //! file ([`restore_raw`]).
 
 use std::collections::VecDeque;
-use std::fs::{File, OpenOptions};
+use std::fs::OpenOptions;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::sync_channel;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use cairn_io::{AllocationMap, RangeKind, ReadAt};
+use cairn_io::{write_all_at, AllocationMap, RangeKind, ReadAt};
 use cairn_repo::{BlobId, DiskManifest, Repository, SnapshotId};
 
 use crate::backup::{Pool, Progress, ProgressFn};
@@ -160,26 +160,6 @@ pub struct RestoreReport {
     pub bytes_hole: u64,
     /// Wall time.
     pub seconds: f64,
-}
-
-fn write_all_at(f: &File, buf: &[u8], offset: u64) -> std::io::Result<()> {
-    #[cfg(unix)]
-    {
-        std::os::unix::fs::FileExt::write_all_at(f, buf, offset)
-    }
-    #[cfg(windows)]
-    {
-        let mut done = 0;
-        while done < buf.len() {
-            let n =
-                std::os::windows::fs::FileExt::seek_write(f, &buf[done..], offset + done as u64)?;
-            if n == 0 {
-                return Err(std::io::ErrorKind::WriteZero.into());
-            }
-            done += n;
-        }
-        Ok(())
-    }
 }
 
 /// Bytes written between two early `fdatasync`s of the output: write-back then overlaps the

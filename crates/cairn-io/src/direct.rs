@@ -28,6 +28,8 @@ use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
+use crate::positional::{read_exact_at, write_all_at};
+
 /// Alignment of direct-I/O buffers, offsets and lengths: covers devices with 512-byte and
 /// 4 KiB logical blocks.
 pub const DIRECT_ALIGN: usize = 4096;
@@ -363,50 +365,6 @@ pub fn patch_aligned(file: &File, offset: u64, bytes: &[u8]) -> io::Result<()> {
     let rel = usize::try_from(offset - first).map_err(|_| io::Error::other("offset"))?;
     window[rel..rel + bytes.len()].copy_from_slice(bytes);
     write_all_at(file, window, first)
-}
-
-/// `pwrite` until done (positional, so threads can share one handle).
-pub fn write_all_at(f: &File, buf: &[u8], offset: u64) -> io::Result<()> {
-    #[cfg(unix)]
-    {
-        std::os::unix::fs::FileExt::write_all_at(f, buf, offset)
-    }
-    #[cfg(windows)]
-    {
-        let mut done = 0;
-        while done < buf.len() {
-            let n =
-                std::os::windows::fs::FileExt::seek_write(f, &buf[done..], offset + done as u64)?;
-            if n == 0 {
-                return Err(io::ErrorKind::WriteZero.into());
-            }
-            done += n;
-        }
-        Ok(())
-    }
-}
-
-fn read_exact_at(f: &File, buf: &mut [u8], offset: u64) -> io::Result<()> {
-    #[cfg(unix)]
-    {
-        std::os::unix::fs::FileExt::read_exact_at(f, buf, offset)
-    }
-    #[cfg(windows)]
-    {
-        let mut done = 0;
-        while done < buf.len() {
-            let n = std::os::windows::fs::FileExt::seek_read(
-                f,
-                &mut buf[done..],
-                offset + done as u64,
-            )?;
-            if n == 0 {
-                return Err(io::ErrorKind::UnexpectedEof.into());
-            }
-            done += n;
-        }
-        Ok(())
-    }
 }
 
 #[cfg(test)]

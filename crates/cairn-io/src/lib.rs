@@ -28,6 +28,7 @@ mod error;
 mod layer;
 pub mod le;
 mod limits;
+mod positional;
 mod read_at;
 mod slice;
 
@@ -36,5 +37,6 @@ pub use cursor::Cursor;
 pub use error::{Error, Result};
 pub use layer::{DiskIdentity, DiskLayer, ParentExpectation, ParentLink};
 pub use limits::Limits;
+pub use positional::{read_exact_at, write_all_at};
 pub use read_at::{FileReader, ReadAt};
 pub use slice::Slice;

@@ -20,6 +20,7 @@ use std::sync::{Arc, Mutex};
 
 use crate::direct::AppendFile;
 use crate::{Error, Result};
+use cairn_io::read_exact_at;
 
 /// Prefix of temporary names in [`LocalBackend`]; [`Backend::list`] never returns them.
 pub const TEMP_PREFIX: &str = ".tmp-";
@@ -207,29 +208,6 @@ impl Drop for NewObject {
         if let NewInner::File { tmp, .. } = &self.inner {
             let _ = fs::remove_file(tmp);
         }
-    }
-}
-
-fn read_exact_at(f: &File, buf: &mut [u8], offset: u64) -> io::Result<()> {
-    #[cfg(unix)]
-    {
-        std::os::unix::fs::FileExt::read_exact_at(f, buf, offset)
-    }
-    #[cfg(windows)]
-    {
-        let mut done = 0;
-        while done < buf.len() {
-            let n = std::os::windows::fs::FileExt::seek_read(
-                f,
-                &mut buf[done..],
-                offset + done as u64,
-            )?;
-            if n == 0 {
-                return Err(io::ErrorKind::UnexpectedEof.into());
-            }
-            done += n;
-        }
-        Ok(())
     }
 }
 

@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{mpsc, Mutex};
 
-use cairn_io::{AllocationMap, RangeKind, ReadAt, Run};
+use cairn_io::{write_all_at, AllocationMap, RangeKind, ReadAt, Run};
 
 use crate::{Error, Result};
 
@@ -337,41 +337,6 @@ fn copy_raw(
         bytes_read: read.into_inner(),
         bytes_written: written,
     })
-}
-
-fn write_all_at(file: &File, mut buf: &[u8], mut offset: u64) -> std::io::Result<()> {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::FileExt;
-        while !buf.is_empty() {
-            let n = file.write_at(buf, offset)?;
-            if n == 0 {
-                return Err(std::io::Error::new(
-                    std::io::ErrorKind::WriteZero,
-                    "short write",
-                ));
-            }
-            buf = &buf[n..];
-            offset += n as u64;
-        }
-        Ok(())
-    }
-    #[cfg(windows)]
-    {
-        use std::os::windows::fs::FileExt;
-        while !buf.is_empty() {
-            let n = file.seek_write(buf, offset)?;
-            if n == 0 {
-                return Err(std::io::Error::new(
-                    std::io::ErrorKind::WriteZero,
-                    "short write",
-                ));
-            }
-            buf = &buf[n..];
-            offset += n as u64;
-        }
-        Ok(())
-    }
 }
 
 #[cfg(test)]
