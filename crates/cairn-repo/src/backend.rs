@@ -627,6 +627,23 @@ impl Backend for MemoryBackend {
 mod tests {
     use super::*;
 
+    /// `init` makes all 256 pack folders (so no backup pays for creating one); they hold
+    /// no objects, and the first pack goes into its folder without creating it.
+    #[test]
+    fn init_prepares_the_pack_folders() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = Arc::new(LocalBackend::new(dir.path()).unwrap());
+        crate::Repository::init(b.clone(), &crate::InitOptions::default(), None).unwrap();
+        for x in ["00", "7f", "ff"] {
+            assert!(dir.path().join("packs").join(x).is_dir(), "packs/{x}");
+        }
+        assert_eq!(
+            std::fs::read_dir(dir.path().join("packs")).unwrap().count(),
+            256
+        );
+        assert!(b.list("packs/").unwrap().is_empty());
+    }
+
     /// Streamed objects come out byte-exact whether written through the page cache or past
     /// it, including a header rewritten after megabytes were appended; nothing is visible
     /// before the commit and no temporary file is left after it.
