@@ -99,9 +99,10 @@ pub struct BackupArgs {
     pub open: OpenArgs,
 }
 
-/// Most readers or workers one backup runs: the engine's pipeline clamps both to 64, so a
-/// larger value (or 0, which the engine would take as "default") is a typo, refused.
-const MAX_PIPELINE_WIDTH: u64 = 64;
+/// Most readers or workers one backup runs: the engine's pipeline clamps both to this bound
+/// (the policy's `io_concurrency`/`threads` share it), so a larger value (or 0, which the
+/// engine would take as "default") is a typo, refused.
+const MAX_PIPELINE_WIDTH: u64 = cairn_engine::policy::MAX_PIPELINE_WIDTH as u64;
 
 fn pipeline_width() -> clap::builder::RangedU64ValueParser<usize> {
     clap::builder::RangedU64ValueParser::new().range(1..=MAX_PIPELINE_WIDTH)

@@ -17,6 +17,10 @@ use cairn_repo::{
 
 use crate::{Error, Result};
 
+/// Most readers or worker threads one backup runs (each adds pool buffers): the policy
+/// parser and the CLI flags refuse larger values with this same bound.
+const MAX_PIPELINE_WIDTH: usize = cairn_policy::MAX_PIPELINE_WIDTH as usize;
+
 /// One disk to back up.
 pub struct DiskSource {
     /// Name recorded in the restore point (file name, device).
@@ -387,7 +391,7 @@ pub fn backup(
     } else {
         opts.threads
     }
-    .clamp(1, 64);
+    .clamp(1, MAX_PIPELINE_WIDTH);
     let depth = threads * 2;
     let total: u64 = disks.iter().map(|d| d.map.size()).sum();
 
@@ -411,7 +415,7 @@ pub fn backup(
     let readers = if opts.readers == 0 {
         2
     } else {
-        opts.readers.min(64)
+        opts.readers.min(MAX_PIPELINE_WIDTH)
     };
     // starts[d] = global number of disk d's first chunk.
     let starts: Vec<u64> = disks

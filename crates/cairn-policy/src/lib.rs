@@ -70,7 +70,7 @@ pub use daemon::{
 pub use glob::{Glob, MAX_GLOB_LEN, MAX_MATCH_PATH_LEN};
 pub use policy::{
     BackupMode, Granularity, KeyRef, Policy, ResolvedJob, Throttle, MAX_ENTRIES, MAX_LIST_LEN,
-    MAX_POLICY_BYTES,
+    MAX_PIPELINE_WIDTH, MAX_POLICY_BYTES,
 };
 pub use retention::{
     forget, ForgetGroup, Kept, Protect, Removed, RestorePoint, Retention, MAX_RESTORE_POINTS,

@@ -20,6 +20,11 @@ pub const MAX_POLICY_BYTES: usize = 4 << 20;
 pub const MAX_ENTRIES: usize = 10_000;
 /// Most VM entries in one job, exclusion globs in one class, or arguments in one hook.
 pub const MAX_LIST_LEN: usize = 100_000;
+/// Most positional readers (`io_concurrency`) or worker threads (`threads`) one backup runs.
+/// The engine's backup pipeline sizes its buffer pool by these and clamps them to this bound,
+/// and `cairn backup --io-concurrency/--threads` refuse larger values, so a policy asking for
+/// more is refused too rather than silently getting 64.
+pub const MAX_PIPELINE_WIDTH: u16 = 64;
 
 /// How a run reads the source image.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -301,15 +306,45 @@ fn globs(
         .collect()
 }
 
-fn positive(ctx: &Ctx<'_>, v: &Option<Spanned<u32>>, key: &str) -> Result<Option<u32>, Error> {
-    match v {
-        Some(s) if *s.get_ref() == 0 => Err(ctx.err(
+/// A throttle setting: at least 1 and, when `max` is given, at most `max` (what the engine
+/// can honour; a larger value is refused instead of being clamped out of sight).
+fn bounded(
+    ctx: &Ctx<'_>,
+    v: &Option<Spanned<u32>>,
+    key: &str,
+    max: Option<u32>,
+) -> Result<Option<u32>, Error> {
+    let Some(s) = v else {
+        return Ok(None);
+    };
+    let n = *s.get_ref();
+    if n == 0 {
+        return Err(ctx.err(
             s.span(),
-            format!("`{key}` must be at least 1 (omit it for no limit)"),
-        )),
-        Some(s) => Ok(Some(*s.get_ref())),
-        None => Ok(None),
+            match max {
+                Some(max) => format!("`{key}` must be 1 to {max} (omit it for the default)"),
+                None => format!("`{key}` must be at least 1 (omit it for no limit)"),
+            },
+        ));
     }
+    if let Some(max) = max.filter(|&max| n > max) {
+        return Err(ctx.err(
+            s.span(),
+            format!("`{key}` = {n} exceeds {max}, the most one backup runs (1 to {max})"),
+        ));
+    }
+    Ok(Some(n))
+}
+
+/// Checks the throttle settings of one table (class or job) and returns them as written.
+fn throttle_settings(ctx: &Ctx<'_>, s: &Settings) -> Result<Throttle, Error> {
+    let width = Some(u32::from(MAX_PIPELINE_WIDTH));
+    Ok(Throttle {
+        // No upper bound: any u32 of MB/s is a rate the token bucket honours exactly.
+        read_mb_per_s: bounded(ctx, &s.read_mb_per_s, "read_mb_per_s", None)?,
+        io_concurrency: bounded(ctx, &s.io_concurrency, "io_concurrency", width)?,
+        threads: bounded(ctx, &s.threads, "threads", width)?,
+    })
 }
 
 fn hook(
@@ -376,10 +411,12 @@ impl Policy {
                     format!("`vms` is a job key; list VMs in a [job.*] table, not in class {name}"),
                 ));
             }
-            // Check a class's globs even when no job uses it yet.
+            // Check a class's globs and limits even when no job uses it yet (or every job
+            // overrides them).
             if let Some(list) = &c.exclude {
                 globs(&ctx, list, "exclude")?;
             }
+            throttle_settings(&ctx, c)?;
         }
         let mut jobs = Vec::new();
         for (name, job) in &raw.job {
@@ -546,9 +583,8 @@ fn resolve(
         (None, Some(p)) => Some(KeyRef::PasswordFile(p.into_inner())),
         (None, None) => None,
     };
-    let pick_u32 = |jv: &Option<Spanned<u32>>, cv: &Option<Spanned<u32>>, key: &str| {
-        positive(ctx, if jv.is_some() { jv } else { cv }, key)
-    };
+    // Both tables are checked in full, so a job's override cannot hide its class's mistake.
+    let (jt, ct) = (throttle_settings(ctx, j)?, throttle_settings(ctx, c)?);
     let backup = pick!(j, c, backup).unwrap_or(BackupMode::Incremental);
     let full_reread_every = pick!(j, c, full_reread_every);
     Ok(ResolvedJob {
@@ -573,9 +609,9 @@ fn resolve(
         },
         protect: pick!(j, c, protect),
         throttle: Throttle {
-            read_mb_per_s: pick_u32(&j.read_mb_per_s, &c.read_mb_per_s, "read_mb_per_s")?,
-            io_concurrency: pick_u32(&j.io_concurrency, &c.io_concurrency, "io_concurrency")?,
-            threads: pick_u32(&j.threads, &c.threads, "threads")?,
+            read_mb_per_s: jt.read_mb_per_s.or(ct.read_mb_per_s),
+            io_concurrency: jt.io_concurrency.or(ct.io_concurrency),
+            threads: jt.threads.or(ct.threads),
         },
         window: pick!(j, c, window),
         key,

@@ -172,7 +172,7 @@ fn invalid_values_name_their_line() {
     let (t, n) = with_line("vms", "granularity = \"files\"");
     expect_invalid(&t, n, 15, "files");
     let (t, n) = with_line("vms", "threads = 0");
-    expect_invalid(&t, n, 11, "at least 1");
+    expect_invalid(&t, n, 11, "`threads` must be 1 to 64");
     let (t, n) = with_line("vms", "pre_hook = []");
     expect_invalid(&t, n, 12, "needs a program");
     let (t, n) = with_line("vms", "protect = \"daily\"");
@@ -181,6 +181,68 @@ fn invalid_values_name_their_line() {
     expect_invalid(&t, n, 11, "string");
     let bad_tz = GOOD.replace("+02:00", "Europe/Paris");
     expect_invalid(&bad_tz, 2, 12, "timezone");
+}
+
+/// `io_concurrency` and `threads` are 1..=MAX_PIPELINE_WIDTH (what the engine runs and the
+/// CLI flags accept): 0 and 65 are refused at the value, not clamped out of sight.
+#[test]
+fn throttle_bounds_are_refused_at_the_value() {
+    assert_eq!(cairn_policy::MAX_PIPELINE_WIDTH, 64);
+    for key in ["io_concurrency", "threads"] {
+        // The bounds themselves are accepted and kept as written.
+        for n in [1, 64] {
+            let (t, _) = with_line("vms", &format!("{key} = {n}"));
+            let job = Policy::parse(&t).unwrap().jobs().remove(0);
+            let got = match key {
+                "threads" => job.throttle.threads,
+                _ => job.throttle.io_concurrency,
+            };
+            assert_eq!(got, Some(n), "{key} = {n}");
+        }
+        let col = key.len() + 4;
+        let (t, n) = with_line("vms", &format!("{key} = 0"));
+        expect_invalid(&t, n, col, &format!("`{key}` must be 1 to 64"));
+        for big in ["65", "4294967295"] {
+            let (t, n) = with_line("vms", &format!("{key} = {big}"));
+            expect_invalid(&t, n, col, &format!("`{key}` = {big} exceeds 64"));
+        }
+        // In the class: refused even though the job overrides it, and in a class no job uses.
+        let (t, n) = with_line("keep_daily", &format!("{key} = 65"));
+        let t = t.replace(
+            "vms = [\"/vms/a\"]",
+            &format!("vms = [\"/vms/a\"]\n{key} = 2"),
+        );
+        expect_invalid(&t, n, col, "exceeds 64");
+        let t = format!("{GOOD}\n[class.unused]\n{key} = 100\n");
+        expect_invalid(&t, 14, col, "exceeds 64");
+    }
+    // The read cap has no upper bound (any u32 of MB/s is honoured), only a lower one.
+    let (t, n) = with_line("vms", "read_mb_per_s = 0");
+    expect_invalid(&t, n, 17, "`read_mb_per_s` must be at least 1");
+    let (t, _) = with_line("vms", "read_mb_per_s = 4294967295");
+    let job = Policy::parse(&t).unwrap().jobs().remove(0);
+    assert_eq!(job.throttle.read_mb_per_s, Some(u32::MAX));
+    // Beyond u32: a type error at the value, never a wrapped number.
+    let (t, n) = with_line("vms", "threads = 4294967296");
+    expect_invalid(&t, n, 11, "");
+    // From a file: the path, line and column on one line.
+    let dir = tempfile::TempDir::new().unwrap();
+    let path = dir.path().join("p.toml");
+    let (t, n) = with_line("vms", "io_concurrency = 65");
+    std::fs::write(&path, &t).unwrap();
+    let e = Policy::load(&path).unwrap_err();
+    assert!(
+        matches!(&e, Error::InFile { line, column: 18, .. } if *line == n),
+        "{e:?}"
+    );
+    let shown = e.to_string();
+    assert!(!shown.contains('\n'), "{shown}");
+    assert!(
+        shown.ends_with(&format!(
+            ":{n}:18: `io_concurrency` = 65 exceeds 64, the most one backup runs (1 to 64)"
+        )),
+        "{shown}"
+    );
 }
 
 #[test]
