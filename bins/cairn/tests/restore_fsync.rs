@@ -1,0 +1,196 @@
+//! `cairn restore` is durable by default: the restored file is fsynced before the command
+//! says it finished. `--no-fsync` returns once the data is in the page cache (what restic,
+//! borg and `qemu-img convert` do), still bit-exact and sparse. Which system calls each mode
+//! makes is checked with strace, a tool we did not write; the speed of each is measured in
+//! benches/backup-peers.sh (BENCHMARKS section 2), not here.
+use std::path::Path;
+
+mod common;
+use cairn_testkit::{have, run_command, tool_command};
+use common::{cairn_ok, cairn_output, s};
+
+const PASSWORD: &str = "restore fsync test passphrase";
+
+/// 6 MiB: random data, a 2 MiB hole (left unwritten by restore), random data.
+fn image() -> Vec<u8> {
+    let mut data = cairn_testkit::random_bytes(0xf5_7c, 6 << 20);
+    data[(2 << 20)..(4 << 20)].fill(0);
+    data
+}
+
+/// A repository holding one backup of [`image`]; returns the restore point id.
+fn backed_up(dir: &Path) -> (std::path::PathBuf, String) {
+    let repo = dir.join("repo");
+    cairn_ok(&["init", "--repo", s(&repo)], Some(PASSWORD));
+    let img = dir.join("disk.img");
+    std::fs::write(&img, image()).unwrap();
+    let out = cairn_ok(
+        &["backup", "--repo", s(&repo), "--json", s(&img)],
+        Some(PASSWORD),
+    );
+    let report: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let rp = report["restore_point"].as_str().unwrap().to_string();
+    (repo, rp)
+}
+
+#[cfg(unix)]
+fn allocated_bytes(path: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).unwrap().blocks() * 512
+}
+
+#[test]
+fn no_fsync_restore_is_bit_exact_and_sparse() {
+    let dir = tempfile::tempdir().unwrap();
+    let (repo, rp) = backed_up(dir.path());
+    let out = dir.path().join("out.raw");
+    let args = [
+        "restore",
+        "--repo",
+        s(&repo),
+        &rp,
+        "--to",
+        s(&out),
+        "--no-fsync",
+    ];
+    let o = cairn_output(&args, Some(PASSWORD));
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("not yet on disk"),
+        "the summary line must say the data is not durable yet"
+    );
+    assert!(
+        std::fs::read(&out).unwrap() == image(),
+        "restored bytes differ"
+    );
+    #[cfg(unix)]
+    assert!(
+        allocated_bytes(&out) <= 4 << 20,
+        "the 2 MiB hole was written: {} bytes allocated",
+        allocated_bytes(&out)
+    );
+}
+
+#[test]
+fn no_fsync_is_refused_where_it_cannot_apply() {
+    let dir = tempfile::tempdir().unwrap();
+    let (repo, rp) = backed_up(dir.path());
+    let out = dir.path().join("out.vmdk");
+    let o = cairn_output(
+        &[
+            "restore",
+            "--repo",
+            s(&repo),
+            &rp,
+            "--to",
+            s(&out),
+            "--format",
+            "vmdk",
+            "--no-fsync",
+        ],
+        Some(PASSWORD),
+    );
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(err.trim().lines().count(), 1, "one error line: {err}");
+    assert!(err.contains("--no-fsync is for --format raw"), "{err}");
+    assert!(!out.exists(), "nothing may be written before the refusal");
+
+    let o = cairn_output(
+        &[
+            "restore",
+            "--repo",
+            s(&repo),
+            &rp,
+            "--vm",
+            "--to",
+            s(dir.path()),
+            "--no-fsync",
+        ],
+        Some(PASSWORD),
+    );
+    assert!(!o.status.success(), "--vm with --no-fsync must be refused");
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--no-fsync"));
+}
+
+/// The file descriptor numbers strace shows for `out` being opened, then every fsync-family
+/// call on them.
+fn syncs_of_output(trace: &str, out: &Path) -> usize {
+    let name = format!("\"{}\"", out.display());
+    let mut fds: Vec<String> = Vec::new();
+    let mut syncs = 0;
+    for line in trace.lines() {
+        // `[pid N] openat(AT_FDCWD, "/…/out.raw", O_WRONLY|O_CREAT|O_TRUNC|O_CLOEXEC, 0666) = 3`
+        if line.contains("openat(") && line.contains(&name) {
+            if let Some(fd) = line.rsplit("= ").next() {
+                fds.push(fd.trim().to_string());
+            }
+        }
+        // A dup of the output (the flusher's clone): `fcntl(3, F_DUPFD_CLOEXEC, 3) = 4`.
+        if line.contains("fcntl(") && line.contains("F_DUPFD") {
+            let arg = line
+                .split("fcntl(")
+                .nth(1)
+                .and_then(|r| r.split(',').next());
+            if arg.is_some_and(|a| fds.iter().any(|f| f == a.trim())) {
+                if let Some(fd) = line.rsplit("= ").next() {
+                    fds.push(fd.trim().to_string());
+                }
+            }
+        }
+        for call in ["fsync(", "fdatasync("] {
+            if let Some(rest) = line.split(call).nth(1) {
+                let fd = rest.split(')').next().unwrap_or("");
+                if fds.iter().any(|f| f == fd.trim()) {
+                    syncs += 1;
+                }
+            }
+        }
+    }
+    syncs
+}
+
+#[test]
+fn default_restore_fsyncs_the_file_and_no_fsync_does_not() {
+    if !have("strace") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (repo, rp) = backed_up(dir.path());
+    let cairn = env!("CARGO_BIN_EXE_cairn");
+    for (extra, want_syncs) in [(None, true), (Some("--no-fsync"), false)] {
+        let out = dir.path().join(format!("out-{want_syncs}.raw"));
+        let trace = dir.path().join(format!("trace-{want_syncs}.txt"));
+        let mut args = vec![
+            "-f",
+            "-qq",
+            "-e",
+            "trace=openat,fcntl,fsync,fdatasync",
+            "-o",
+            s(&trace),
+            cairn,
+            "restore",
+            "--repo",
+            s(&repo),
+            &rp,
+            "--to",
+            s(&out),
+        ];
+        args.extend(extra);
+        run_command(
+            tool_command("strace")
+                .env("CAIRN_PASSWORD", PASSWORD)
+                .args(&args),
+        );
+        assert!(
+            std::fs::read(&out).unwrap() == image(),
+            "{extra:?}: bytes differ"
+        );
+        let syncs = syncs_of_output(&std::fs::read_to_string(&trace).unwrap(), &out);
+        if want_syncs {
+            assert!(syncs >= 1, "a default restore must fsync its output");
+        } else {
+            assert_eq!(syncs, 0, "--no-fsync must not fsync the output");
+        }
+    }
+}
