@@ -19,7 +19,9 @@
 # is printed with every row: trust CPU seconds more than wall seconds.
 # "durable s" = the command's wall time + a `sync` run right after it: cairn fsyncs its packs,
 # index, manifest and restored disk before it returns; restic and borg return with their data
-# still dirty in the page cache, so wall seconds alone flatter them.
+# still dirty in the page cache, so wall seconds alone flatter them. Restore runs twice for
+# cairn: as it ships (durable) and with --no-fsync (page cache only, like the peers), so each
+# comparison can be made like for like.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . benches/lib.sh
@@ -123,6 +125,9 @@ for ((run = 1; run <= runs; run++)); do
   rm -f "$work/out.raw"
   measure_best cr "$cairn" restore --repo "$work/r-cairn" latest --to "$work/out.raw"
   cr_eq=$(keep_diff "${cr_eq:-}" "$(check_restore_skip "$work/out.raw")"); rm -f "$work/out.raw"
+  # The same restore returning once the data is in the page cache, as the peers do.
+  measure_best cq "$cairn" restore --repo "$work/r-cairn" latest --to "$work/out.raw" --no-fsync
+  cq_eq=$(keep_diff "${cq_eq:-}" "$(check_restore_skip "$work/out.raw")"); rm -f "$work/out.raw"
 
   if [ "${CAIRN_RAW:-1}" = 1 ]; then   # same tool on the flattened raw images, like the peers
     "$cairn" init --repo "$work/r-cairn-raw" --encryption aes-256-gcm >/dev/null
@@ -163,6 +168,7 @@ done
 row "cairn (vmdk + delta child)" "full backup" cf "$(echo "$cf_json" | python3 -c 'import json,sys; j=json.load(sys.stdin); print("read %d MiB, skipped %d MiB, stored %d MiB" % (j["bytes_read"]>>20, j.get("bytes_skipped",0)>>20, j["bytes_stored"]>>20))')"
 row "cairn (vmdk + delta child)" "next-day backup" cn "$(echo "$cn_json" | python3 -c 'import json,sys; j=json.load(sys.stdin); print("read %d MiB, new %d MiB, stored %d MiB" % (j["bytes_read"]>>20, j["bytes_new"]>>20, j["bytes_stored"]>>20))')"
 row "cairn (vmdk + delta child)" "restore day 2" cr "$cr_eq"
+row "cairn (vmdk + delta child)" "restore day 2 --no-fsync" cq "$cq_eq"
 if [ "${CAIRN_RAW:-1}" = 1 ]; then
   row "cairn (flattened raw)" "full backup" xf
   row "cairn (flattened raw)" "next-day backup (re-reads all)" xn
@@ -188,12 +194,13 @@ fastest() { python3 -c 'import sys; print(min(float(x) for x in sys.argv[1:]))' 
 pf=$(fastest "$rf_wall" "$bf_wall"); pn=$(fastest "$rn_wall" "$bn_wall"); pr=$(fastest "$rr_wall" "$br_wall")
 pfc=$(fastest "$rf_cpu" "$bf_cpu"); pnc=$(fastest "$rn_cpu" "$bn_cpu"); prc=$(fastest "$rr_cpu" "$br_cpu")
 pfd=$(fastest "$rf_dur" "$bf_dur"); pnd=$(fastest "$rn_dur" "$bn_dur"); prd=$(fastest "$rr_dur" "$br_dur")
-maxrss=$(printf '%s\n' "$cf_rss" "$cn_rss" "$cr_rss" | sort -n | tail -n1)
+maxrss=$(printf '%s\n' "$cf_rss" "$cn_rss" "$cr_rss" "$cq_rss" | sort -n | tail -n1)
 echo "| goal | measured (best of $runs) | met (wall) |"
 echo "|---|---|---|"
 met() { (( $(echo "$1" | bc -l) )) && echo yes || echo **no**; }
 echo "| full backup >= 4x faster than the faster peer | $(ratio "$pf" "$cf_wall")x wall, $(ratio "$pfd" "$cf_dur")x until durable, $(ratio "$pfc" "$cf_cpu")x CPU | $(met "$pf / $cf_wall >= 4") |"
-echo "| restore >= 4x faster than the faster peer | $(ratio "$pr" "$cr_wall")x wall, $(ratio "$prd" "$cr_dur")x until durable, $(ratio "$prc" "$cr_cpu")x CPU | $(met "$pr / $cr_wall >= 4") |"
+echo "| restore >= 4x faster than the faster peer (default: durable when it returns) | $(ratio "$pr" "$cr_wall")x wall, $(ratio "$prd" "$cr_dur")x until durable (like for like), $(ratio "$prc" "$cr_cpu")x CPU | $(met "$pr / $cr_wall >= 4") (wall), $(met "$prd / $cr_dur >= 4") (until durable) |"
+echo "| restore >= 4x faster than the faster peer (--no-fsync: page cache, as the peers) | $(ratio "$pr" "$cq_wall")x wall (like for like), $(ratio "$prd" "$cq_dur")x until durable, $(ratio "$prc" "$cq_cpu")x CPU | $(met "$pr / $cq_wall >= 4") |"
 echo "| next-day backup of a delta disk >= 10x faster | $(ratio "$pn" "$cn_wall")x wall, $(ratio "$pnd" "$cn_dur")x until durable, $(ratio "$pnc" "$cn_cpu")x CPU | $(met "$pn / $cn_wall >= 10") |"
 echo "| repository <= borg lz4 (after next day) | $(mib "${size2[cairn]}") vs $(mib "${size2[borg]}") MiB | $(met "${size2[cairn]} <= ${size2[borg]}") |"
 echo "| peak RSS < 64 MiB | $maxrss MiB | $(met "$maxrss < 64") |"
