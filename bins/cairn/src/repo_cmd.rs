@@ -69,6 +69,11 @@ pub struct BackupArgs {
     /// Read everything even when a previous restore point would allow reading only changes.
     #[arg(long)]
     pub full: bool,
+    /// Write pack files with O_DIRECT, past the page cache: less CPU and no cache pushed
+    /// out on a busy host, but slower where each direct write waits for a slow device
+    /// (docs/BENCHMARKS.md section 2). Falls back to buffered writes where refused.
+    #[arg(long)]
+    pub direct_io: bool,
     /// Guest path glob whose files' data is not backed up (repeatable): `*.mp3`,
     /// `/home/*/Music`. Matching files stay listed in the catalog, marked excluded.
     #[arg(long)]
@@ -216,8 +221,16 @@ fn read_secret(args: &RepoArgs, confirm: bool) -> Result<SlotSecret> {
 
 /// Opens the repository, asking for the passphrase only when it is encrypted.
 pub fn open_repo(args: &RepoArgs) -> Result<Repository> {
-    let backend =
-        Arc::new(LocalBackend::new(&args.repo).with_context(|| args.repo.display().to_string())?);
+    open_repo_with(args, false)
+}
+
+/// [`open_repo`], writing packs with O_DIRECT when `direct_io`.
+fn open_repo_with(args: &RepoArgs, direct_io: bool) -> Result<Repository> {
+    let backend = Arc::new(
+        LocalBackend::new(&args.repo)
+            .with_context(|| args.repo.display().to_string())?
+            .with_direct_writes(direct_io),
+    );
     let config = cairn_repo::read_config(backend.as_ref())
         .with_context(|| args.repo.display().to_string())?;
     let mut opts = cairn_repo::OpenOptions::default();
@@ -360,7 +373,7 @@ fn progress_bar(total: u64, what: &str) -> Option<(indicatif::ProgressBar, Progr
 }
 
 pub fn backup(a: &BackupArgs) -> Result<()> {
-    let repo = open_repo(&a.repo)?;
+    let repo = open_repo_with(&a.repo, a.direct_io)?;
     if let [one] = a.images.as_slice() {
         if cairn_bundle_detect(one) {
             return backup_bundle(a, &repo, one);

@@ -1,8 +1,13 @@
-//! `cairn restore` is durable by default: the restored file is fsynced before the command
-//! says it finished. `--no-fsync` returns once the data is in the page cache (what restic,
-//! borg and `qemu-img convert` do), still bit-exact and sparse. Which system calls each mode
-//! makes is checked with strace, a tool we did not write; the speed of each is measured in
-//! benches/backup-peers.sh (BENCHMARKS section 2), not here.
+//! How cairn writes, checked with strace (a tool we did not write):
+//! - `cairn restore` is durable by default: the restored file is fsynced before the command
+//!   says it finished. `--no-fsync` returns once the data is in the page cache (what restic,
+//!   borg and `qemu-img convert` do), still bit-exact and sparse.
+//! - `cairn backup --direct-io` opens its pack files with O_DIRECT (falling back to buffered
+//!   writes where the file system refuses), and the restore points it writes restore
+//!   bit-exact; without the flag packs go through the page cache.
+//!
+//! The speed of each mode is measured in benches/backup-peers.sh (BENCHMARKS section 2), not
+//! here.
 use std::path::Path;
 
 mod common;
@@ -24,13 +29,17 @@ fn backed_up(dir: &Path) -> (std::path::PathBuf, String) {
     cairn_ok(&["init", "--repo", s(&repo)], Some(PASSWORD));
     let img = dir.join("disk.img");
     std::fs::write(&img, image()).unwrap();
-    let out = cairn_ok(
-        &["backup", "--repo", s(&repo), "--json", s(&img)],
-        Some(PASSWORD),
-    );
-    let report: serde_json::Value = serde_json::from_str(&out).unwrap();
-    let rp = report["restore_point"].as_str().unwrap().to_string();
+    let rp = backup(&repo, &img, &[]);
     (repo, rp)
+}
+
+/// Backs up `img` into `repo` with `extra` flags; returns the restore point id.
+fn backup(repo: &Path, img: &Path, extra: &[&str]) -> String {
+    let mut args = vec!["backup", "--repo", s(repo), "--json", s(img)];
+    args.extend(extra);
+    let out = cairn_ok(&args, Some(PASSWORD));
+    let report: serde_json::Value = serde_json::from_str(&out).unwrap();
+    report["restore_point"].as_str().unwrap().to_string()
 }
 
 #[cfg(unix)]
@@ -193,4 +202,78 @@ fn default_restore_fsyncs_the_file_and_no_fsync_does_not() {
             assert_eq!(syncs, 0, "--no-fsync must not fsync the output");
         }
     }
+}
+
+/// The flags of every `openat` of a pack file (`packs/xx/...`) in an strace log.
+fn pack_open_flags(trace: &str) -> Vec<String> {
+    trace
+        .lines()
+        .filter(|l| l.contains("openat(") && l.contains("/packs/"))
+        .filter_map(|l| l.split(", ").nth(2).map(str::to_string))
+        .filter(|flags| flags.contains("O_CREAT"))
+        .collect()
+}
+
+#[test]
+fn direct_io_backup_opens_packs_with_o_direct_and_restores_bit_exact() {
+    if !have("strace") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path().join("repo");
+    cairn_ok(&["init", "--repo", s(&repo)], Some(PASSWORD));
+    let cairn = env!("CARGO_BIN_EXE_cairn");
+    for (i, direct) in [false, true].into_iter().enumerate() {
+        // A different image each time, so each backup writes a pack of its own.
+        let mut data = image();
+        data[..8].copy_from_slice(&(i as u64 + 1).to_le_bytes());
+        let img = dir.path().join(format!("disk{i}.img"));
+        std::fs::write(&img, &data).unwrap();
+        let trace = dir.path().join(format!("backup-trace-{i}.txt"));
+        let mut args = vec![
+            "-f",
+            "-qq",
+            "-e",
+            "trace=openat",
+            "-o",
+            s(&trace),
+            cairn,
+            "backup",
+            "--repo",
+            s(&repo),
+            "--json",
+            s(&img),
+        ];
+        if direct {
+            args.push("--direct-io");
+        }
+        let out = run_command(
+            tool_command("strace")
+                .env("CAIRN_PASSWORD", PASSWORD)
+                .args(&args),
+        );
+        let report: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        let rp = report["restore_point"].as_str().unwrap().to_string();
+        let flags = pack_open_flags(&std::fs::read_to_string(&trace).unwrap());
+        assert!(!flags.is_empty(), "no pack file was created");
+        let with_direct = flags.iter().filter(|f| f.contains("O_DIRECT")).count();
+        if direct {
+            assert!(with_direct > 0, "--direct-io: packs opened with {flags:?}");
+        } else {
+            assert_eq!(with_direct, 0, "buffered: packs opened with {flags:?}");
+        }
+        let to = dir.path().join(format!("out{i}.raw"));
+        cairn_ok(
+            &["restore", "--repo", s(&repo), &rp, "--to", s(&to)],
+            Some(PASSWORD),
+        );
+        assert!(
+            std::fs::read(&to).unwrap() == data,
+            "direct {direct}: bytes differ"
+        );
+    }
+    cairn_ok(
+        &["verify", "--repo", s(&repo), "--read-data"],
+        Some(PASSWORD),
+    );
 }
