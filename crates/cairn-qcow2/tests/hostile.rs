@@ -4,7 +4,6 @@
 
 mod common;
 
-use std::path::Path;
 use std::sync::Arc;
 
 use cairn_io::{DiskLayer, Limits, ReadAt};
@@ -47,14 +46,8 @@ fn fixture(compress: bool) -> Option<Vec<u8>> {
     d.extend(vec![0u8; 1 << 20]);
     std::fs::write(&raw, &d).unwrap();
     let q = dir.path().join("d.qcow2");
-    let p = |x: &Path| x.to_str().unwrap().to_string();
-    let mut args = vec!["convert".to_string(), "-O".into(), "qcow2".into()];
-    if compress {
-        args.push("-c".into());
-    }
-    args.extend([p(&raw), p(&q)]);
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    run("qemu-img", &args);
+    let opts: &[&str] = if compress { &["-c"] } else { &[] };
+    qemu_img_convert(&raw, "raw", &q, "qcow2", opts);
     Some(std::fs::read(&q).unwrap())
 }
 
@@ -253,18 +246,12 @@ fn zstd_hostile_and_unknown_compression() {
         .collect();
     std::fs::write(&raw, &d).unwrap();
     let q = dir.path().join("z.qcow2");
-    run(
-        "qemu-img",
-        &[
-            "convert",
-            "-c",
-            "-O",
-            "qcow2",
-            "-o",
-            "compression_type=zstd",
-            raw.to_str().unwrap(),
-            q.to_str().unwrap(),
-        ],
+    qemu_img_convert(
+        &raw,
+        "raw",
+        &q,
+        "qcow2",
+        &["-c", "-o", "compression_type=zstd"],
     );
     let mut z = std::fs::read(&q).unwrap();
     let good = read_all(&from(z.clone()).unwrap());
@@ -412,10 +399,9 @@ fn bitmap_fixture() -> Option<(Vec<u8>, usize, usize)> {
     }
     let dir = tempfile::tempdir().unwrap();
     let q = dir.path().join("b.qcow2");
-    let p = q.to_str().unwrap();
-    run("qemu-img", &["create", "-f", "qcow2", p, "8M"]);
-    run("qemu-img", &["bitmap", "--add", p, "b0"]);
-    run("qemu-io", &["-c", "write -P 1 1M 64k", p]);
+    qemu_img_create(&q, "qcow2", "8M", &[]);
+    qemu_img(&["bitmap", "--add", q.to_str().unwrap(), "b0"]);
+    qemu_io(&q, "qcow2", &["write -P 1 1M 64k"]);
     let f = std::fs::read(&q).unwrap();
     let mut pos = be32(&f, 100) as usize;
     loop {

@@ -29,10 +29,7 @@ fn convert_and_check(opts: &[&str], want_subformat: &str) {
     let disk = sample_disk();
     std::fs::write(&raw, &disk).unwrap();
     let q = dir.path().join("disk.qcow2");
-    let mut args = vec!["convert", "-f", "raw", "-O", "qcow2"];
-    args.extend_from_slice(opts);
-    args.extend_from_slice(&[s(&raw), s(&q)]);
-    run("qemu-img", &args);
+    qemu_img_convert(&raw, "raw", &q, "qcow2", opts);
     let img = open(&q);
     assert_eq!(img.size(), disk.len() as u64);
     assert_eq!(img.subformat(), want_subformat);
@@ -103,41 +100,20 @@ fn zero_clusters_and_backing_chain() {
     let raw = dir.path().join("base.raw");
     std::fs::write(&raw, sample_disk()).unwrap();
     let base = dir.path().join("base.qcow2");
-    run(
-        "qemu-img",
-        &["convert", "-f", "raw", "-O", "qcow2", s(&raw), s(&base)],
-    );
+    qemu_img_convert(&raw, "raw", &base, "qcow2", &[]);
     let top = dir.path().join("top.qcow2");
-    run(
-        "qemu-img",
+    qemu_img_overlay(&top, "qcow2", s(&base), "qcow2");
+    qemu_io(
+        &top,
+        "qcow2",
         &[
-            "create",
-            "-f",
-            "qcow2",
-            "-b",
-            s(&base),
-            "-F",
-            "qcow2",
-            s(&top),
-        ],
-    );
-    run(
-        "qemu-io",
-        &[
-            "-c",
             "write -P 0xcd 1M 64k",
-            "-c",
             "write -z 4M 64k",
-            "-c",
             "write -P 0x11 300k 5k",
-            "-c",
             "write -z 5M 1M",
-            s(&top),
         ],
     );
-    let expected = dir.path().join("expected.raw");
-    run("qemu-img", &["convert", "-O", "raw", s(&top), s(&expected)]);
-    let expected = std::fs::read(&expected).unwrap();
+    let expected = qemu_raw(&top, "qcow2");
 
     let mut img = open(&top);
     let link = img.parent_link().unwrap();
@@ -167,24 +143,9 @@ fn raw_backing_file() {
     // A parent smaller than the child: the child reads zeros past its end.
     std::fs::write(&raw, random_bytes(9, 3 << 20)).unwrap();
     let top = dir.path().join("top.qcow2");
-    run(
-        "qemu-img",
-        &[
-            "create",
-            "-f",
-            "qcow2",
-            "-b",
-            s(&raw),
-            "-F",
-            "raw",
-            s(&top),
-            "5M",
-        ],
-    );
-    run("qemu-io", &["-c", "write -P 0x42 2900k 200k", s(&top)]);
-    let expected = dir.path().join("expected.raw");
-    run("qemu-img", &["convert", "-O", "raw", s(&top), s(&expected)]);
-    let expected = std::fs::read(&expected).unwrap();
+    qemu_img_create(&top, "qcow2", "5M", &["-b", s(&raw), "-F", "raw"]);
+    qemu_io(&top, "qcow2", &["write -P 0x42 2900k 200k"]);
+    let expected = qemu_raw(&top, "qcow2");
     let mut img = open(&top);
     assert_eq!(img.backing_format(), Some("raw"));
     img.attach_parent(RawLayer::open(&raw)).unwrap();
@@ -199,23 +160,11 @@ fn unattached_child_reads_zeros_where_unallocated() {
     }
     let dir = tempfile::tempdir().unwrap();
     let base = dir.path().join("base.qcow2");
-    run("qemu-img", &["create", "-f", "qcow2", s(&base), "2M"]);
-    run("qemu-io", &["-c", "write -P 0x77 0 2M", s(&base)]);
+    qemu_img_create(&base, "qcow2", "2M", &[]);
+    qemu_io(&base, "qcow2", &["write -P 0x77 0 2M"]);
     let top = dir.path().join("top.qcow2");
-    run(
-        "qemu-img",
-        &[
-            "create",
-            "-f",
-            "qcow2",
-            "-b",
-            s(&base),
-            "-F",
-            "qcow2",
-            s(&top),
-        ],
-    );
-    run("qemu-io", &["-c", "write -P 0x99 64k 64k", s(&top)]);
+    qemu_img_overlay(&top, "qcow2", s(&base), "qcow2");
+    qemu_io(&top, "qcow2", &["write -P 0x99 64k 64k"]);
     let img = open(&top);
     let all = read_all(&img);
     assert!(all[..65536].iter().all(|&b| b == 0));
@@ -230,29 +179,23 @@ fn persistent_dirty_bitmaps() {
     }
     let dir = tempfile::tempdir().unwrap();
     let q = dir.path().join("bm.qcow2");
-    run("qemu-img", &["create", "-f", "qcow2", s(&q), "8M"]);
-    run("qemu-img", &["bitmap", "--add", s(&q), "b0"]);
-    run(
-        "qemu-img",
-        &["bitmap", "--add", "-g", "4096", s(&q), "fine"],
-    );
+    qemu_img_create(&q, "qcow2", "8M", &[]);
+    qemu_img(&["bitmap", "--add", s(&q), "b0"]);
+    qemu_img(&["bitmap", "--add", "-g", "4096", s(&q), "fine"]);
     // qemu-io opens the image read-write, loads the enabled persistent bitmaps, marks the
     // written ranges and stores the bitmaps back when it closes.
-    run(
-        "qemu-io",
+    qemu_io(
+        &q,
+        "qcow2",
         &[
-            "-c",
             "write -P 1 1M 64k",
-            "-c",
             "write -P 2 5M 4k",
-            "-c",
             "write -P 3 8188k 4k",
-            s(&q),
         ],
     );
     // A disabled bitmap does not see later writes.
-    run("qemu-img", &["bitmap", "--add", "--disable", s(&q), "off"]);
-    run("qemu-io", &["-c", "write -P 4 2M 4k", s(&q)]);
+    qemu_img(&["bitmap", "--add", "--disable", s(&q), "off"]);
+    qemu_io(&q, "qcow2", &["write -P 4 2M 4k"]);
 
     let img = open(&q);
     let bitmaps = img.dirty_bitmaps().unwrap();
@@ -301,7 +244,7 @@ fn no_bitmaps_is_empty() {
     }
     let dir = tempfile::tempdir().unwrap();
     let q = dir.path().join("x.qcow2");
-    run("qemu-img", &["create", "-f", "qcow2", s(&q), "1M"]);
+    qemu_img_create(&q, "qcow2", "1M", &[]);
     assert!(open(&q).dirty_bitmaps().unwrap().is_empty());
     assert!(!open(&q).is_dirty());
 }
@@ -316,20 +259,7 @@ fn tiny_l2_cache_evicts_and_still_reads() {
     let disk = sample_disk();
     std::fs::write(&raw, &disk).unwrap();
     let q = dir.path().join("disk.qcow2");
-    run(
-        "qemu-img",
-        &[
-            "convert",
-            "-f",
-            "raw",
-            "-O",
-            "qcow2",
-            "-o",
-            "cluster_size=512",
-            s(&raw),
-            s(&q),
-        ],
-    );
+    qemu_img_convert(&raw, "raw", &q, "qcow2", &["-o", "cluster_size=512"]);
     // 512-byte clusters: each L2 table maps 32 KiB, so the disk has ~200 of them; a 4 KiB
     // table budget leaves the minimum cache of 4 tables.
     let mut limits = Limits::default();
@@ -353,19 +283,8 @@ fn crashed_writer_leaves_dirty_image_and_in_use_bitmap() {
     }
     let dir = tempfile::tempdir().unwrap();
     let q = dir.path().join("crash.qcow2");
-    run(
-        "qemu-img",
-        &[
-            "create",
-            "-f",
-            "qcow2",
-            "-o",
-            "lazy_refcounts=on",
-            s(&q),
-            "8M",
-        ],
-    );
-    run("qemu-img", &["bitmap", "--add", s(&q), "b0"]);
+    qemu_img_create(&q, "qcow2", "8M", &["-o", "lazy_refcounts=on"]);
+    qemu_img(&["bitmap", "--add", s(&q), "b0"]);
     // qemu-io aborts (SIGABRT) on purpose: its exit status is not success. It runs in the
     // temporary folder so that a core dump, if enabled, lands there.
     let _ = std::process::Command::new("qemu-io")

@@ -97,7 +97,9 @@ pub fn path_str(path: &Path) -> &str {
     path.to_str().expect("test paths are UTF-8")
 }
 
-/// Deterministic pseudo-random bytes (xorshift64*), different for each `seed`.
+/// Deterministic pseudo-random bytes (xorshift64*). The seed's low bit is forced on (the
+/// generator's state must not be zero), so seeds 2n and 2n+1 give the same bytes: use seeds
+/// that differ elsewhere when two fixtures must differ.
 pub fn random_bytes(seed: u64, len: usize) -> Vec<u8> {
     let mut x = seed | 1;
     let mut v = Vec::with_capacity(len + 8);
@@ -169,6 +171,69 @@ pub fn sha256_hex(data: &[u8]) -> String {
         .collect()
 }
 
+/// Runs `qemu-img args...` (see [`run`]) and returns its standard output. Callers check
+/// [`have`]`("qemu-img")` first, which carries the CI / skip rule.
+pub fn qemu_img(args: &[&str]) -> Vec<u8> {
+    run("qemu-img", args)
+}
+
+/// `qemu-img create -q -f fmt opts... path size`: a new image (`opts` such as
+/// `["-o", "subformat=twoGbMaxExtentSparse"]`, or `-b`/`-F` with an explicit size).
+pub fn qemu_img_create(path: &Path, fmt: &str, size: &str, opts: &[&str]) {
+    let mut args = vec!["create", "-q", "-f", fmt];
+    args.extend_from_slice(opts);
+    args.extend([path_str(path), size]);
+    qemu_img(&args);
+}
+
+/// `qemu-img create -q -f fmt -b backing -F backing_fmt path`: an overlay (snapshot delta)
+/// of `backing`, as large as it. `backing` is recorded as given: a bare name is found next
+/// to `path`, as hypervisors write it; an absolute path stays absolute.
+pub fn qemu_img_overlay(path: &Path, fmt: &str, backing: &str, backing_fmt: &str) {
+    qemu_img(&[
+        "create",
+        "-q",
+        "-f",
+        fmt,
+        "-b",
+        backing,
+        "-F",
+        backing_fmt,
+        path_str(path),
+    ]);
+}
+
+/// `qemu-img convert -q -f from -O to opts... src dst` (`opts` such as `["-c"]` or
+/// `["-o", "subformat=streamOptimized"]`).
+pub fn qemu_img_convert(src: &Path, from: &str, dst: &Path, to: &str, opts: &[&str]) {
+    let mut args = vec!["convert", "-q", "-f", from, "-O", to];
+    args.extend_from_slice(opts);
+    args.extend([path_str(src), path_str(dst)]);
+    qemu_img(&args);
+}
+
+/// The guest-visible bytes of `image` (format `fmt`, with its backing chain) as qemu reads
+/// them: `qemu-img convert -O raw` into a temporary file, read back. The oracle for every
+/// whole-disk read and restore.
+pub fn qemu_raw(image: &Path, fmt: &str) -> Vec<u8> {
+    let dir = tempfile::tempdir().expect("temporary folder");
+    let out = dir.path().join("qemu.raw");
+    qemu_img_convert(image, fmt, &out, "raw", &[]);
+    std::fs::read(&out).unwrap_or_else(|e| panic!("{}: {e}", out.display()))
+}
+
+/// `qemu-io -f fmt -c cmd... image`: runs qemu-io commands (`"write -P 0xab 1M 64k"`,
+/// `"write -z 0 64k"`, ...) on `image` through qemu's own driver. Callers check
+/// [`have`]`("qemu-io")` first.
+pub fn qemu_io(image: &Path, fmt: &str, cmds: &[&str]) {
+    let mut args = vec!["-f", fmt];
+    for c in cmds {
+        args.extend(["-c", c]);
+    }
+    args.push(path_str(image));
+    run("qemu-io", &args);
+}
+
 /// `qemu-img map --output=json` of the image at `path` alone (its parents' ranges count as
 /// unallocated), as an allocation map of `size` bytes: depth-0 data is `Data`, depth-0
 /// present zeros `Zero`, everything else `Unallocated`. `format` pins qemu's probe.
@@ -178,7 +243,7 @@ pub fn qemu_map(path: &Path, format: Option<&str>, size: u64) -> AllocationMap {
         args.extend(["-f", f]);
     }
     args.push(path_str(path));
-    let out = run("qemu-img", &args);
+    let out = qemu_img(&args);
     let runs: serde_json::Value = serde_json::from_slice(&out).expect("qemu-img map JSON");
     let mut map = AllocationMap::new(size);
     for r in runs.as_array().expect("qemu-img map prints an array") {

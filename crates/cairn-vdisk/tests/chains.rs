@@ -1,38 +1,16 @@
 //! Whole-disk reads, chains, maps and conversions checked against qemu-img and qemu-io.
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use cairn_io::{RangeKind, ReadAt};
 use cairn_vdisk::{convert, ConvertOptions, Error, OpenOptions, TargetFormat, VirtualDisk};
 
-use cairn_testkit::{have, run_command as run};
-
-fn qemu_img(args: &[&str]) -> Vec<u8> {
-    run(Command::new("qemu-img").args(args))
-}
-
-fn qemu_io(fmt: &str, img: &Path, cmds: &[&str]) {
-    let mut c = Command::new("qemu-io");
-    c.args(["-f", fmt]);
-    for x in cmds {
-        c.args(["-c", x]);
-    }
-    c.arg(img);
-    run(&mut c);
-}
-
-fn p(path: &Path) -> &str {
-    path.to_str().unwrap()
-}
+use cairn_testkit::{
+    have, path_str as p, qemu_img, qemu_img_convert, qemu_img_create, qemu_img_overlay, qemu_io,
+    qemu_raw,
+};
 
 fn read_all(d: &dyn ReadAt) -> Vec<u8> {
     cairn_testkit::read_all(d, 1 << 20)
-}
-
-fn qemu_raw(img: &Path, fmt: &str, dir: &Path) -> Vec<u8> {
-    let out = dir.join("qemu-out.raw");
-    qemu_img(&["convert", "-f", fmt, "-O", "raw", p(img), p(&out)]);
-    std::fs::read(out).unwrap()
 }
 
 /// A 16 MiB raw disk with random, zero and patterned regions and holes.
@@ -66,42 +44,22 @@ fn vmdk_delta_chain_resolves_and_reads_like_qemu() {
     let dir = tempfile::tempdir().unwrap();
     let raw = make_raw(dir.path());
     let base = dir.path().join("base.vmdk");
-    qemu_img(&["convert", "-f", "raw", "-O", "vmdk", p(&raw), p(&base)]);
+    qemu_img_convert(&raw, "raw", &base, "vmdk", &[]);
     let d1 = dir.path().join("delta1.vmdk");
     let d2 = dir.path().join("delta2.vmdk");
     // Relative parent names, as hypervisors write them.
-    qemu_img(&[
-        "create",
-        "-q",
-        "-f",
-        "vmdk",
-        "-b",
-        "base.vmdk",
-        "-F",
-        "vmdk",
-        p(&d1),
-    ]);
+    qemu_img_overlay(&d1, "vmdk", "base.vmdk", "vmdk");
     qemu_io(
-        "vmdk",
         &d1,
+        "vmdk",
         &["write -P 0xab 1M 64k", "write -P 0x11 5000k 3k"],
     );
-    qemu_img(&[
-        "create",
-        "-q",
-        "-f",
-        "vmdk",
-        "-b",
-        "delta1.vmdk",
-        "-F",
-        "vmdk",
-        p(&d2),
-    ]);
-    qemu_io("vmdk", &d2, &["write -P 0xcd 2M 128k", "write -z 0 64k"]);
+    qemu_img_overlay(&d2, "vmdk", "delta1.vmdk", "vmdk");
+    qemu_io(&d2, "vmdk", &["write -P 0xcd 2M 128k", "write -z 0 64k"]);
 
     let disk = VirtualDisk::open(&d2, &OpenOptions::default()).unwrap();
     assert_eq!(disk.layers().len(), 3);
-    assert_eq!(read_all(&disk), qemu_raw(&d2, "vmdk", dir.path()));
+    assert_eq!(read_all(&disk), qemu_raw(&d2, "vmdk"));
 
     // The changed ranges of the top layer are exactly its own allocation: what qemu-img map
     // reports at depth 0.
@@ -124,7 +82,7 @@ fn vmdk_delta_chain_resolves_and_reads_like_qemu() {
 
     // A parent with another CID is refused.
     std::fs::copy(&base, dir.path().join("base.bak")).unwrap();
-    qemu_img(&["convert", "-f", "raw", "-O", "vmdk", p(&raw), p(&base)]);
+    qemu_img_convert(&raw, "raw", &base, "vmdk", &[]);
     let err = VirtualDisk::open(&d2, &OpenOptions::default()).unwrap_err();
     assert!(matches!(err, Error::ParentMismatch { .. }), "{err}");
 
@@ -166,38 +124,18 @@ fn qcow2_over_raw_base_and_cycles() {
     let dir = tempfile::tempdir().unwrap();
     let raw = make_raw(dir.path());
     let top = dir.path().join("top.qcow2");
-    qemu_img(&[
-        "create",
-        "-q",
-        "-f",
-        "qcow2",
-        "-b",
-        "base.raw",
-        "-F",
-        "raw",
-        p(&top),
-    ]);
-    qemu_io("qcow2", &top, &["write -P 0x5a 3M 200k"]);
+    qemu_img_overlay(&top, "qcow2", "base.raw", "raw");
+    qemu_io(&top, "qcow2", &["write -P 0x5a 3M 200k"]);
     let disk = VirtualDisk::open(&top, &OpenOptions::default()).unwrap();
     assert_eq!(disk.layers()[1].format, "raw");
-    assert_eq!(read_all(&disk), qemu_raw(&top, "qcow2", dir.path()));
+    assert_eq!(read_all(&disk), qemu_raw(&top, "qcow2"));
     let _ = raw;
 
     // A chain that names itself ends with a cycle error, not a hang.
     let a = dir.path().join("a.qcow2");
     let b = dir.path().join("b.qcow2");
-    qemu_img(&["create", "-q", "-f", "qcow2", p(&a), "1M"]);
-    qemu_img(&[
-        "create",
-        "-q",
-        "-f",
-        "qcow2",
-        "-b",
-        "a.qcow2",
-        "-F",
-        "qcow2",
-        p(&b),
-    ]);
+    qemu_img_create(&a, "qcow2", "1M", &[]);
+    qemu_img_overlay(&b, "qcow2", "a.qcow2", "qcow2");
     qemu_img(&[
         "rebase",
         "-u",
@@ -221,7 +159,7 @@ fn conversions_pass_qemu_check_and_compare() {
     let dir = tempfile::tempdir().unwrap();
     let raw = make_raw(dir.path());
     let src = dir.path().join("src.vmdk");
-    qemu_img(&["convert", "-f", "raw", "-O", "vmdk", p(&raw), p(&src)]);
+    qemu_img_convert(&raw, "raw", &src, "vmdk", &[]);
     let disk = VirtualDisk::open(&src, &OpenOptions::default()).unwrap();
     let map = disk.map().unwrap();
     for (target, name, qfmt) in [

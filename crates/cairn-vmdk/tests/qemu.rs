@@ -25,19 +25,12 @@ fn five_qemu_subformats_read_like_raw() {
         "streamOptimized",
     ] {
         let out = dir.path().join(format!("{sub}.vmdk"));
-        run(
-            "qemu-img",
-            &[
-                "convert",
-                "-f",
-                "raw",
-                "-O",
-                "vmdk",
-                "-o",
-                &format!("subformat={sub}"),
-                p(&raw_path),
-                p(&out),
-            ],
+        qemu_img_convert(
+            &raw_path,
+            "raw",
+            &out,
+            "vmdk",
+            &["-o", &format!("subformat={sub}")],
         );
         let img = VmdkImage::open(&out, &Limits::default()).unwrap();
         assert_eq!(img.subformat(), sub);
@@ -64,56 +57,13 @@ fn zeroed_grain_and_delta_chain() {
     let dir = tempfile::tempdir().unwrap();
     let base = dir.path().join("base.vmdk");
     let delta = dir.path().join("delta.vmdk");
-    run(
-        "qemu-img",
-        &[
-            "create",
-            "-q",
-            "-f",
-            "vmdk",
-            "-o",
-            "zeroed_grain=on",
-            p(&base),
-            "4M",
-        ],
-    );
-    run(
-        "qemu-io",
-        &[
-            "-f",
-            "vmdk",
-            "-c",
-            "write -P 0x11 0 2M",
-            "-c",
-            "write -z 512k 128k",
-            p(&base),
-        ],
-    );
-    run(
-        "qemu-img",
-        &[
-            "create",
-            "-q",
-            "-f",
-            "vmdk",
-            "-b",
-            "base.vmdk",
-            "-F",
-            "vmdk",
-            p(&delta),
-        ],
-    );
-    run(
-        "qemu-io",
-        &[
-            "-f",
-            "vmdk",
-            "-c",
-            "write -P 0xab 1M 64k",
-            "-c",
-            "write -P 0xcd 1000k 10k",
-            p(&delta),
-        ],
+    qemu_img_create(&base, "vmdk", "4M", &["-o", "zeroed_grain=on"]);
+    qemu_io(&base, "vmdk", &["write -P 0x11 0 2M", "write -z 512k 128k"]);
+    qemu_img_overlay(&delta, "vmdk", "base.vmdk", "vmdk");
+    qemu_io(
+        &delta,
+        "vmdk",
+        &["write -P 0xab 1M 64k", "write -P 0xcd 1000k 10k"],
     );
     let b = VmdkImage::open(&base, &Limits::default()).unwrap();
     assert_eq!(b.layer_map().unwrap(), qemu_map(&base, 4 << 20));
@@ -127,12 +77,7 @@ fn zeroed_grain_and_delta_chain() {
     );
     assert_eq!(d.layer_map().unwrap(), qemu_map(&delta, 4 << 20));
     d.attach_parent(Arc::new(b)).unwrap();
-    let flat = dir.path().join("flat.raw");
-    run(
-        "qemu-img",
-        &["convert", "-f", "vmdk", "-O", "raw", p(&delta), p(&flat)],
-    );
-    let want = std::fs::read(&flat).unwrap();
+    let want = qemu_raw(&delta, "vmdk");
     assert!(read_all(&d, 1 << 20) == want);
     assert!(read_all(&d, 12_345) == want);
 }
@@ -144,26 +89,16 @@ fn two_gb_split_sparse_straddles_extents() {
     }
     let dir = tempfile::tempdir().unwrap();
     let img_path = dir.path().join("big.vmdk");
-    run(
-        "qemu-img",
-        &[
-            "create",
-            "-q",
-            "-f",
-            "vmdk",
-            "-o",
-            "subformat=twoGbMaxExtentSparse",
-            p(&img_path),
-            "4608M",
-        ],
+    qemu_img_create(
+        &img_path,
+        "vmdk",
+        "4608M",
+        &["-o", "subformat=twoGbMaxExtentSparse"],
     );
     let two_g: u64 = 2 << 30;
     let w = format!("write -P 0xcd {} 128k", two_g - 65_536);
     let w2 = format!("write -P 0x77 {} 64k", (4u64 << 30) + (1 << 20));
-    run(
-        "qemu-io",
-        &["-f", "vmdk", "-c", &w, "-c", &w2, p(&img_path)],
-    );
+    qemu_io(&img_path, "vmdk", &[&w, &w2]);
     let img = VmdkImage::open(&img_path, &Limits::default()).unwrap();
     assert_eq!(img.descriptor().extents.len(), 3);
     assert_eq!(img.size(), 4608 << 20);
@@ -207,11 +142,6 @@ fn vmfs_flat_descriptor() {
     assert_eq!(img.identity().uuid.unwrap()[..2], [0x60, 0x00]);
     assert_eq!(img.identity().content_id.as_deref(), Some("fffffffe"));
     assert!(read_all(&img, 1 << 20) == raw);
-    let back = dir.path().join("back.raw");
-    run(
-        "qemu-img",
-        &["convert", "-f", "vmdk", "-O", "raw", p(&out), p(&back)],
-    );
-    assert!(std::fs::read(&back).unwrap() == raw);
+    assert!(qemu_raw(&out, "vmdk") == raw);
     assert_eq!(img.layer_map().unwrap(), qemu_map(&out, raw.len() as u64));
 }

@@ -6,7 +6,10 @@ use std::sync::Arc;
 
 use cairn_io::{AllocationMap, DiskIdentity, DiskLayer, FileReader, ParentLink, RangeKind, ReadAt};
 
-pub use cairn_testkit::{check_odd_reads, have, random_bytes, run, sample_disk};
+pub use cairn_testkit::{
+    check_odd_reads, have, qemu_img, qemu_img_convert, qemu_img_create, qemu_img_overlay, qemu_io,
+    qemu_raw, random_bytes, run, sample_disk,
+};
 
 /// Reads all of `img` in 1 MiB requests.
 pub fn read_all(img: &dyn ReadAt) -> Vec<u8> {

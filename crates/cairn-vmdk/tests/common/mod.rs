@@ -5,20 +5,10 @@ use std::path::Path;
 
 use cairn_io::{AllocationMap, RangeKind, ReadAt};
 
-pub use cairn_testkit::{have, path_str as p, read_all, run_text as run};
-
-/// Deterministic pseudo-random bytes (xorshift).
-pub fn noise(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x.to_le_bytes()[3]
-        })
-        .collect()
-}
+pub use cairn_testkit::{
+    have, path_str as p, qemu_img_convert, qemu_img_create, qemu_img_overlay, qemu_io, qemu_raw,
+    random_bytes as noise, read_all, run_text as run,
+};
 
 /// A raw disk of `mib` MiB with random, zero and pattern regions, some not grain-aligned.
 pub fn sample_raw(mib: usize) -> Vec<u8> {
