@@ -303,16 +303,21 @@ mod tests {
         }
     }
 
-    /// Deterministic noise (xorshift): incompressible for lz4.
-    fn noise(n: usize, mut x: u64) -> Vec<u8> {
-        (0..n)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x.to_le_bytes()[3]
-            })
-            .collect()
+    /// Deterministic noise: incompressible for lz4.
+    fn noise(n: usize, seed: u64) -> Vec<u8> {
+        cairn_testkit::random_bytes(seed, n)
+    }
+
+    /// Blobs of every kind the encoder treats differently: incompressible (stored raw), one
+    /// repeated byte, short-period text, tiny, and empty.
+    fn sample_blobs() -> [Vec<u8>; 5] {
+        [
+            noise(300_000, 9),
+            vec![5u8; 70_000],
+            b"abc".repeat(40_000),
+            noise(100, 4),
+            Vec::new(),
+        ]
     }
 
     #[test]
@@ -334,13 +339,7 @@ mod tests {
     fn reused_buffers_give_the_same_blobs() {
         let c = Crypto::none();
         let s = c.sealer().unwrap();
-        let inputs = [
-            noise(300_000, 9),
-            vec![5u8; 70_000],
-            b"abc".repeat(40_000),
-            noise(100, 4),
-            Vec::new(),
-        ];
+        let inputs = sample_blobs();
         let mut buf = vec![0xAB; 500_000];
         let mut out = vec![0xCD; 1_000_000];
         for d in &inputs {
@@ -378,13 +377,7 @@ mod tests {
     fn in_place_encoding_equals_encode() {
         let c = Crypto::none();
         let s = c.sealer().unwrap();
-        let inputs = [
-            noise(300_000, 9),
-            vec![5u8; 70_000],
-            b"abc".repeat(40_000),
-            noise(100, 4),
-            Vec::new(),
-        ];
+        let inputs = sample_blobs();
         // Buffers of every length, trading places as a backup's pool makes them.
         let (mut a, mut b) = (vec![0u8; 3], vec![0u8; 600_000]);
         for d in inputs.iter().chain(inputs.iter().rev()) {

@@ -118,18 +118,8 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    /// The config as written before the chunk-id hash was recorded (version 1), field for
-    /// field: what existing repositories hold.
-    #[derive(Serialize)]
-    struct ConfigV1 {
-        id: ObjectId,
-        version: u32,
-        chunker: cairn_chunk::ChunkerParams,
-        encryption: Encryption,
-        created: i64,
-        pack_target: u64,
-        key_fingerprint: Option<[u8; 32]>,
-    }
+    // The version-1 layout (no chunk-id field) is tested in tests/chunk_id.rs, which
+    // keeps the one definition of it.
 
     fn config(encryption: Encryption, chunk_id: ChunkIdHash) -> RepoConfig {
         RepoConfig {
@@ -149,26 +139,6 @@ mod tests {
             .map_err(|e| Error::malformed("config", format!("postcard: {e}")))?;
         c.validate()?;
         Ok(c)
-    }
-
-    #[test]
-    fn a_version_1_config_decodes_as_sha256_ids() {
-        for encryption in [Encryption::None, Encryption::Aes256Gcm] {
-            let old = ConfigV1 {
-                id: ObjectId([5; 32]),
-                version: REPO_VERSION_SHA256_IDS,
-                chunker: cairn_chunk::ChunkerParams::default(),
-                encryption,
-                created: 1_700_000_000,
-                pack_target: DEFAULT_PACK_TARGET,
-                key_fingerprint: (encryption == Encryption::Aes256Gcm).then_some([9; 32]),
-            };
-            let c = decode(&postcard::to_stdvec(&old).unwrap()).unwrap();
-            assert_eq!(c.chunk_id, None);
-            assert_eq!(c.chunk_id_hash(), ChunkIdHash::Sha256);
-            assert_eq!(c.version, REPO_VERSION_SHA256_IDS);
-            assert_eq!(c.key_fingerprint, old.key_fingerprint);
-        }
     }
 
     #[test]

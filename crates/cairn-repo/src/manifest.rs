@@ -569,54 +569,57 @@ mod tests {
         volumes: Vec<VolumeRecord>,
     }
 
-    #[test]
-    fn older_manifests_decode_without_vm() {
-        let old = OldManifestFile {
+    /// An old manifest file of VM `vm` at `time`, with no disks.
+    fn old_file(time: i64, tags: Vec<String>) -> OldManifestFile {
+        OldManifestFile {
             vm_name: "vm".into(),
-            time: 5,
-            tags: vec!["t".into()],
+            time,
+            tags,
             parent: None,
             disks: Vec::new(),
             stats: BackupStats::default(),
             volumes: Vec::new(),
-        };
-        let bytes = postcard::to_stdvec(&old).unwrap();
-        let m: ManifestFile = postcard::from_bytes(&bytes).unwrap();
-        assert_eq!(m.vm, None);
-        assert_eq!(m.vm_name, "vm");
-        // A record that is present but cut short is still an error.
-        let with = ManifestFile {
+        }
+    }
+
+    /// The manifest file as written before sub-second times: the fields above, then the VM
+    /// record. Postcard writes a struct as its fields in order, with no framing, so this
+    /// tuple is byte for byte that struct.
+    type ManifestFileWithoutNanos = (OldManifestFile, Option<VmRecord>);
+
+    /// A manifest file as written now, of VM `vm` at `time`, with no disks.
+    fn file(time: i64, vm: Option<VmRecord>, time_nanos: Option<u32>) -> ManifestFile {
+        ManifestFile {
             vm_name: "vm".into(),
-            time: 5,
+            time,
             tags: Vec::new(),
             parent: None,
             disks: Vec::new(),
             stats: BackupStats::default(),
             volumes: Vec::new(),
-            vm: Some(VmRecord {
-                kind: "vmware".into(),
-                name: "n".into(),
-                ..Default::default()
-            }),
-            time_nanos: None,
+            vm,
+            time_nanos,
+        }
+    }
+
+    #[test]
+    fn older_manifests_decode_without_vm() {
+        let old = old_file(5, vec!["t".into()]);
+        let bytes = postcard::to_stdvec(&old).unwrap();
+        let m: ManifestFile = postcard::from_bytes(&bytes).unwrap();
+        assert_eq!(m.vm, None);
+        assert_eq!(m.vm_name, "vm");
+        // A record that is present but cut short is still an error.
+        let vm = VmRecord {
+            kind: "vmware".into(),
+            name: "n".into(),
+            ..Default::default()
         };
+        let with = file(5, Some(vm), None);
         let full = postcard::to_stdvec(&with).unwrap();
         let back: ManifestFile = postcard::from_bytes(&full).unwrap();
         assert_eq!(back, with);
         assert!(postcard::from_bytes::<ManifestFile>(&full[..full.len() - 2]).is_err());
-    }
-
-    /// The manifest file as written before sub-second times (with a VM record).
-    #[derive(Serialize)]
-    struct ManifestFileWithoutNanos {
-        vm_name: String,
-        time: i64,
-        tags: Vec<String>,
-        parent: Option<SnapshotId>,
-        disks: Vec<DiskRecord>,
-        stats: BackupStats,
-        volumes: Vec<VolumeRecord>,
-        vm: Option<VmRecord>,
     }
 
     #[test]
@@ -626,16 +629,7 @@ mod tests {
             ..Default::default()
         };
         for vm in [None, Some(vm)] {
-            let old = ManifestFileWithoutNanos {
-                vm_name: "vm".into(),
-                time: 1_700_000_000,
-                tags: Vec::new(),
-                parent: None,
-                disks: Vec::new(),
-                stats: BackupStats::default(),
-                volumes: Vec::new(),
-                vm: vm.clone(),
-            };
+            let old: ManifestFileWithoutNanos = (old_file(1_700_000_000, Vec::new()), vm.clone());
             let bytes = postcard::to_stdvec(&old).unwrap();
             let m: ManifestFile = postcard::from_bytes(&bytes).unwrap();
             assert_eq!((m.time, m.time_nanos, &m.vm), (1_700_000_000, None, &vm));
@@ -644,17 +638,7 @@ mod tests {
             assert_eq!(s.time_key(), (1_700_000_000, 0));
         }
         // Written now: the field follows the VM record, and is read back.
-        let new = ManifestFile {
-            vm_name: "vm".into(),
-            time: -1,
-            tags: Vec::new(),
-            parent: None,
-            disks: Vec::new(),
-            stats: BackupStats::default(),
-            volumes: Vec::new(),
-            vm: None,
-            time_nanos: Some(123_456_789),
-        };
+        let new = file(-1, None, Some(123_456_789));
         let bytes = postcard::to_stdvec(&new).unwrap();
         assert_eq!(postcard::from_bytes::<ManifestFile>(&bytes).unwrap(), new);
         // Cut inside the field (its option tag present, the number gone) is an error.

@@ -9,7 +9,7 @@ use cairn_repo::frame::{self, FileKind};
 use cairn_repo::{
     read_config, Backend, BlobId, BlobKind, ChunkIdHash, Encryption, Error, InitOptions, KdfParams,
     KeyRing, MemoryBackend, ObjectId, OpenOptions, Repository, SlotSecret, VerifyOptions,
-    CONFIG_NAME, KEYS_NAME, REPO_VERSION, REPO_VERSION_SHA256_IDS,
+    CONFIG_NAME, DEFAULT_PACK_TARGET, KEYS_NAME, REPO_VERSION, REPO_VERSION_SHA256_IDS,
 };
 use serde::Serialize;
 
@@ -93,6 +93,12 @@ fn expected_crypto(
     }
 }
 
+/// `old` as the bytes of a `config` file (unsealed frame, postcard payload).
+fn version_1_config_file(old: &ConfigV1) -> Vec<u8> {
+    let payload = postcard::to_stdvec(old).unwrap();
+    frame::encode(FileKind::Config, false, &payload)
+}
+
 /// Replaces `config` by the version-1 layout of the same repository (no chunk-id field),
 /// as a repository created before the field existed has it.
 fn rewrite_as_version_1(backend: &MemoryBackend) {
@@ -106,16 +112,46 @@ fn rewrite_as_version_1(backend: &MemoryBackend) {
         pack_target: c.pack_target,
         key_fingerprint: c.key_fingerprint,
     };
-    let payload = postcard::to_stdvec(&old).unwrap();
     backend
-        .put(
-            CONFIG_NAME,
-            &frame::encode(FileKind::Config, false, &payload),
-        )
+        .put(CONFIG_NAME, &version_1_config_file(&old))
         .unwrap();
 }
 
+/// Runs a full verify (data read back) and asserts it found no problem.
+fn verify_clean(repo: &Repository) -> cairn_repo::VerifyReport {
+    let report = repo
+        .verify(&VerifyOptions {
+            read_data: true,
+            ..VerifyOptions::default()
+        })
+        .unwrap();
+    assert!(report.is_ok(), "{:?}", report.problems);
+    report
+}
+
 const ENCRYPTIONS: [Encryption; 2] = [Encryption::None, Encryption::Aes256Gcm];
+
+/// The config alone, no key ring: a version-1 layout decodes (frame, postcard, validation,
+/// exactly as `Repository::open` reads it) with no chunk-id field and SHA-256 ids.
+#[test]
+fn a_version_1_config_decodes_as_sha256_ids() {
+    for encryption in ENCRYPTIONS {
+        let old = ConfigV1 {
+            id: ObjectId([5; 32]),
+            version: REPO_VERSION_SHA256_IDS,
+            chunker: cairn_chunk::ChunkerParams::default(),
+            encryption,
+            created: 1_700_000_000,
+            pack_target: DEFAULT_PACK_TARGET,
+            key_fingerprint: (encryption == Encryption::Aes256Gcm).then_some([9; 32]),
+        };
+        let c = cairn_repo::decode::config(&version_1_config_file(&old)).unwrap();
+        assert_eq!(c.chunk_id, None);
+        assert_eq!(c.chunk_id_hash(), ChunkIdHash::Sha256);
+        assert_eq!(c.version, REPO_VERSION_SHA256_IDS);
+        assert_eq!(c.key_fingerprint, old.key_fingerprint);
+    }
+}
 
 #[test]
 fn new_repositories_record_blake3_and_round_trip() {
@@ -166,13 +202,7 @@ fn new_repositories_record_blake3_and_round_trip() {
         let w = repo.writer().unwrap();
         assert!(w.has_blob(&w.encoder().id(&data[3])));
         w.finish().unwrap();
-        let report = repo
-            .verify(&VerifyOptions {
-                read_data: true,
-                ..VerifyOptions::default()
-            })
-            .unwrap();
-        assert!(report.is_ok(), "{:?}", report.problems);
+        let report = verify_clean(&repo);
         assert_eq!(report.blobs_checked, u64::try_from(data.len()).unwrap());
     }
 }
@@ -225,13 +255,7 @@ fn repositories_with_a_version_1_config_keep_sha256_ids() {
         w.finish().unwrap();
         let more = store(&repo, &data[4..]);
         assert_eq!(more[0].0, want.chunk_id(&data[4]));
-        let report = repo
-            .verify(&VerifyOptions {
-                read_data: true,
-                ..VerifyOptions::default()
-            })
-            .unwrap();
-        assert!(report.is_ok(), "{:?}", report.problems);
+        verify_clean(&repo);
         drop(repo);
         assert_eq!(
             read_config(backend.as_ref()).unwrap().version,
