@@ -3,9 +3,10 @@
 //! `qemu-img convert -O raw` of its source, and the rewritten configuration must read back
 //! (through `cairn backup`) pointing at the restored disks.
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
 mod common;
+use cairn_testkit::{qemu_img_convert, qemu_img_overlay, qemu_io, qemu_raw};
 use common::{have, s};
 
 fn cairn(args: &[&str]) -> Output {
@@ -20,15 +21,6 @@ fn json(args: &[&str]) -> serde_json::Value {
     serde_json::from_str(&ok(args)).unwrap()
 }
 
-fn run(cmd: &str, args: &[&str]) {
-    let out = Command::new(cmd).args(args).output().expect(cmd);
-    assert!(
-        out.status.success(),
-        "{cmd} {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 /// A 4 MiB raw disk with data in a few places (and holes elsewhere), converted by qemu-img
 /// to `fmt` at `out`.
 fn make_disk(dir: &Path, out: &Path, fmt: &str, opts: &[&str], seed: u8) {
@@ -41,24 +33,8 @@ fn make_disk(dir: &Path, out: &Path, fmt: &str, opts: &[&str], seed: u8) {
         *b = seed ^ 0x5a;
     }
     std::fs::write(&raw, &data).unwrap();
-    let mut args = vec!["convert", "-q", "-f", "raw", "-O", fmt];
-    args.extend_from_slice(opts);
-    args.extend([s(&raw), s(out)]);
-    run("qemu-img", &args);
+    qemu_img_convert(&raw, "raw", out, fmt, opts);
     std::fs::remove_file(raw).unwrap();
-}
-
-/// `qemu-img convert -O raw` of an image (any format qemu reads), as bytes.
-fn qemu_raw(image: &Path, fmt: Option<&str>) -> Vec<u8> {
-    let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("x.raw");
-    let mut args = vec!["convert", "-q"];
-    if let Some(f) = fmt {
-        args.extend(["-f", f]);
-    }
-    args.extend(["-O", "raw", s(image), s(&out)]);
-    run("qemu-img", &args);
-    std::fs::read(out).unwrap()
 }
 
 fn init_repo(dir: &Path) -> PathBuf {
@@ -71,6 +47,38 @@ fn backup(repo: &Path, path: &Path, extra: &[&str]) -> serde_json::Value {
     let mut args = vec!["backup", "--repo", s(repo), s(path), "--json"];
     args.extend_from_slice(extra);
     json(&args)
+}
+
+/// `cairn restore --repo REPO latest --vm --to OUT extra...`: the arguments.
+fn restore_vm_args<'a>(repo: &'a Path, out: &'a Path, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec![
+        "restore",
+        "--repo",
+        s(repo),
+        "latest",
+        "--vm",
+        "--to",
+        s(out),
+    ];
+    args.extend_from_slice(extra);
+    args
+}
+
+/// Restores the latest restore point as a VM folder at `out`, which must succeed.
+fn restore_vm(repo: &Path, out: &Path, extra: &[&str]) {
+    ok(&restore_vm_args(repo, out, extra));
+}
+
+/// A Hyper-V folder `dir/name` with its `Virtual Hard Disks` and `Virtual Machines`
+/// folders, and a VHDX disk `Virtual Hard Disks/<name>.vhdx` (see [`make_disk`]); returns
+/// the folder and the disk.
+fn hyperv_folder(dir: &Path, name: &str, seed: u8) -> (PathBuf, PathBuf) {
+    let vm = dir.join(name);
+    std::fs::create_dir_all(vm.join("Virtual Hard Disks")).unwrap();
+    std::fs::create_dir_all(vm.join("Virtual Machines")).unwrap();
+    let disk = vm.join("Virtual Hard Disks").join(format!("{name}.vhdx"));
+    make_disk(dir, &disk, "vhdx", &[], seed);
+    (vm, disk)
 }
 
 const VMX: &str = r#".encoding = "UTF-8"
@@ -173,21 +181,11 @@ fn vmware_bundle_round_trip() {
     assert!(text.contains("[vmware cold uuid 564d9b3f"), "{text}");
 
     let out = dir.path().join("restored");
-    ok(&[
-        "restore",
-        "--repo",
-        s(&repo),
-        "latest",
-        "--vm",
-        "--to",
-        s(&out),
-        "--format",
-        "vmdk",
-    ]);
+    restore_vm(&repo, &out, &["--format", "vmdk"]);
     let restored = out.join("Ubuntu 64-bit.vmdk");
     assert_eq!(
-        qemu_raw(&restored, Some("vmdk")),
-        qemu_raw(&vm.join("Ubuntu 64-bit.vmdk"), Some("vmdk"))
+        qemu_raw(&restored, "vmdk"),
+        qemu_raw(&vm.join("Ubuntu 64-bit.vmdk"), "vmdk")
     );
     // Config files come back byte for byte, except the one rewritten line; the snapshot
     // database is left out (the disks are flattened).
@@ -202,15 +200,7 @@ fn vmware_bundle_round_trip() {
     assert_eq!(vmx, VMX);
     // Now as raw: the file name changes and the .vmx follows.
     let out2 = dir.path().join("restored-raw");
-    ok(&[
-        "restore",
-        "--repo",
-        s(&repo),
-        "latest",
-        "--vm",
-        "--to",
-        s(&out2),
-    ]);
+    restore_vm(&repo, &out2, &[]);
     let vmx = std::fs::read_to_string(out2.join("Ubuntu 64-bit.vmx")).unwrap();
     assert!(
         vmx.contains("scsi0:0.fileName = \"Ubuntu 64-bit.img\"\n"),
@@ -218,7 +208,7 @@ fn vmware_bundle_round_trip() {
     );
     assert_eq!(
         std::fs::read(out2.join("Ubuntu 64-bit.img")).unwrap(),
-        qemu_raw(&vm.join("Ubuntu 64-bit.vmdk"), Some("vmdk"))
+        qemu_raw(&vm.join("Ubuntu 64-bit.vmdk"), "vmdk")
     );
     // The restored folder is a bundle again, pointing at the restored disk.
     let again = backup(&repo, &out2, &[]);
@@ -227,15 +217,7 @@ fn vmware_bundle_round_trip() {
         s(&std::fs::canonicalize(out2.join("Ubuntu 64-bit.img")).unwrap())
     );
     // Restoring over existing files is refused.
-    let e = cairn(&[
-        "restore",
-        "--repo",
-        s(&repo),
-        "latest",
-        "--vm",
-        "--to",
-        s(&out2),
-    ]);
+    let e = cairn(&restore_vm_args(&repo, &out2, &[]));
     assert!(!e.status.success());
 }
 
@@ -253,30 +235,9 @@ fn moved_vm_with_a_new_delta_is_incremental() {
     let moved = dir.path().join("elsewhere").join("vm-b");
     std::fs::create_dir_all(moved.parent().unwrap()).unwrap();
     std::fs::rename(&vm, &moved).unwrap();
-    run(
-        "qemu-img",
-        &[
-            "create",
-            "-q",
-            "-f",
-            "vmdk",
-            "-b",
-            "Ubuntu 64-bit.vmdk",
-            "-F",
-            "vmdk",
-            s(&moved.join("Ubuntu 64-bit-000001.vmdk")),
-        ],
-    );
-    run(
-        "qemu-io",
-        &[
-            "-f",
-            "vmdk",
-            "-c",
-            "write -P 0xab 1M 64k",
-            s(&moved.join("Ubuntu 64-bit-000001.vmdk")),
-        ],
-    );
+    let delta = moved.join("Ubuntu 64-bit-000001.vmdk");
+    qemu_img_overlay(&delta, "vmdk", "Ubuntu 64-bit.vmdk", "vmdk");
+    qemu_io(&delta, "vmdk", &["write -P 0xab 1M 64k"]);
     let vmx = VMX
         .replace("Ubuntu 64-bit.vmdk", "Ubuntu 64-bit-000001.vmdk")
         .replace(
@@ -296,7 +257,7 @@ fn moved_vm_with_a_new_delta_is_incremental() {
     ok(&["restore", "--repo", s(&repo), id, "--vm", "--to", s(&out)]);
     assert_eq!(
         std::fs::read(out.join("Ubuntu 64-bit-000001.img")).unwrap(),
-        qemu_raw(&moved.join("Ubuntu 64-bit-000001.vmdk"), Some("vmdk"))
+        qemu_raw(&moved.join("Ubuntu 64-bit-000001.vmdk"), "vmdk")
     );
 }
 
@@ -316,24 +277,8 @@ fn running_vmware_vm_is_read_at_its_frozen_point() {
     assert!(err.contains("no snapshot delta"), "{err}");
     // With a snapshot (the live delta takes the writes), the base is the frozen point.
     let delta = vm.join("Ubuntu 64-bit-000001.vmdk");
-    run(
-        "qemu-img",
-        &[
-            "create",
-            "-q",
-            "-f",
-            "vmdk",
-            "-b",
-            "Ubuntu 64-bit.vmdk",
-            "-F",
-            "vmdk",
-            s(&delta),
-        ],
-    );
-    run(
-        "qemu-io",
-        &["-f", "vmdk", "-c", "write -P 0xcd 0 64k", s(&delta)],
-    );
+    qemu_img_overlay(&delta, "vmdk", "Ubuntu 64-bit.vmdk", "vmdk");
+    qemu_io(&delta, "vmdk", &["write -P 0xcd 0 64k"]);
     std::fs::write(
         vm.join("Ubuntu 64-bit.vmx"),
         VMX.replace("Ubuntu 64-bit.vmdk", "Ubuntu 64-bit-000001.vmdk"),
@@ -347,18 +292,10 @@ fn running_vmware_vm_is_read_at_its_frozen_point() {
         .unwrap()
         .ends_with("/Ubuntu 64-bit.vmdk"));
     let out = dir.path().join("restored");
-    ok(&[
-        "restore",
-        "--repo",
-        s(&repo),
-        "latest",
-        "--vm",
-        "--to",
-        s(&out),
-    ]);
+    restore_vm(&repo, &out, &[]);
     assert_eq!(
         std::fs::read(out.join("Ubuntu 64-bit-000001.img")).unwrap(),
-        qemu_raw(&vm.join("Ubuntu 64-bit.vmdk"), Some("vmdk"))
+        qemu_raw(&vm.join("Ubuntu 64-bit.vmdk"), "vmdk")
     );
 }
 
@@ -416,20 +353,9 @@ fn libvirt_domain_round_trip() {
     assert_eq!(b["vm"]["disks"].as_array().unwrap().len(), 1);
     assert!(b["vm"]["notes"].to_string().contains("cdrom"));
     let out = dir.path().join("restored");
-    ok(&[
-        "restore",
-        "--repo",
-        s(&repo),
-        "latest",
-        "--vm",
-        "--to",
-        s(&out),
-    ]);
+    restore_vm(&repo, &out, &[]);
     let restored = std::fs::canonicalize(out.join("web01.img")).unwrap();
-    assert_eq!(
-        std::fs::read(&restored).unwrap(),
-        qemu_raw(&disk, Some("qcow2"))
-    );
+    assert_eq!(std::fs::read(&restored).unwrap(), qemu_raw(&disk, "qcow2"));
     let new_xml = std::fs::read_to_string(out.join("web01.xml")).unwrap();
     assert!(new_xml.contains(&format!("<source file='{}' index='2'/>", s(&restored))));
     assert!(new_xml.contains("<driver name='qemu' type='raw' discard='unmap'/>"));
@@ -505,24 +431,13 @@ fn ovf_export_round_trip() {
     );
     assert_eq!(b["vm"]["config_files"][1]["name"], "appliance.mf");
     let out = dir.path().join("restored");
-    ok(&[
-        "restore",
-        "--repo",
-        s(&repo),
-        "latest",
-        "--vm",
-        "--to",
-        s(&out),
-        "--format",
-        "vmdk",
-        "--subformat",
-        "streamOptimized",
-    ]);
-    let restored = out.join("appliance-disk001.vmdk");
-    assert_eq!(
-        qemu_raw(&restored, Some("vmdk")),
-        qemu_raw(&disk, Some("vmdk"))
+    restore_vm(
+        &repo,
+        &out,
+        &["--format", "vmdk", "--subformat", "streamOptimized"],
     );
+    let restored = out.join("appliance-disk001.vmdk");
+    assert_eq!(qemu_raw(&restored, "vmdk"), qemu_raw(&disk, "vmdk"));
     assert!(!out.join("appliance.mf").exists());
     let new_ovf = std::fs::read_to_string(out.join("appliance.ovf")).unwrap();
     assert!(new_ovf.contains(r#"<File ovf:id="file1" ovf:href="appliance-disk001.vmdk"/>"#));
@@ -548,11 +463,7 @@ fn hyperv_2012_round_trip() {
     }
     let dir = tempfile::tempdir().unwrap();
     let repo = init_repo(dir.path());
-    let vm = dir.path().join("SQL01");
-    std::fs::create_dir_all(vm.join("Virtual Hard Disks")).unwrap();
-    std::fs::create_dir_all(vm.join("Virtual Machines")).unwrap();
-    let disk = vm.join("Virtual Hard Disks").join("SQL01.vhdx");
-    make_disk(dir.path(), &disk, "vhdx", &[], 4);
+    let (vm, disk) = hyperv_folder(dir.path(), "SQL01", 4);
     let guid = "5A0D9B0E-3C1F-4E2A-9B8C-7D6E5F4A3B2C";
     let xml = r#"<?xml version="1.0" encoding="UTF-16" standalone="yes"?>
 <configuration>
@@ -591,22 +502,9 @@ fn hyperv_2012_round_trip() {
         format!("Virtual Machines/{guid}.xml")
     );
     let out = dir.path().join("restored");
-    ok(&[
-        "restore",
-        "--repo",
-        s(&repo),
-        "latest",
-        "--vm",
-        "--to",
-        s(&out),
-        "--format",
-        "vhd",
-    ]);
+    restore_vm(&repo, &out, &["--format", "vhd"]);
     let restored = out.join("Virtual Machines").join("SQL01.vhd");
-    assert_eq!(
-        qemu_raw(&restored, Some("vpc")),
-        qemu_raw(&disk, Some("vhdx"))
-    );
+    assert_eq!(qemu_raw(&restored, "vpc"), qemu_raw(&disk, "vhdx"));
     let new_cfg = std::fs::read(out.join("Virtual Machines").join(format!("{guid}.xml"))).unwrap();
     assert_eq!(&new_cfg[..2], b"\xff\xfe", "stays UTF-16");
     let again = backup(&repo, &out, &[]);
@@ -623,11 +521,7 @@ fn hyperv_vmcx_is_opaque_and_disks_come_from_a_folder_scan() {
     }
     let dir = tempfile::tempdir().unwrap();
     let repo = init_repo(dir.path());
-    let vm = dir.path().join("DC01");
-    std::fs::create_dir_all(vm.join("Virtual Hard Disks")).unwrap();
-    std::fs::create_dir_all(vm.join("Virtual Machines")).unwrap();
-    let base = vm.join("Virtual Hard Disks").join("DC01.vhdx");
-    make_disk(dir.path(), &base, "vhdx", &[], 5);
+    let (vm, base) = hyperv_folder(dir.path(), "DC01", 5);
     let guid = "0F1E2D3C-4B5A-6978-8796-A5B4C3D2E1F0";
     let vmcx: Vec<u8> = (0..40_000u32).map(|i| (i * 13).to_le_bytes()[0]).collect();
     std::fs::write(
@@ -644,27 +538,14 @@ fn hyperv_vmcx_is_opaque_and_disks_come_from_a_folder_scan() {
         "scan:Virtual Hard Disks/DC01.vhdx"
     );
     let out = dir.path().join("restored");
-    ok(&[
-        "restore",
-        "--repo",
-        s(&repo),
-        "latest",
-        "--vm",
-        "--to",
-        s(&out),
-        "--format",
-        "vhd",
-    ]);
+    restore_vm(&repo, &out, &["--format", "vhd"]);
     assert_eq!(
         std::fs::read(out.join("Virtual Machines").join(format!("{guid}.vmcx"))).unwrap(),
         vmcx
     );
     assert_eq!(
-        qemu_raw(
-            &out.join("Virtual Hard Disks").join("DC01.vhd"),
-            Some("vpc")
-        ),
-        qemu_raw(&base, Some("vhdx"))
+        qemu_raw(&out.join("Virtual Hard Disks").join("DC01.vhd"), "vpc"),
+        qemu_raw(&base, "vhdx")
     );
 }
 
@@ -679,15 +560,7 @@ fn plain_images_still_back_up_and_image_restore_points_refuse_vm_restore() {
     make_disk(dir.path(), &img, "vmdk", &[], 6);
     let b = backup(&repo, &img, &[]);
     assert!(b.get("vm").is_none() || b["vm"].is_null());
-    let e = cairn(&[
-        "restore",
-        "--repo",
-        s(&repo),
-        "latest",
-        "--vm",
-        "--to",
-        s(&dir.path().join("o")),
-    ]);
+    let e = cairn(&restore_vm_args(&repo, &dir.path().join("o"), &[]));
     assert!(!e.status.success());
     assert!(String::from_utf8_lossy(&e.stderr).contains("not a VM bundle"));
     let e = cairn(&["backup", "--repo", s(&repo), s(&img), "--state", "active"]);
@@ -715,15 +588,7 @@ fn config_blobs_survive_prune_and_verify() {
     assert_eq!(snaps[0]["id"], second["restore_point"]);
     assert_ne!(first["restore_point"], second["restore_point"]);
     let out = dir.path().join("restored");
-    ok(&[
-        "restore",
-        "--repo",
-        s(&repo),
-        "latest",
-        "--vm",
-        "--to",
-        s(&out),
-    ]);
+    restore_vm(&repo, &out, &[]);
     assert_eq!(
         std::fs::read(out.join("Ubuntu 64-bit.nvram")).unwrap(),
         b"changed nvram"

@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 mod common;
+use cairn_testkit::{qemu_img_convert, qemu_img_create, qemu_img_overlay, qemu_io, qemu_raw};
 use common::have;
 
 fn cairn(args: &[&str]) -> Output {
@@ -65,17 +66,7 @@ fn ls_and_extract_agree_with_the_sleuth_kit() {
     let dir = tempfile::tempdir().unwrap();
     let raw = dir.path().join("disk.raw");
     let s = sample();
-    let st = Command::new("qemu-img")
-        .args([
-            "convert",
-            "-O",
-            "raw",
-            s.to_str().unwrap(),
-            raw.to_str().unwrap(),
-        ])
-        .status()
-        .unwrap();
-    assert!(st.success());
+    qemu_img_convert(&s, "vmdk", &raw, "raw", &[]);
     // Partition 2 (ext4) starts at sector 34816.
     let fls = Command::new("fls")
         .args(["-r", "-p", "-o", "34816", raw.to_str().unwrap()])
@@ -290,30 +281,11 @@ fn latest_in_one_second_follows_the_chain_or_refuses() {
     }
     let dir = tempfile::tempdir().unwrap();
     let p = |n: &str| dir.path().join(n).to_str().unwrap().to_string();
-    let run = |tool: &str, args: &[&str]| {
-        let out = Command::new(tool).args(args).output().unwrap();
-        assert!(out.status.success(), "{tool} {args:?}");
-    };
-    run(
-        "qemu-img",
-        &["create", "-q", "-f", "vmdk", &p("base.vmdk"), "4M"],
-    );
-    run("qemu-io", &["-c", "write -P 0x11 0 4M", &p("base.vmdk")]);
-    run(
-        "qemu-img",
-        &[
-            "create",
-            "-q",
-            "-f",
-            "vmdk",
-            "-b",
-            "base.vmdk",
-            "-F",
-            "vmdk",
-            &p("child.vmdk"),
-        ],
-    );
-    run("qemu-io", &["-c", "write -P 0x22 1M 64k", &p("child.vmdk")]);
+    let (base, child) = (dir.path().join("base.vmdk"), dir.path().join("child.vmdk"));
+    qemu_img_create(&base, "vmdk", "4M", &[]);
+    qemu_io(&base, "vmdk", &["write -P 0x11 0 4M"]);
+    qemu_img_overlay(&child, "vmdk", "base.vmdk", "vmdk");
+    qemu_io(&child, "vmdk", &["write -P 0x22 1M 64k"]);
     let repo = p("repo");
     ok(&["init", "--repo", &repo, "--encryption", "none"]);
     let t = "2024-01-01T00:00:00Z";
@@ -331,12 +303,7 @@ fn latest_in_one_second_follows_the_chain_or_refuses() {
     }
     let out = p("latest.raw");
     ok(&["restore", "--repo", &repo, "latest", "--to", &out]);
-    let expect = p("child.raw");
-    run(
-        "qemu-img",
-        &["convert", "-O", "raw", &p("child.vmdk"), &expect],
-    );
-    assert!(std::fs::read(&out).unwrap() == std::fs::read(&expect).unwrap());
+    assert!(std::fs::read(&out).unwrap() == qemu_raw(&child, "vmdk"));
 
     // Another VM in the same second: two heads, so `latest` names no one.
     ok(&[

@@ -6,7 +6,7 @@
 use std::path::Path;
 
 mod common;
-use cairn_testkit::run;
+use cairn_testkit::{qemu_img_convert, qemu_raw};
 use common::{cairn_ok, cairn_output, have, s};
 
 const PASSWORD: &str = "throttle test passphrase";
@@ -93,16 +93,9 @@ fn throttled_backup_of_a_vmdk_matches_qemu_img_convert() {
     let raw = dir.path().join("src.raw");
     std::fs::write(&raw, random_image()).unwrap();
     let vmdk = dir.path().join("disk.vmdk");
-    run(
-        "qemu-img",
-        &["convert", "-f", "raw", "-O", "vmdk", s(&raw), s(&vmdk)],
-    );
+    qemu_img_convert(&raw, "raw", &vmdk, "vmdk", &[]);
     // The oracle: what qemu-img itself reads out of the VMDK.
-    let expect = dir.path().join("expect.raw");
-    run(
-        "qemu-img",
-        &["convert", "-f", "vmdk", "-O", "raw", s(&vmdk), s(&expect)],
-    );
+    let expect = qemu_raw(&vmdk, "vmdk");
     let repo = dir.path().join("repo");
     init_repo(&repo);
     let report = throttled_backup(&repo, &vmdk, ["25", "2", "1"]);
@@ -114,7 +107,7 @@ fn throttled_backup_of_a_vmdk_matches_qemu_img_convert() {
     );
     let restored = restore(&repo, rp, &dir.path().join("out.raw"));
     assert!(
-        restored == std::fs::read(&expect).unwrap(),
+        restored == expect,
         "restored bytes differ from qemu-img convert -O raw"
     );
 }
