@@ -511,29 +511,67 @@ pub fn prune(a: &PruneArgs) -> Result<()> {
         repack_threshold_percent: a.repack_threshold.min(100),
         now: None,
     };
-    let r = cairn_repo::prune(&repo, &opts).context("prune")?;
+    let r = repo
+        .prune_keeping(&opts, &find_index_blobs)
+        .context("prune")?;
     if a.json {
         outln!(
             "{}",
             json!({"dry_run": a.dry_run, "packs_deleted": r.packs_deleted,
                 "packs_repacked": r.packs_repacked, "blobs_removed": r.blobs_removed,
                 "bytes_freed": r.bytes_freed, "index_files_rewritten": r.index_files_rewritten,
-                "orphans_deleted": r.orphans_deleted, "kept_for_grace": r.kept_for_grace})
+                "orphans_deleted": r.orphans_deleted, "kept_for_grace": r.kept_for_grace,
+                "find_index_blobs_kept": r.cache_blobs_kept})
         );
     } else {
         let verb = if a.dry_run { "would free" } else { "freed" };
         outln!(
-            "{verb} {} bytes: {} packs deleted, {} repacked, {} blobs removed, {} index files rewritten, {} orphan packs deleted, {} packs waiting for their grace period",
+            "{verb} {} bytes: {} packs deleted, {} repacked, {} blobs removed, {} index files rewritten, {} orphan packs deleted, {} packs waiting for their grace period, {} find-index blobs kept",
             r.bytes_freed,
             r.packs_deleted,
             r.packs_repacked,
             r.blobs_removed,
             r.index_files_rewritten,
             r.orphans_deleted,
-            r.kept_for_grace
+            r.kept_for_grace,
+            r.cache_blobs_kept
         );
     }
     Ok(())
+}
+
+/// The blob ids the find index's pointer (`cache/find-index`) names, which prune keeps so
+/// that the next `find` does not rebuild the index. Read defensively: a missing, oversized
+/// or undecodable pointer names nothing (with a warning when it exists), never an error
+/// that stops prune; `find` rebuilds an index whose pieces are gone.
+fn find_index_blobs(repo: &cairn_repo::Repository) -> Vec<cairn_repo::BlobId> {
+    let name = crate::catalog_cmd::FIND_INDEX_POINTER;
+    // A pointer is one catalog frame: no valid one is larger.
+    let max = (cairn_catalog::HEADER_LEN + cairn_catalog::MAX_PAYLOAD_BYTES) as u64;
+    let read = || -> Result<Vec<cairn_repo::BlobId>> {
+        let backend = repo.backend();
+        match backend.size(name) {
+            Err(cairn_repo::Error::NotFound { .. }) => return Ok(Vec::new()),
+            Err(e) => return Err(e.into()),
+            Ok(size) if size > max => bail!("{size} bytes, at most {max}"),
+            Ok(_) => {}
+        }
+        let bytes = match backend.get(name) {
+            Err(cairn_repo::Error::NotFound { .. }) => return Ok(Vec::new()),
+            r => r?,
+        };
+        Ok(cairn_catalog::decode_find_pointer(&bytes)?
+            .into_iter()
+            .flatten()
+            .map(cairn_repo::BlobId)
+            .collect())
+    };
+    read().unwrap_or_else(|e| {
+        eprintln!(
+            "warning: {name} unreadable ({e:#}); prune keeps none of the find index's blobs (the next find rebuilds it)"
+        );
+        Vec::new()
+    })
 }
 
 pub fn pin(a: &PinArgs) -> Result<()> {

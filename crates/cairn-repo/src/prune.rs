@@ -16,6 +16,9 @@
 //! Backups that start after the mark cannot see the retired blobs (they are in no index),
 //! so they store their own copy; backups that started before it commit within the grace
 //! period, and the sweep sees their manifests.
+//!
+//! Live means referenced by a restore point, or named by the caller's `extra_live`
+//! ([`Repository::prune_keeping`]): derived data such as the find index.
 
 use std::collections::{HashMap, HashSet};
 
@@ -92,6 +95,9 @@ pub struct PruneReport {
     pub orphans_deleted: u64,
     /// Packs marked for deletion and kept until their grace period ends.
     pub kept_for_grace: u64,
+    /// Indexed blobs no restore point references that were kept because the caller's
+    /// `extra_live` named them ([`Repository::prune_keeping`]: the find index's pieces).
+    pub cache_blobs_kept: u64,
 }
 
 impl PruneReport {
@@ -103,6 +109,7 @@ impl PruneReport {
         self.index_files_rewritten += o.index_files_rewritten;
         self.orphans_deleted += o.orphans_deleted;
         self.kept_for_grace = o.kept_for_grace;
+        self.cache_blobs_kept = o.cache_blobs_kept;
     }
 }
 
@@ -584,15 +591,36 @@ fn referenced(repo: &Repository, reindex: bool) -> Result<Referenced> {
 }
 
 /// Prunes the repository; see the module docs and `docs/prune.md`. Run at most one prune
-/// at a time per repository (backups may run).
+/// at a time per repository (backups may run). Keeps only what restore points reference;
+/// [`Repository::prune_keeping`] also keeps blobs a caller's derived data names.
 pub fn prune(repo: &Repository, opts: &PruneOptions) -> Result<PruneReport> {
-    let mut report = run(repo, opts)?;
-    if opts.grace_seconds <= 0 && !opts.dry_run {
-        // Sweep what this run just marked.
-        let second = run(repo, opts)?;
-        report.add(&second);
+    repo.prune_keeping(opts, &|_| Vec::new())
+}
+
+impl Repository {
+    /// [`prune`], treating the blobs `extra_live` returns as live too: they are neither
+    /// dropped from the index nor deleted, and a pack holding one is repacked like a pack
+    /// holding a referenced blob. It is for derived data the repository stores as blobs
+    /// that no restore point references, such as the find index of `cairn find` (its
+    /// pointer object names the pieces; this crate does not read it). It is called once
+    /// per pass, after the index files and manifests are read, so a pointer replaced while
+    /// prune runs is seen by the next pass (a piece of the new pointer sitting in a pack
+    /// this pass retires is indexed again, as a restore point's blob would be). It returns
+    /// ids, not a `Result`: a cache that cannot be read names nothing, it never stops
+    /// prune. Ids not in the index are ignored.
+    pub fn prune_keeping(
+        &self,
+        opts: &PruneOptions,
+        extra_live: &dyn Fn(&Repository) -> Vec<BlobId>,
+    ) -> Result<PruneReport> {
+        let mut report = run(self, opts, extra_live)?;
+        if opts.grace_seconds <= 0 && !opts.dry_run {
+            // Sweep what this run just marked.
+            let second = run(self, opts, extra_live)?;
+            report.add(&second);
+        }
+        Ok(report)
     }
-    Ok(report)
 }
 
 /// Attempts of [`read_state`]: each one that had to index retired packs again starts over
@@ -640,7 +668,11 @@ fn read_state(
     )))
 }
 
-fn run(repo: &Repository, opts: &PruneOptions) -> Result<PruneReport> {
+fn run(
+    repo: &Repository,
+    opts: &PruneOptions,
+    extra_live: &dyn Fn(&Repository) -> Vec<BlobId>,
+) -> Result<PruneReport> {
     let now = opts.now.unwrap_or_else(crate::repo::now);
     let backend = repo.backend().clone();
     let io = Io {
@@ -650,7 +682,12 @@ fn run(repo: &Repository, opts: &PruneOptions) -> Result<PruneReport> {
     };
     let mut report = PruneReport::default();
 
-    let (files, pendings, live, read) = read_state(repo, opts.dry_run)?;
+    let (files, pendings, mut live, read) = read_state(repo, opts.dry_run)?;
+    // Blobs the caller's derived data names (read after the index files, like manifests).
+    let extra: HashSet<BlobId> = extra_live(repo)
+        .into_iter()
+        .filter(|b| !live.contains(b))
+        .collect();
     let mut present: HashSet<String> = backend.list(PACK_DIR)?.into_iter().collect();
 
     // Index state: pack -> its entries (first listing wins; packs are immutable).
@@ -664,6 +701,8 @@ fn run(repo: &Repository, opts: &PruneOptions) -> Result<PruneReport> {
         .values()
         .flat_map(|p| p.blobs.iter().map(|b| b.id))
         .collect();
+    report.cache_blobs_kept = extra.iter().filter(|b| indexed_blobs.contains(b)).count() as u64;
+    live.extend(extra);
 
     // 4. Sweep pending objects older than the grace period.
     let mut resurrect: Vec<IndexPack> = Vec::new();

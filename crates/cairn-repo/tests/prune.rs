@@ -801,3 +801,102 @@ fn damaged_live_blob_is_not_repacked_away() {
         r.problems
     );
 }
+
+/// Stores `n` metadata blobs no restore point references (what `cairn find` stores for its
+/// index) and returns their ids.
+fn cache_blobs(repo: &Repository, seeds: std::ops::Range<u64>) -> Vec<BlobId> {
+    let mut w = repo.writer().unwrap();
+    let enc = w.encoder();
+    let mut ids = Vec::new();
+    for s in seeds {
+        let c = content(s);
+        let id = enc.id(&c);
+        w.add(&enc.encode(BlobKind::Meta, id, &c).unwrap()).unwrap();
+        ids.push(id);
+    }
+    w.finish().unwrap();
+    ids
+}
+
+fn cache_blobs_kept(encrypted: bool) {
+    let b = Arc::new(MemoryBackend::new());
+    let repo = init(b.clone(), encrypted);
+    let data = seeds(0..8);
+    let rp = backup(&repo, &data, 1);
+    let cache = cache_blobs(&repo, 9000..9003);
+    // What the caller's pointer names now (the CLI reads `cache/find-index`).
+    let named: Mutex<Vec<BlobId>> = Mutex::new(cache.clone());
+    let keep = |_: &Repository| named.lock().unwrap().clone();
+    let run = |now: i64| repo.prune_keeping(&opts(now), &keep).unwrap();
+
+    // Named: kept (not dropped from the index, their pack not deleted), counted.
+    let r = run(T0);
+    assert_eq!(r.cache_blobs_kept, 3, "{r:?}");
+    assert_eq!((r.blobs_removed, r.packs_repacked), (0, 0), "{r:?}");
+    run(T0 + GRACE);
+    let again = open(b.clone(), encrypted).unwrap();
+    verify_ok(&again);
+    check_rp(&again, &rp, &data);
+    for (s, id) in (9000..).zip(&cache) {
+        assert_eq!(again.read_blob(id).unwrap(), content(s));
+    }
+
+    // The pointer now names one of them: the other two go (what happened to all of them
+    // before prune was told), and ids outside the index change nothing.
+    *named.lock().unwrap() = vec![cache[1], BlobId::default(), repo.blob_id(b"not stored")];
+    let r = run(T0 + 2 * GRACE);
+    assert_eq!(r.cache_blobs_kept, 1, "{r:?}");
+    assert_eq!(r.blobs_removed, 2, "{r:?}");
+    run(T0 + 3 * GRACE);
+    let again = open(b.clone(), encrypted).unwrap();
+    verify_ok(&again);
+    check_rp(&again, &rp, &data);
+    assert_eq!(again.read_blob(&cache[1]).unwrap(), content(9001));
+    for id in [cache[0], cache[2]] {
+        assert!(again.read_blob(&id).is_err());
+    }
+
+    // The plain `prune` keeps only what restore points reference.
+    prune(&repo, &opts(T0 + 4 * GRACE)).unwrap();
+    prune(&repo, &opts(T0 + 5 * GRACE)).unwrap();
+    let again = open(b.clone(), encrypted).unwrap();
+    assert!(again.read_blob(&cache[1]).is_err());
+    check_rp(&again, &rp, &data);
+}
+
+#[test]
+fn blobs_the_caller_names_are_kept() {
+    cache_blobs_kept(false);
+    cache_blobs_kept(true);
+}
+
+/// A cache rewritten while prune runs (`find` saving its index during a prune): a blob the
+/// old pointer did not name is retired by one pass; the new pointer names it again (the
+/// writer deduplicated against the index it had loaded), and the next pass indexes its pack
+/// again before the grace period ends, as it does for a restore point's blob.
+#[test]
+fn blob_named_again_after_its_pack_was_retired_is_indexed_again() {
+    let b = Arc::new(MemoryBackend::new());
+    let repo = init(b.clone(), false);
+    let data = seeds(0..4);
+    let rp = backup(&repo, &data, 1);
+    let cache = cache_blobs(&repo, 9100..9102);
+    let named: Mutex<Vec<BlobId>> = Mutex::new(Vec::new());
+    let keep = |_: &Repository| named.lock().unwrap().clone();
+    let r = repo.prune_keeping(&opts(T0), &keep).unwrap();
+    assert_eq!(r.cache_blobs_kept, 0, "{r:?}");
+    assert!(b.list(PENDING_DIR).unwrap().len() == 1);
+    repo.reload_index().unwrap();
+    assert!(repo.read_blob(&cache[0]).is_err(), "retired: in no index");
+    *named.lock().unwrap() = cache.clone();
+    repo.prune_keeping(&opts(T0 + 1), &keep).unwrap();
+    // Past the first mark's grace: the sweep keeps the pack (an index names it again).
+    let r = repo.prune_keeping(&opts(T0 + 2 * GRACE), &keep).unwrap();
+    assert_eq!(r.cache_blobs_kept, 2, "{r:?}");
+    let again = open(b.clone(), false).unwrap();
+    verify_ok(&again);
+    check_rp(&again, &rp, &data);
+    for (s, id) in (9100..).zip(&cache) {
+        assert_eq!(again.read_blob(id).unwrap(), content(s));
+    }
+}
