@@ -4,8 +4,8 @@ mod common;
 
 use std::sync::Arc;
 
-use cairn_io::{AllocationMap, Limits, RangeKind, ReadAt};
-use cairn_vmdk::{write_monolithic_sparse, write_stream_optimized, Error, VmdkImage, WriteOptions};
+use cairn_io::{Limits, ReadAt};
+use cairn_vmdk::{Error, VmdkImage};
 use common::*;
 
 // Layout of a 1 MiB monolithicSparse image written with 64 KiB grains (one grain table):
@@ -16,16 +16,8 @@ const GD: usize = 26 * 512;
 const GT: usize = 27 * 512;
 
 fn sparse_bytes(stream: bool) -> (Vec<u8>, Vec<u8>) {
-    let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("h.vmdk");
     let src = noise(3, 1 << 20);
-    let map = AllocationMap::uniform(1 << 20, RangeKind::Data);
-    if stream {
-        write_stream_optimized(&src, &map, &out, &WriteOptions::default()).unwrap();
-    } else {
-        write_monolithic_sparse(&src, &map, &out, &WriteOptions::default()).unwrap();
-    }
-    (std::fs::read(&out).unwrap(), src)
+    (written_vmdk(&src, stream), src)
 }
 
 fn open(b: Vec<u8>) -> Result<VmdkImage, Error> {

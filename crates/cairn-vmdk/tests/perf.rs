@@ -6,8 +6,8 @@ mod common;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use cairn_io::{AllocationMap, Limits, RangeKind, ReadAt};
-use cairn_vmdk::{write_monolithic_sparse, write_stream_optimized, VmdkImage, WriteOptions};
+use cairn_io::{Limits, ReadAt};
+use cairn_vmdk::VmdkImage;
 use common::*;
 
 struct Counting {
@@ -28,17 +28,9 @@ impl ReadAt for Counting {
 }
 
 fn image(stream: bool) -> (Arc<Counting>, VmdkImage, Vec<u8>) {
-    let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("c.vmdk");
     let src = noise(5, 8 << 20);
-    let map = AllocationMap::uniform(8 << 20, RangeKind::Data);
-    if stream {
-        write_stream_optimized(&src, &map, &out, &WriteOptions::default()).unwrap();
-    } else {
-        write_monolithic_sparse(&src, &map, &out, &WriteOptions::default()).unwrap();
-    }
     let c = Arc::new(Counting {
-        inner: std::fs::read(&out).unwrap(),
+        inner: written_vmdk(&src, stream),
         reads: AtomicU64::new(0),
         bytes: AtomicU64::new(0),
     });

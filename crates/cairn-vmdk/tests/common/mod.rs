@@ -24,6 +24,22 @@ pub fn sample_raw(mib: usize) -> Vec<u8> {
     d
 }
 
+/// The bytes of a VMDK file our writer makes of `src` (streamOptimized when `stream`, else
+/// monolithicSparse; default options, every byte allocated).
+pub fn written_vmdk(src: &[u8], stream: bool) -> Vec<u8> {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("written.vmdk");
+    let size = u64::try_from(src.len()).unwrap();
+    let map = AllocationMap::uniform(size, RangeKind::Data);
+    let opts = cairn_vmdk::WriteOptions::default();
+    if stream {
+        cairn_vmdk::write_stream_optimized(&src, &map, &out, &opts).unwrap();
+    } else {
+        cairn_vmdk::write_monolithic_sparse(&src, &map, &out, &opts).unwrap();
+    }
+    std::fs::read(&out).unwrap()
+}
+
 /// `qemu-img map --output=json` of the image alone, as an allocation map.
 pub fn qemu_map(path: &Path, size: u64) -> AllocationMap {
     cairn_testkit::qemu_map(path, Some("vmdk"), size)
