@@ -22,11 +22,12 @@ pub struct FindArgs {
     /// Only restore points of this VM.
     #[arg(long)]
     pub vm: Option<String>,
-    /// Only restore points taken at or after this time (RFC 3339).
-    #[arg(long)]
+    /// Only restore points taken at or after this time (RFC 3339, fractional seconds to
+    /// the nanosecond, e.g. 2026-01-02T03:04:05.5+02:00).
+    #[arg(long, value_name = "RFC3339")]
     pub since: Option<String>,
-    /// Only restore points taken at or before this time (RFC 3339).
-    #[arg(long)]
+    /// Only restore points taken at or before this time (RFC 3339, as --since).
+    #[arg(long, value_name = "RFC3339")]
     pub until: Option<String>,
     /// One JSON object per line.
     #[arg(long)]
@@ -286,7 +287,13 @@ pub fn find(a: &FindArgs) -> Result<()> {
     let repo = open_repo(&a.repo)?;
     let since = a.since.as_deref().map(parse_time).transpose()?;
     let until = a.until.as_deref().map(parse_time).transpose()?;
-    let to_time = |t: Option<i64>| t.map(|secs| Time { secs, nanos: 0 });
+    // Instants: `--until 2026-01-02T03:04:05Z` ends at 05.000000000, a fraction moves it.
+    let to_time = |t: Option<cairn_engine::policy::Rfc3339Time>| {
+        t.map(|t| Time {
+            secs: t.secs,
+            nanos: t.nanos.unwrap_or(0),
+        })
+    };
     let (since, until) = (to_time(since), to_time(until));
     let mut points: Vec<FindPoint> = Vec::new();
     for s in cairn_engine::snapshots(&repo)? {

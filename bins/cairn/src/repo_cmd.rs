@@ -63,8 +63,10 @@ pub struct BackupArgs {
     /// Tags to record (repeatable).
     #[arg(long = "tag")]
     pub tags: Vec<String>,
-    /// Record the restore point at this time (RFC 3339), for imported history and tests.
-    #[arg(long)]
+    /// Record the restore point at this time (RFC 3339, e.g. 2026-01-02T03:04:05Z or
+    /// 2026-01-02T05:04:05.123456789+02:00), for imported history and tests. A fraction of 1
+    /// to 9 digits is kept to the nanosecond and orders restore points within one second.
+    #[arg(long, value_name = "RFC3339")]
     pub time: Option<String>,
     /// Read everything even when a previous restore point would allow reading only changes.
     #[arg(long)]
@@ -126,9 +128,11 @@ impl BackupArgs {
     }
 
     fn backup_options(&self) -> Result<BackupOptions> {
+        let time = self.time.as_deref().map(parse_time).transpose()?;
         Ok(BackupOptions {
             tags: self.tags.clone(),
-            time: self.time.as_deref().map(parse_time).transpose()?,
+            time: time.map(|t| t.secs),
+            time_nanos: time.and_then(|t| t.nanos),
             no_incremental: self.full,
             threads: self.threads.unwrap_or(0),
             readers: self.io_concurrency.unwrap_or(0),
@@ -287,56 +291,11 @@ pub fn init(a: &InitArgs) -> Result<()> {
     Ok(())
 }
 
-/// Parses RFC 3339 (`2024-01-31T10:00:00Z`, `+02:00` offsets, fractional seconds ignored).
-pub fn parse_time(s: &str) -> Result<i64> {
-    let bad = || anyhow::anyhow!("time {s:?}: expected RFC 3339, e.g. 2024-01-31T10:00:00Z");
-    let (date, rest) = s.split_once(['T', 't', ' ']).ok_or_else(bad)?;
-    let d: Vec<i64> = date
-        .split('-')
-        .map(|x| x.parse().map_err(|_| bad()))
-        .collect::<Result<_>>()?;
-    if d.len() != 3 {
-        return Err(bad());
-    }
-    let (clock, offset) = if let Some(c) = rest.strip_suffix(['Z', 'z']) {
-        (c, 0)
-    } else if let Some(i) = rest.rfind(['+', '-']) {
-        let (c, o) = rest.split_at(i);
-        let sign = if o.starts_with('-') { -1 } else { 1 };
-        let (oh, om) = o[1..].split_once(':').ok_or_else(bad)?;
-        (
-            c,
-            sign * (oh.parse::<i64>().map_err(|_| bad())? * 3600
-                + om.parse::<i64>().map_err(|_| bad())? * 60),
-        )
-    } else {
-        return Err(bad());
-    };
-    let clock = clock.split('.').next().unwrap_or(clock);
-    let t: Vec<i64> = clock
-        .split(':')
-        .map(|x| x.parse().map_err(|_| bad()))
-        .collect::<Result<_>>()?;
-    if t.len() != 3
-        || !(1..=12).contains(&d[1])
-        || !(1..=31).contains(&d[2])
-        || t[0] > 23
-        || t[1] > 59
-        || t[2] > 60
-    {
-        return Err(bad());
-    }
-    Ok(days_from_civil(d[0], d[1], d[2]) * 86_400 + t[0] * 3600 + t[1] * 60 + t[2] - offset)
-}
-
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
+/// Parses an RFC 3339 time given on the command line (`backup --time`, `find --since/--until`):
+/// `2024-01-31T10:00:00Z`, `+02:00` offsets, 1 to 9 fractional digits kept as nanoseconds.
+/// One parser for every command: `cairn_policy::civil::parse_rfc3339`, whose error is one line.
+pub fn parse_time(s: &str) -> Result<cairn_engine::policy::Rfc3339Time> {
+    Ok(cairn_engine::policy::parse_rfc3339(s)?)
 }
 
 pub fn rfc3339(secs: i64) -> String {

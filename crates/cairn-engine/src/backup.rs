@@ -74,6 +74,9 @@ pub struct BackupOptions {
     pub tags: Vec<String>,
     /// Time of the restore point, Unix seconds; now when `None`.
     pub time: Option<i64>,
+    /// Nanoseconds within an explicit `time` (below 1 000 000 000; the manifest encoder
+    /// refuses more), recorded with it; `None` records a whole second. Ignored without `time`.
+    pub time_nanos: Option<u32>,
     /// Worker threads for hashing / compression / sealing (0: available cores).
     pub threads: usize,
     /// Reader threads issuing positional reads (0: 2). More than one helps when the source
@@ -95,6 +98,7 @@ impl fmt::Debug for BackupOptions {
         f.debug_struct("BackupOptions")
             .field("tags", &self.tags)
             .field("time", &self.time)
+            .field("time_nanos", &self.time_nanos)
             .field("threads", &self.threads)
             .field("readers", &self.readers)
             .field("no_incremental", &self.no_incremental)
@@ -526,7 +530,7 @@ pub fn backup(
         )));
     }
 
-    let (time, time_nanos) = restore_point_time(opts.time);
+    let (time, time_nanos) = restore_point_time(opts.time, opts.time_nanos);
     let manifest = Manifest {
         vm_name: vm_name.to_string(),
         time,
@@ -587,12 +591,13 @@ pub fn backup(
     })
 }
 
-/// The time a restore point records: an explicit `BackupOptions::time` as given, without a
-/// sub-second part (it is whole seconds: tests and policies with a fake clock); else now,
-/// with its nanoseconds, so that two backups in one second are still ordered.
-fn restore_point_time(explicit: Option<i64>) -> (i64, Option<u32>) {
+/// The time a restore point records: an explicit `BackupOptions::time` as given, with the
+/// sub-second part given with it if any (`cairn backup --time 2026-01-02T03:04:05.5Z`; none
+/// from policies with a fake clock); else now, with its nanoseconds, so that two backups in
+/// one second are still ordered.
+fn restore_point_time(explicit: Option<i64>, explicit_nanos: Option<u32>) -> (i64, Option<u32>) {
     if let Some(t) = explicit {
-        return (t, None);
+        return (t, explicit_nanos);
     }
     match std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) {
         Ok(d) => (

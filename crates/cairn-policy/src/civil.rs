@@ -9,7 +9,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use crate::Error;
+use crate::{Error, NANOS_PER_SECOND};
 
 /// Seconds in a day.
 pub const SECS_PER_DAY: i64 = 86_400;
@@ -156,6 +156,150 @@ pub fn rfc3339(t: i64) -> String {
         "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
         c.year, c.month, c.day, c.hour, c.minute, c.second
     )
+}
+
+/// Most fractional-second digits accepted: nine give nanoseconds, the finest a restore point
+/// records; more would be precision silently thrown away.
+pub const MAX_FRACTION_DIGITS: usize = 9;
+
+/// An instant written in RFC 3339: Unix seconds (UTC) and, when the text had a fractional
+/// part, the nanoseconds within that second; [`Rfc3339Time::order_key`] orders instants.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Rfc3339Time {
+    /// Unix seconds, UTC (the offset applied).
+    pub secs: i64,
+    /// Nanoseconds within `secs` (below 1 000 000 000), `None` when no fraction was written.
+    pub nanos: Option<u32>,
+}
+
+impl Rfc3339Time {
+    /// `(secs, nanos)` with an absent fraction as 0: the order of instants.
+    pub fn order_key(self) -> (i64, u32) {
+        (self.secs, self.nanos.unwrap_or(0))
+    }
+}
+
+impl FromStr for Rfc3339Time {
+    type Err = Error;
+
+    /// See [`parse_rfc3339`].
+    fn from_str(s: &str) -> Result<Rfc3339Time, Error> {
+        parse_rfc3339(s)
+    }
+}
+
+/// Parses an RFC 3339 date-time: `2026-01-02T03:04:05Z`, with an optional fraction of 1 to 9
+/// digits (`05.123456789Z`) and `Z` or a `+HH:MM` / `-HH:MM` offset (within +-18:00). `T` may
+/// be `t` or a space (RFC 3339 section 5.6 note). Fields are fixed width; the day must exist
+/// in its month; second 60 (a leap second) counts on into the next second, as Unix time has
+/// no leap seconds. Every mistake is an [`Error::Value`] saying what was expected.
+pub fn parse_rfc3339(s: &str) -> Result<Rfc3339Time, Error> {
+    let bad = |reason: &str| Error::Value {
+        what: "time",
+        input: s.to_owned(),
+        reason: reason.to_owned(),
+    };
+    const SHAPE: &str =
+        "expected RFC 3339 like 2026-01-02T03:04:05Z, 2026-01-02T03:04:05.123456789Z or \
+         2026-01-02T05:04:05+02:00";
+    // Every fixed-position byte below is ASCII, so slicing at them is on char boundaries;
+    // `get` still guards against a multi-byte character straddling one.
+    let field = |range: std::ops::Range<usize>| s.get(range).ok_or_else(|| bad(SHAPE));
+    let b = s.as_bytes();
+    if b.len() < 20
+        || b[4] != b'-'
+        || b[7] != b'-'
+        || !matches!(b[10], b'T' | b't' | b' ')
+        || b[13] != b':'
+        || b[16] != b':'
+    {
+        return Err(bad(SHAPE));
+    }
+    let year: i64 = parse_fixed_digits(field(0..4)?, 4).ok_or_else(|| bad(SHAPE))?;
+    let month: u32 = parse_fixed_digits(field(5..7)?, 2).ok_or_else(|| bad(SHAPE))?;
+    let day: u32 = parse_fixed_digits(field(8..10)?, 2).ok_or_else(|| bad(SHAPE))?;
+    let hour: u32 = parse_fixed_digits(field(11..13)?, 2).ok_or_else(|| bad(SHAPE))?;
+    let minute: u32 = parse_fixed_digits(field(14..16)?, 2).ok_or_else(|| bad(SHAPE))?;
+    let second: u32 = parse_fixed_digits(field(17..19)?, 2).ok_or_else(|| bad(SHAPE))?;
+    if !(1..=12).contains(&month) {
+        return Err(bad("month must be 01 to 12"));
+    }
+    if day == 0 || day > days_in_month(year, month) {
+        return Err(bad("no such day in that month"));
+    }
+    if hour > 23 || minute > 59 || second > 60 {
+        return Err(bad("time of day must be 00:00:00 to 23:59:60"));
+    }
+    let mut rest = field(19..s.len())?;
+    let nanos = match rest.strip_prefix('.') {
+        None => None,
+        Some(after_dot) => {
+            // The fraction runs to the offset (`Z`, `+`, `-`) or to the end.
+            let end = after_dot
+                .find(['Z', 'z', '+', '-'])
+                .unwrap_or(after_dot.len());
+            let (digits, tail) = after_dot.split_at(end);
+            rest = tail;
+            Some(parse_fraction(digits).map_err(|reason| bad(&reason))?)
+        }
+    };
+    let offset = match rest {
+        "Z" | "z" => 0,
+        "" => return Err(bad("no offset: end with Z or +HH:MM / -HH:MM")),
+        _ => {
+            let (sign, hm) = match rest.as_bytes()[0] {
+                b'+' => (1, &rest[1..]),
+                b'-' => (-1, &rest[1..]),
+                _ => return Err(bad("offset must be Z or +HH:MM / -HH:MM")),
+            };
+            let (h, m) = hm
+                .split_once(':')
+                .ok_or_else(|| bad("offset must be Z or +HH:MM / -HH:MM"))?;
+            let h: i32 = parse_fixed_digits(h, 2)
+                .ok_or_else(|| bad("offset must be Z or +HH:MM / -HH:MM"))?;
+            let m: i32 = parse_fixed_digits(m, 2)
+                .ok_or_else(|| bad("offset must be Z or +HH:MM / -HH:MM"))?;
+            if m > 59 {
+                return Err(bad("offset minutes beyond 59"));
+            }
+            UtcOffset::from_seconds(sign * (h * 3600 + m * 60))
+                .map_err(|_| bad("offset beyond +-18:00"))?
+                .seconds()
+        }
+    };
+    // Four-digit years and an offset within 18 h keep every term far inside i64.
+    let secs = days_from_civil(year, month, day) * SECS_PER_DAY
+        + i64::from(hour) * 3600
+        + i64::from(minute) * 60
+        + i64::from(second)
+        - i64::from(offset);
+    if !(MIN_TIME..=MAX_TIME).contains(&secs) {
+        return Err(bad("outside years 0000..9999 in UTC"));
+    }
+    Ok(Rfc3339Time { secs, nanos })
+}
+
+/// Nanoseconds of the digits after the `.`: 1 to [`MAX_FRACTION_DIGITS`] ASCII digits.
+fn parse_fraction(digits: &str) -> Result<u32, String> {
+    if digits.is_empty() {
+        return Err("no digits after the '.' of the fractional seconds".to_owned());
+    }
+    if let Some(c) = digits.chars().find(|c| !c.is_ascii_digit()) {
+        return Err(format!("fractional seconds must be digits, found {c:?}"));
+    }
+    if digits.len() > MAX_FRACTION_DIGITS {
+        return Err(format!(
+            "{} fractional digits; at most {MAX_FRACTION_DIGITS} (nanoseconds)",
+            digits.len()
+        ));
+    }
+    let mut nanos: u32 = 0;
+    let mut scale = NANOS_PER_SECOND;
+    for d in digits.bytes() {
+        scale /= 10;
+        nanos += u32::from(d - b'0') * scale;
+    }
+    Ok(nanos)
 }
 
 /// A fixed offset from UTC (no daylight-saving rules: there is no tz database).
@@ -331,6 +475,164 @@ mod tests {
         assert!("Europe/Paris".parse::<UtcOffset>().is_err());
         assert!("+19:00".parse::<UtcOffset>().is_err());
         assert_eq!("-05:30".parse::<UtcOffset>().unwrap().to_string(), "-05:30");
+    }
+
+    fn time(s: &str) -> Rfc3339Time {
+        parse_rfc3339(s).unwrap_or_else(|e| panic!("{s}: {e}"))
+    }
+
+    /// The reason of the `Error::Value` that `s` gives.
+    fn time_err(s: &str) -> String {
+        match parse_rfc3339(s) {
+            Err(Error::Value {
+                what: "time",
+                input,
+                reason,
+            }) => {
+                assert_eq!(input, s);
+                let shown = parse_rfc3339(s).unwrap_err().to_string();
+                assert!(!shown.contains('\n'), "{shown}");
+                reason
+            }
+            other => panic!("{s}: expected Error::Value, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn rfc3339_whole_seconds_and_offsets() {
+        // `date -u -d 2026-01-02T03:04:05Z +%s` = 1767323045
+        let t = 1_767_323_045;
+        assert_eq!(
+            time("2026-01-02T03:04:05Z"),
+            Rfc3339Time {
+                secs: t,
+                nanos: None
+            }
+        );
+        assert_eq!(time("2026-01-02t03:04:05z").secs, t);
+        assert_eq!(time("2026-01-02 03:04:05Z").secs, t);
+        assert_eq!(time("2026-01-02T05:04:05+02:00").secs, t);
+        assert_eq!(time("2026-01-01T22:34:05-04:30").secs, t);
+        assert_eq!(time("2026-01-02T03:04:05-00:00").secs, t);
+        assert_eq!(
+            rfc3339(time("2024-02-29T23:59:59Z").secs),
+            "2024-02-29T23:59:59Z"
+        );
+        // A leap second counts on into the next second.
+        assert_eq!(
+            time("2016-12-31T23:59:60Z").secs,
+            time("2017-01-01T00:00:00Z").secs
+        );
+        assert_eq!(time("0000-01-01T00:00:00Z").secs, MIN_TIME);
+        assert_eq!(time("9999-12-31T23:59:59Z").secs, MAX_TIME);
+    }
+
+    #[test]
+    fn rfc3339_fractions() {
+        let t = 1_767_323_045;
+        for (s, nanos) in [
+            ("2026-01-02T03:04:05.123456789Z", 123_456_789),
+            ("2026-01-02T03:04:05.1Z", 100_000_000),
+            ("2026-01-02T03:04:05.12Z", 120_000_000),
+            ("2026-01-02T03:04:05.000000001Z", 1),
+            ("2026-01-02T03:04:05.999999999Z", 999_999_999),
+            ("2026-01-02T03:04:05.0Z", 0),
+            ("2026-01-02T05:04:05.123456789+02:00", 123_456_789),
+            ("2026-01-01T22:34:05.5-04:30", 500_000_000),
+        ] {
+            assert_eq!(
+                time(s),
+                Rfc3339Time {
+                    secs: t,
+                    nanos: Some(nanos)
+                },
+                "{s}"
+            );
+        }
+        // One nanosecond and one millisecond apart order as written, across offsets.
+        let a = time("2026-01-02T03:04:05.123456789Z");
+        let b = time("2026-01-02T05:04:05.12345679+02:00");
+        let c = time("2026-01-02T03:04:05.124456789Z");
+        assert!(a.order_key() < b.order_key() && b.order_key() < c.order_key());
+        assert_eq!(b.order_key(), (t, 123_456_790));
+        // Before the epoch the fraction still counts forward from the whole second.
+        assert_eq!(
+            time("1969-12-31T23:59:59.25Z").order_key(),
+            (-1, 250_000_000)
+        );
+    }
+
+    #[test]
+    fn rfc3339_malformed() {
+        for (s, needle) in [
+            ("2026-01-02T03:04:05.Z", "no digits after the '.'"),
+            ("2026-01-02T03:04:05.", "no digits after the '.'"),
+            ("2026-01-02T03:04:05.+02:00", "no digits after the '.'"),
+            (
+                "2026-01-02T03:04:05.1234567891Z",
+                "10 fractional digits; at most 9",
+            ),
+            ("2026-01-02T03:04:05.12a4Z", "must be digits, found 'a'"),
+            ("2026-01-02T03:04:05.1 Z", "must be digits, found ' '"),
+            ("2026-01-02T03:04:05.１Z", "must be digits"),
+            ("2026-01-02T03:04:05.5", "no offset"),
+            ("2026-01-02T03:04:05", "expected RFC 3339"),
+            ("2026-01-02T03:04:05+0200", "offset must be"),
+            ("2026-01-02T03:04:05+2:00", "offset must be"),
+            ("2026-01-02T03:04:05+19:00", "beyond +-18:00"),
+            ("2026-01-02T03:04:05+02:60", "minutes beyond 59"),
+            ("2026-01-02T03:04:05UTC", "offset must be"),
+            ("2026-1-02T03:04:05Z", "expected RFC 3339"),
+            ("2026-01-02X03:04:05Z", "expected RFC 3339"),
+            ("+2026-01-02T03:04:05Z", "expected RFC 3339"),
+            ("2026-13-02T03:04:05Z", "month must be"),
+            ("2026-02-29T03:04:05Z", "no such day"),
+            ("2026-04-31T03:04:05Z", "no such day"),
+            ("2026-01-00T03:04:05Z", "no such day"),
+            ("2026-01-02T24:00:00Z", "time of day"),
+            ("2026-01-02T03:60:00Z", "time of day"),
+            ("2026-01-02T03:04:61Z", "time of day"),
+            ("0000-01-01T00:00:00+01:00", "outside years"),
+            ("9999-12-31T23:59:59-01:00", "outside years"),
+            ("", "expected RFC 3339"),
+            ("2026-01-02T03:04:0é5Z", "expected RFC 3339"),
+        ] {
+            let reason = time_err(s);
+            assert!(
+                reason.contains(needle),
+                "{s:?}: {reason:?} should say {needle:?}"
+            );
+        }
+        assert_eq!(
+            parse_rfc3339("2026-01-02T03:04:05.1234567891Z")
+                .unwrap_err()
+                .to_string(),
+            "invalid time \"2026-01-02T03:04:05.1234567891Z\": 10 fractional digits; at most 9 \
+             (nanoseconds)"
+        );
+    }
+
+    proptest::proptest! {
+        /// What `rfc3339` prints, given a fraction of 1 to 9 digits and any offset within
+        /// +-18:00, parses back to the instant, the fraction truncated to its digits.
+        #[test]
+        fn rfc3339_round_trip(
+            secs in (MIN_TIME + SECS_PER_DAY)..=(MAX_TIME - SECS_PER_DAY),
+            nanos in 0..NANOS_PER_SECOND,
+            digits in 1..=MAX_FRACTION_DIGITS,
+            offset_min in -(18 * 60)..=(18 * 60_i32),
+        ) {
+            let offset = UtcOffset::from_seconds(offset_min * 60).unwrap();
+            let local = rfc3339(secs + i64::from(offset.seconds()));
+            let frac = &format!("{nanos:09}")[..digits];
+            let zone = if offset == UtcOffset::UTC { "Z".to_owned() } else { offset.to_string() };
+            let text = format!("{}.{frac}{zone}", &local[..19]);
+            let scale = 10_u32.pow(u32::try_from(MAX_FRACTION_DIGITS - digits).unwrap());
+            let want = Rfc3339Time { secs, nanos: Some(nanos / scale * scale) };
+            proptest::prop_assert_eq!(parse_rfc3339(&text).unwrap(), want, "{}", text);
+            proptest::prop_assert_eq!(parse_rfc3339(&format!("{}{zone}", &local[..19])).unwrap(),
+                Rfc3339Time { secs, nanos: None });
+        }
     }
 
     /// Cross-check against a naive day-by-day walk over four centuries.

@@ -62,7 +62,7 @@ mod retention;
 mod schedule;
 mod span;
 
-pub use civil::UtcOffset;
+pub use civil::{parse_rfc3339, Rfc3339Time, UtcOffset};
 pub use daemon::{
     due_jobs, Clock, DueRun, FakeClock, RunOutcome, RunPlan, RunRecord, RunState, SystemClock,
     MAX_MESSAGE_LEN, MAX_RUN_STATE_BYTES,
