@@ -212,7 +212,7 @@ pub fn restore_raw(
     } else {
         opts.threads
     }
-    .clamp(1, 64);
+    .clamp(1, usize::from(cairn_policy::MAX_PIPELINE_WIDTH));
     let depth = threads * 2;
     // Chunk buffers: the queue, one per worker, the writer's; stored-blob buffers: one per
     // worker.
