@@ -521,12 +521,12 @@ pub fn prune(a: &PruneArgs) -> Result<()> {
                 "packs_repacked": r.packs_repacked, "blobs_removed": r.blobs_removed,
                 "bytes_freed": r.bytes_freed, "index_files_rewritten": r.index_files_rewritten,
                 "orphans_deleted": r.orphans_deleted, "kept_for_grace": r.kept_for_grace,
-                "find_index_blobs_kept": r.cache_blobs_kept})
+                "find_index_blobs_kept": r.cache_blobs_kept, "pins_removed": r.pins_removed})
         );
     } else {
         let verb = if a.dry_run { "would free" } else { "freed" };
         outln!(
-            "{verb} {} bytes: {} packs deleted, {} repacked, {} blobs removed, {} index files rewritten, {} orphan packs deleted, {} packs waiting for their grace period, {} find-index blobs kept",
+            "{verb} {} bytes: {} packs deleted, {} repacked, {} blobs removed, {} index files rewritten, {} orphan packs deleted, {} packs waiting for their grace period, {} find-index blobs kept, {} pins of removed restore points deleted",
             r.bytes_freed,
             r.packs_deleted,
             r.packs_repacked,
@@ -534,7 +534,8 @@ pub fn prune(a: &PruneArgs) -> Result<()> {
             r.index_files_rewritten,
             r.orphans_deleted,
             r.kept_for_grace,
-            r.cache_blobs_kept
+            r.cache_blobs_kept,
+            r.pins_removed
         );
     }
     Ok(())

@@ -94,3 +94,47 @@ fn prune_keeps_the_find_index() {
     assert!(err.contains("find index unreadable"), "{err}");
     assert_eq!(rebuilt, updated);
 }
+
+/// A pin left by a restore point that is gone (the pin/forget race; here its manifest is
+/// deleted under it) is removed by prune, reported in text and JSON; the pin of an existing
+/// restore point stays.
+#[test]
+fn prune_removes_pins_of_restore_points_that_are_gone() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = repo_with_two_points(dir.path());
+    let snaps: serde_json::Value =
+        serde_json::from_str(&ok(&["snapshots", "--repo", s(&repo), "--json"])).unwrap();
+    let ids: Vec<&str> = snaps
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["id"].as_str().unwrap())
+        .collect();
+    for id in &ids {
+        ok(&["pin", "--repo", s(&repo), id, "--reason", "hold"]);
+    }
+    std::fs::remove_file(repo.join("snapshots").join(ids[0])).unwrap();
+    let pinned = || -> Vec<String> {
+        let v: serde_json::Value =
+            serde_json::from_str(&ok(&["pins", "--repo", s(&repo), "--json"])).unwrap();
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(pinned().len(), 2);
+
+    let dry = ok(&["prune", "--repo", s(&repo), "--dry-run"]);
+    assert!(
+        dry.contains("1 pins of removed restore points deleted"),
+        "{dry}"
+    );
+    assert_eq!(pinned().len(), 2);
+    let (r, _) = prune_json(&repo);
+    assert_eq!(r["pins_removed"], 1, "{r}");
+    assert_eq!(pinned(), vec![ids[1].to_string()]);
+    let (r, _) = prune_json(&repo);
+    assert_eq!(r["pins_removed"], 0, "{r}");
+    assert_eq!(pinned(), vec![ids[1].to_string()]);
+}

@@ -3,6 +3,7 @@
 //! Manifests are immutable, so a pin is not a flag inside the manifest but an object of its
 //! own, written and deleted without touching the restore point. Retention (`forget`) never
 //! removes a pinned restore point, and [`Repository::remove_restore_points`] refuses to.
+//! Prune deletes pins whose restore point is gone ([`Repository::remove_orphan_pins`]).
 //! Safety paths ([`Repository::pinned_ids`]) go by object names only, so a damaged pin
 //! object still protects its restore point; listings ([`Repository::pins`]) decode and
 //! check every object. Format: `docs/formats/repository.md`, section "pins".
@@ -182,7 +183,8 @@ impl Repository {
     }
 
     /// Every pin, decoded and checked, sorted by restore point id. A pin whose restore
-    /// point no longer exists (an unpin/forget race) is listed too: `unpin` removes it.
+    /// point no longer exists (a pin/forget race) is listed too: `unpin` or the next prune
+    /// ([`Repository::remove_orphan_pins`]) removes it.
     pub fn pins(&self) -> Result<Vec<Pin>> {
         let mut out = Vec::new();
         for id in self.pinned_ids()? {
@@ -196,6 +198,48 @@ impl Repository {
     /// Whether restore point `id` exists (its manifest object is present).
     pub fn has_restore_point(&self, id: &SnapshotId) -> Result<bool> {
         self.backend().exists(&format!("{SNAPSHOT_DIR}{id}"))
+    }
+
+    /// Deletes the pins whose restore point no longer exists ("orphan pins": a pin written
+    /// by a `pin` that raced the `forget` removing its restore point, or a restore point
+    /// deleted by hand) and returns the restore point ids they named; with `dry_run` only
+    /// returns them. Prune calls it after its passes.
+    ///
+    /// Never removes the pin of a restore point that exists, or may exist later: `pin`
+    /// writes a pin only after reading the restore point's manifest, manifests are written
+    /// whole under fresh random ids and never written again, so a pin never precedes its
+    /// restore point (a backup still running has no manifest and so no pin) and a manifest
+    /// found absent after its pin was listed is gone for good. Pins are listed first and
+    /// each restore point is checked after, by the existence of its manifest object only (a
+    /// damaged manifest keeps its pin). A name in `pins/` that is not an id, or a restore
+    /// point whose existence cannot be checked, is left alone (with a warning).
+    pub fn remove_orphan_pins(&self, dry_run: bool) -> Result<Vec<SnapshotId>> {
+        let mut removed = Vec::new();
+        for name in self.backend().list(PIN_DIR)? {
+            let last = name.rsplit('/').next().unwrap_or(&name);
+            let Ok(id) = last.parse::<SnapshotId>() else {
+                tracing::warn!("{name}: not a pin name (64 hex digits); left alone");
+                continue;
+            };
+            match self.has_restore_point(&id) {
+                Ok(false) => {}
+                Ok(true) => continue,
+                Err(e) => {
+                    tracing::warn!(
+                        "{name}: cannot tell whether restore point {id} exists ({e}); pin kept"
+                    );
+                    continue;
+                }
+            }
+            if !dry_run {
+                match self.backend().delete(&name) {
+                    Ok(()) | Err(Error::NotFound { .. }) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            removed.push(id);
+        }
+        Ok(removed)
     }
 }
 

@@ -98,6 +98,9 @@ pub struct PruneReport {
     /// Indexed blobs no restore point references that were kept because the caller's
     /// `extra_live` named them ([`Repository::prune_keeping`]: the find index's pieces).
     pub cache_blobs_kept: u64,
+    /// Pins removed because their restore point no longer exists
+    /// ([`Repository::remove_orphan_pins`]); pins of existing restore points stay.
+    pub pins_removed: u64,
 }
 
 impl PruneReport {
@@ -592,7 +595,8 @@ fn referenced(repo: &Repository, reindex: bool) -> Result<Referenced> {
 
 /// Prunes the repository; see the module docs and `docs/prune.md`. Run at most one prune
 /// at a time per repository (backups may run). Keeps only what restore points reference;
-/// [`Repository::prune_keeping`] also keeps blobs a caller's derived data names.
+/// [`Repository::prune_keeping`] also keeps blobs a caller's derived data names. Also
+/// removes pins whose restore point is gone ([`Repository::remove_orphan_pins`]).
 pub fn prune(repo: &Repository, opts: &PruneOptions) -> Result<PruneReport> {
     repo.prune_keeping(opts, &|_| Vec::new())
 }
@@ -619,6 +623,10 @@ impl Repository {
             let second = run(self, opts, extra_live)?;
             report.add(&second);
         }
+        // Pins of restore points that are gone: prune is the pass that reconciles what
+        // the repository names with what exists (forget refuses pinned points, so it never
+        // makes such a pin itself; a pin racing a forget does, after the forget ended).
+        report.pins_removed = self.remove_orphan_pins(opts.dry_run)?.len() as u64;
         Ok(report)
     }
 }

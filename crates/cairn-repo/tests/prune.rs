@@ -900,3 +900,168 @@ fn blob_named_again_after_its_pack_was_retired_is_indexed_again() {
         assert_eq!(again.read_blob(id).unwrap(), content(s));
     }
 }
+
+/// A pin whose restore point is gone, as a pin racing the forget that removed its restore
+/// point leaves it (`pin` read the manifest, `forget` saw no pin and deleted it, `pin`
+/// wrote the pin): the manifest object is deleted under the pin.
+fn orphan_pin(repo: &Repository, b: &dyn Backend, seeds: &[u64], time: i64) -> SnapshotId {
+    let rp = backup(repo, seeds, time);
+    repo.pin(&rp, "monthly", Some(time)).unwrap();
+    b.delete(&format!("{}{rp}", cairn_repo::SNAPSHOT_DIR))
+        .unwrap();
+    rp
+}
+
+#[test]
+fn prune_removes_pins_of_restore_points_that_are_gone() {
+    for encrypted in [false, true] {
+        let b = Arc::new(MemoryBackend::new());
+        let repo = init(b.clone(), encrypted);
+        let data = seeds(0..4);
+        let kept = backup(&repo, &data, 1);
+        repo.pin(&kept, "legal hold", Some(5)).unwrap();
+        let gone = orphan_pin(&repo, b.as_ref(), &seeds(4..8), 2);
+        let gone_pin = format!("{}{gone}", cairn_repo::PIN_DIR);
+        // Not a pin name: left alone, and it does not stop prune.
+        let stray = format!("{}notes.txt", cairn_repo::PIN_DIR);
+        b.put(&stray, b"x").unwrap();
+
+        let dry = PruneOptions {
+            dry_run: true,
+            ..opts(T0)
+        };
+        assert_eq!(prune(&repo, &dry).unwrap().pins_removed, 1);
+        assert!(b.exists(&gone_pin).unwrap());
+        let r = prune(&repo, &opts(T0)).unwrap();
+        assert_eq!(r.pins_removed, 1, "{r:?}");
+        assert!(!b.exists(&gone_pin).unwrap());
+        assert!(b.exists(&stray).unwrap());
+        b.delete(&stray).unwrap();
+        assert_eq!(
+            repo.pinned_ids().unwrap().into_iter().collect::<Vec<_>>(),
+            vec![kept]
+        );
+        assert_eq!(repo.pin_of(&kept).unwrap().unwrap().reason, "legal hold");
+        let r = prune(&repo, &opts(T0 + GRACE)).unwrap();
+        assert_eq!(r.pins_removed, 0, "{r:?}");
+        let again = open(b.clone(), encrypted).unwrap();
+        verify_ok(&again);
+        check_rp(&again, &kept, &data);
+        // The pinned restore point is still protected from removal.
+        assert!(again.remove_restore_points(&[kept]).is_err());
+    }
+}
+
+/// Runs `hook` once, just before the backend call number `at` (counted from when it is
+/// armed): another process acting between two steps of prune.
+struct HookAt {
+    inner: Arc<dyn Backend>,
+    calls: AtomicI64,
+    at: AtomicI64,
+    hook: Mutex<Option<Box<dyn FnOnce() + Send>>>,
+}
+
+impl std::fmt::Debug for HookAt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HookAt").field("at", &self.at).finish()
+    }
+}
+
+impl HookAt {
+    fn arm(&self, at: i64, hook: Box<dyn FnOnce() + Send>) {
+        self.calls.store(0, Ordering::SeqCst);
+        self.at.store(at, Ordering::SeqCst);
+        *self.hook.lock().unwrap() = Some(hook);
+    }
+    fn tick(&self) {
+        if self.calls.fetch_add(1, Ordering::SeqCst) == self.at.load(Ordering::SeqCst) {
+            let hook = self.hook.lock().unwrap().take();
+            if let Some(h) = hook {
+                h();
+            }
+        }
+    }
+}
+
+impl Backend for HookAt {
+    fn get(&self, name: &str) -> Result<Vec<u8>> {
+        self.tick();
+        self.inner.get(name)
+    }
+    fn get_range(&self, name: &str, offset: u64, len: u64) -> Result<Vec<u8>> {
+        self.tick();
+        self.inner.get_range(name, offset, len)
+    }
+    fn put(&self, name: &str, data: &[u8]) -> Result<()> {
+        self.tick();
+        self.inner.put(name, data)
+    }
+    fn list(&self, prefix: &str) -> Result<Vec<String>> {
+        self.tick();
+        self.inner.list(prefix)
+    }
+    fn delete(&self, name: &str) -> Result<()> {
+        self.tick();
+        self.inner.delete(name)
+    }
+    fn exists(&self, name: &str) -> Result<bool> {
+        self.tick();
+        self.inner.exists(name)
+    }
+    fn size(&self, name: &str) -> Result<u64> {
+        self.tick();
+        self.inner.size(name)
+    }
+}
+
+/// A backup that commits and pins its restore point (a policy run with `protect`) while
+/// prune runs, at every backend call of prune: its pin stays, the orphan pin goes. A prune
+/// that listed restore points first and pins later would take the new pin for an orphan.
+#[test]
+fn pin_of_a_restore_point_committed_during_prune_is_kept() {
+    let setup = || {
+        let mem = Arc::new(MemoryBackend::new());
+        let hooked = Arc::new(HookAt {
+            inner: mem.clone(),
+            calls: AtomicI64::new(0),
+            at: AtomicI64::new(-1),
+            hook: Mutex::new(None),
+        });
+        let repo = init(hooked.clone(), false);
+        let old = backup(&repo, &seeds(0..4), 1);
+        orphan_pin(&repo, mem.as_ref(), &seeds(4..8), 2);
+        (mem, hooked, repo, old)
+    };
+    // How many backend calls one prune makes here.
+    let (_, hooked, repo, _) = setup();
+    hooked.arm(-1, Box::new(|| {}));
+    assert_eq!(prune(&repo, &opts(T0)).unwrap().pins_removed, 1);
+    let total = hooked.calls.load(Ordering::SeqCst);
+    assert!(total > 10, "{total}");
+    for at in 0..total {
+        let (mem, hooked, repo, old) = setup();
+        let new: Arc<Mutex<Option<SnapshotId>>> = Arc::default();
+        let (m, n) = (mem.clone(), new.clone());
+        hooked.arm(
+            at,
+            Box::new(move || {
+                // Another process: its own repository instance on the same storage.
+                let other = open(m, false).unwrap();
+                let rp = backup(&other, &seeds(100..104), 3);
+                other.pin(&rp, "protect", Some(3)).unwrap();
+                *n.lock().unwrap() = Some(rp);
+            }),
+        );
+        let r = prune(&repo, &opts(T0)).unwrap();
+        assert_eq!(r.pins_removed, 1, "hook at call {at}: {r:?}");
+        let rp = new.lock().unwrap().expect("the hook ran");
+        let again = open(mem.clone(), false).unwrap();
+        assert_eq!(
+            again.pinned_ids().unwrap().into_iter().collect::<Vec<_>>(),
+            vec![rp],
+            "hook at call {at}"
+        );
+        check_rp(&again, &rp, &seeds(100..104));
+        check_rp(&again, &old, &seeds(0..4));
+    }
+}
