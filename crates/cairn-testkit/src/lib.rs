@@ -8,8 +8,9 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::Arc;
 
-use cairn_io::{AllocationMap, RangeKind, ReadAt};
+use cairn_io::{AllocationMap, DiskIdentity, DiskLayer, FileReader, ParentLink, RangeKind, ReadAt};
 
 /// Folders outside an ordinary user's `PATH` where Debian installs file-system tools.
 const SBIN_DIRS: [&str; 2] = ["/usr/sbin", "/sbin"];
@@ -263,4 +264,63 @@ pub fn qemu_map(path: &Path, format: Option<&str>, size: u64) -> AllocationMap {
             .expect("qemu-img map runs are contiguous");
     }
     map.finish()
+}
+
+/// A fresh temporary folder when every tool in `tools` is installed, else `None` (after
+/// [`have`]'s skip / CI rule): the start of every oracle test,
+/// `let Some(dir) = tempdir_if_have(&["qemu-img", "qemu-io"]) else { return };`.
+pub fn tempdir_if_have(tools: &[&str]) -> Option<tempfile::TempDir> {
+    if !tools.iter().all(|t| have(t)) {
+        return None;
+    }
+    Some(tempfile::tempdir().expect("temporary folder"))
+}
+
+/// A raw file as a parentless [`DiskLayer`], every byte data: the backing file of a format
+/// crate's chain test. (cairn-vdisk's `RawImage` is the product's raw layer; the format
+/// crates sit below cairn-vdisk, so their tests cannot use it.)
+#[derive(Debug)]
+pub struct RawLayer {
+    file: FileReader,
+}
+
+impl RawLayer {
+    /// Opens the raw file at `path` as a layer ready for `attach_parent`.
+    pub fn open(path: &Path) -> Arc<dyn DiskLayer> {
+        let file = FileReader::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        Arc::new(RawLayer { file })
+    }
+}
+
+impl ReadAt for RawLayer {
+    fn size(&self) -> u64 {
+        self.file.size()
+    }
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> cairn_io::Result<usize> {
+        self.file.read_at(buf, offset)
+    }
+}
+
+impl DiskLayer for RawLayer {
+    fn format(&self) -> &'static str {
+        "raw"
+    }
+    fn subformat(&self) -> String {
+        String::new()
+    }
+    fn identity(&self) -> DiskIdentity {
+        DiskIdentity::default()
+    }
+    fn parent_link(&self) -> Option<ParentLink> {
+        None
+    }
+    fn attach_parent(
+        &mut self,
+        _: Arc<dyn DiskLayer>,
+    ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        Err("a raw test layer has no parent".into())
+    }
+    fn layer_map(&self) -> Result<AllocationMap, Box<dyn std::error::Error + Send + Sync>> {
+        Ok(AllocationMap::uniform(self.size(), RangeKind::Data))
+    }
 }
