@@ -28,27 +28,32 @@ fn put64(b: &mut [u8], o: usize, v: u64) {
     b[o..o + 8].copy_from_slice(&v.to_be_bytes());
 }
 
+/// 1 MiB that compresses (qemu stores incompressible clusters plainly).
+fn compressible() -> Vec<u8> {
+    (0..1u32 << 20)
+        .map(|i| (i % 251) as u8 ^ (i >> 13) as u8)
+        .collect()
+}
+
+/// The bytes of the qcow2 image `qemu-img convert` makes of the raw disk `d` with `opts`.
+fn converted(d: &[u8], opts: &[&str]) -> Option<Vec<u8>> {
+    let dir = tempdir_if_have(&["qemu-img"])?;
+    let raw = dir.path().join("d.raw");
+    std::fs::write(&raw, d).unwrap();
+    let q = dir.path().join("d.qcow2");
+    qemu_img_convert(&raw, "raw", &q, "qcow2", opts);
+    Some(std::fs::read(&q).unwrap())
+}
+
 /// A qemu-made v3 image (compressed when `compress`) with data in its first cluster.
 fn fixture(compress: bool) -> Option<Vec<u8>> {
-    if !have("qemu-img") {
-        return None;
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let raw = dir.path().join("d.raw");
-    // Compressible data when compressing (qemu stores incompressible clusters plainly).
-    let mut d: Vec<u8> = if compress {
-        (0..1u32 << 20)
-            .map(|i| (i % 251) as u8 ^ (i >> 13) as u8)
-            .collect()
+    let mut d = if compress {
+        compressible()
     } else {
         random_bytes(5, 1 << 20)
     };
     d.extend(vec![0u8; 1 << 20]);
-    std::fs::write(&raw, &d).unwrap();
-    let q = dir.path().join("d.qcow2");
-    let opts: &[&str] = if compress { &["-c"] } else { &[] };
-    qemu_img_convert(&raw, "raw", &q, "qcow2", opts);
-    Some(std::fs::read(&q).unwrap())
+    converted(&d, if compress { &["-c"] } else { &[] })
 }
 
 /// Offset in the file of the first L2 entry (guest cluster 0).
@@ -239,21 +244,8 @@ fn zstd_hostile_and_unknown_compression() {
         assert!(matches!(from(g), Err(Error::UnsupportedCompression(2))));
     }
     // A zstd image whose first compressed cluster claims a huge window.
-    let dir = tempfile::tempdir().unwrap();
-    let raw = dir.path().join("d.raw");
-    let d: Vec<u8> = (0..1u32 << 20)
-        .map(|i| (i % 251) as u8 ^ (i >> 13) as u8)
-        .collect();
-    std::fs::write(&raw, &d).unwrap();
-    let q = dir.path().join("z.qcow2");
-    qemu_img_convert(
-        &raw,
-        "raw",
-        &q,
-        "qcow2",
-        &["-c", "-o", "compression_type=zstd"],
-    );
-    let mut z = std::fs::read(&q).unwrap();
+    let d = compressible();
+    let mut z = converted(&d, &["-c", "-o", "compression_type=zstd"]).unwrap();
     let good = read_all(&from(z.clone()).unwrap());
     assert!(good == d);
     let e = first_l2_entry(&z);
@@ -394,13 +386,10 @@ fn tiny_image_reads() {
 /// A qemu-made image with one persistent bitmap `b0` and one write; returns the bytes and
 /// the offsets of the bitmaps extension data and of the bitmap directory.
 fn bitmap_fixture() -> Option<(Vec<u8>, usize, usize)> {
-    if !have("qemu-img") || !have("qemu-io") {
-        return None;
-    }
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tempdir_if_have(&["qemu-img", "qemu-io"])?;
     let q = dir.path().join("b.qcow2");
     qemu_img_create(&q, "qcow2", "8M", &[]);
-    qemu_img(&["bitmap", "--add", q.to_str().unwrap(), "b0"]);
+    qemu_img(&["bitmap", "--add", s(&q), "b0"]);
     qemu_io(&q, "qcow2", &["write -P 1 1M 64k"]);
     let f = std::fs::read(&q).unwrap();
     let mut pos = be32(&f, 100) as usize;

@@ -4,32 +4,34 @@
 
 mod common;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use cairn_io::{DiskLayer, Limits, ParentExpectation, RangeKind, ReadAt};
 use cairn_qcow2::Qcow2Image;
 use common::*;
 
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
-
 fn open(p: &Path) -> Qcow2Image {
     Qcow2Image::open(p, &Limits::default()).unwrap()
 }
 
-/// raw -> qcow2 with `opts`; our read equals the raw disk, our map equals qemu's.
-fn convert_and_check(opts: &[&str], want_subformat: &str) {
-    if !have("qemu-img") {
-        return;
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let raw = dir.path().join("disk.raw");
+/// testkit's sample disk converted by qemu-img to `dir/disk.qcow2` with `opts`: (the raw
+/// disk, the image's path).
+fn sample_qcow2(dir: &Path, opts: &[&str]) -> (Vec<u8>, PathBuf) {
+    let raw = dir.join("disk.raw");
     let disk = sample_disk();
     std::fs::write(&raw, &disk).unwrap();
-    let q = dir.path().join("disk.qcow2");
+    let q = dir.join("disk.qcow2");
     qemu_img_convert(&raw, "raw", &q, "qcow2", opts);
+    (disk, q)
+}
+
+/// raw -> qcow2 with `opts`; our read equals the raw disk, our map equals qemu's.
+fn convert_and_check(opts: &[&str], want_subformat: &str) {
+    let Some(dir) = tempdir_if_have(&["qemu-img"]) else {
+        return;
+    };
+    let (disk, q) = sample_qcow2(dir.path(), opts);
     let img = open(&q);
     assert_eq!(img.size(), disk.len() as u64);
     assert_eq!(img.subformat(), want_subformat);
@@ -93,10 +95,9 @@ fn large_clusters() {
 
 #[test]
 fn zero_clusters_and_backing_chain() {
-    if !have("qemu-img") || !have("qemu-io") {
+    let Some(dir) = tempdir_if_have(&["qemu-img", "qemu-io"]) else {
         return;
-    }
-    let dir = tempfile::tempdir().unwrap();
+    };
     let raw = dir.path().join("base.raw");
     std::fs::write(&raw, sample_disk()).unwrap();
     let base = dir.path().join("base.qcow2");
@@ -135,10 +136,9 @@ fn zero_clusters_and_backing_chain() {
 
 #[test]
 fn raw_backing_file() {
-    if !have("qemu-img") || !have("qemu-io") {
+    let Some(dir) = tempdir_if_have(&["qemu-img", "qemu-io"]) else {
         return;
-    }
-    let dir = tempfile::tempdir().unwrap();
+    };
     let raw = dir.path().join("base.raw");
     // A parent smaller than the child: the child reads zeros past its end.
     std::fs::write(&raw, random_bytes(9, 3 << 20)).unwrap();
@@ -155,10 +155,9 @@ fn raw_backing_file() {
 
 #[test]
 fn unattached_child_reads_zeros_where_unallocated() {
-    if !have("qemu-img") || !have("qemu-io") {
+    let Some(dir) = tempdir_if_have(&["qemu-img", "qemu-io"]) else {
         return;
-    }
-    let dir = tempfile::tempdir().unwrap();
+    };
     let base = dir.path().join("base.qcow2");
     qemu_img_create(&base, "qcow2", "2M", &[]);
     qemu_io(&base, "qcow2", &["write -P 0x77 0 2M"]);
@@ -174,10 +173,9 @@ fn unattached_child_reads_zeros_where_unallocated() {
 
 #[test]
 fn persistent_dirty_bitmaps() {
-    if !have("qemu-img") || !have("qemu-io") {
+    let Some(dir) = tempdir_if_have(&["qemu-img", "qemu-io"]) else {
         return;
-    }
-    let dir = tempfile::tempdir().unwrap();
+    };
     let q = dir.path().join("bm.qcow2");
     qemu_img_create(&q, "qcow2", "8M", &[]);
     qemu_img(&["bitmap", "--add", s(&q), "b0"]);
@@ -239,10 +237,9 @@ fn persistent_dirty_bitmaps() {
 
 #[test]
 fn no_bitmaps_is_empty() {
-    if !have("qemu-img") {
+    let Some(dir) = tempdir_if_have(&["qemu-img"]) else {
         return;
-    }
-    let dir = tempfile::tempdir().unwrap();
+    };
     let q = dir.path().join("x.qcow2");
     qemu_img_create(&q, "qcow2", "1M", &[]);
     assert!(open(&q).dirty_bitmaps().unwrap().is_empty());
@@ -251,15 +248,10 @@ fn no_bitmaps_is_empty() {
 
 #[test]
 fn tiny_l2_cache_evicts_and_still_reads() {
-    if !have("qemu-img") {
+    let Some(dir) = tempdir_if_have(&["qemu-img"]) else {
         return;
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let raw = dir.path().join("disk.raw");
-    let disk = sample_disk();
-    std::fs::write(&raw, &disk).unwrap();
-    let q = dir.path().join("disk.qcow2");
-    qemu_img_convert(&raw, "raw", &q, "qcow2", &["-o", "cluster_size=512"]);
+    };
+    let (disk, q) = sample_qcow2(dir.path(), &["-o", "cluster_size=512"]);
     // 512-byte clusters: each L2 table maps 32 KiB, so the disk has ~200 of them; a 4 KiB
     // table budget leaves the minimum cache of 4 tables.
     let mut limits = Limits::default();
@@ -278,10 +270,9 @@ fn tiny_l2_cache_evicts_and_still_reads() {
 /// the bitmap reports the whole disk dirty.
 #[test]
 fn crashed_writer_leaves_dirty_image_and_in_use_bitmap() {
-    if !have("qemu-img") || !have("qemu-io") {
+    let Some(dir) = tempdir_if_have(&["qemu-img", "qemu-io"]) else {
         return;
-    }
-    let dir = tempfile::tempdir().unwrap();
+    };
     let q = dir.path().join("crash.qcow2");
     qemu_img_create(&q, "qcow2", "8M", &["-o", "lazy_refcounts=on"]);
     qemu_img(&["bitmap", "--add", s(&q), "b0"]);
