@@ -236,17 +236,29 @@ const MAX_FIND_POINTER_BYTES: u64 = (cairn_catalog::HEADER_LEN
     + (8 + 32 * cairn_catalog::MAX_GROUP_PARTS) * cairn_catalog::MAX_INDEX_GROUPS)
     as u64;
 
-/// The find index stored in the repository (empty when there is none).
-fn load_find_index(repo: &Repository) -> Result<Vec<IndexGroup>> {
+/// The blob ids of each group of the stored find index, as its pointer object names them
+/// (`None` when there is no pointer; a pointer removed while being read counts as none).
+pub fn read_find_pointer(repo: &Repository) -> Result<Option<Vec<Vec<cairn_catalog::BlobId>>>> {
     let backend = repo.backend();
-    if !backend.exists(FIND_INDEX_POINTER)? {
-        return Ok(Vec::new());
-    }
-    let size = backend.size(FIND_INDEX_POINTER)?;
+    let size = match backend.size(FIND_INDEX_POINTER) {
+        Err(cairn_repo::Error::NotFound { .. }) => return Ok(None),
+        r => r?,
+    };
     if size > MAX_FIND_POINTER_BYTES {
         bail!("{FIND_INDEX_POINTER}: {size} bytes, at most {MAX_FIND_POINTER_BYTES}");
     }
-    let ids = cairn_catalog::decode_find_pointer(&backend.get(FIND_INDEX_POINTER)?)?;
+    let bytes = match backend.get(FIND_INDEX_POINTER) {
+        Err(cairn_repo::Error::NotFound { .. }) => return Ok(None),
+        r => r?,
+    };
+    Ok(Some(cairn_catalog::decode_find_pointer(&bytes)?))
+}
+
+/// The find index stored in the repository (empty when there is none).
+fn load_find_index(repo: &Repository) -> Result<Vec<IndexGroup>> {
+    let Some(ids) = read_find_pointer(repo)? else {
+        return Ok(Vec::new());
+    };
     let store = RepoReadStore(repo);
     Ok(ids
         .iter()

@@ -546,33 +546,21 @@ pub fn prune(a: &PruneArgs) -> Result<()> {
 /// or undecodable pointer names nothing (with a warning when it exists), never an error
 /// that stops prune; `find` rebuilds an index whose pieces are gone.
 fn find_index_blobs(repo: &cairn_repo::Repository) -> Vec<cairn_repo::BlobId> {
-    let name = crate::catalog_cmd::FIND_INDEX_POINTER;
-    // A pointer is one catalog frame: no valid one is larger.
-    let max = (cairn_catalog::HEADER_LEN + cairn_catalog::MAX_PAYLOAD_BYTES) as u64;
-    let read = || -> Result<Vec<cairn_repo::BlobId>> {
-        let backend = repo.backend();
-        match backend.size(name) {
-            Err(cairn_repo::Error::NotFound { .. }) => return Ok(Vec::new()),
-            Err(e) => return Err(e.into()),
-            Ok(size) if size > max => bail!("{size} bytes, at most {max}"),
-            Ok(_) => {}
-        }
-        let bytes = match backend.get(name) {
-            Err(cairn_repo::Error::NotFound { .. }) => return Ok(Vec::new()),
-            r => r?,
-        };
-        Ok(cairn_catalog::decode_find_pointer(&bytes)?
+    match crate::catalog_cmd::read_find_pointer(repo) {
+        Ok(groups) => groups
             .into_iter()
             .flatten()
+            .flatten()
             .map(cairn_repo::BlobId)
-            .collect())
-    };
-    read().unwrap_or_else(|e| {
-        eprintln!(
-            "warning: {name} unreadable ({e:#}); prune keeps none of the find index's blobs (the next find rebuilds it)"
-        );
-        Vec::new()
-    })
+            .collect(),
+        Err(e) => {
+            eprintln!(
+                "warning: {} unreadable ({e:#}); prune keeps none of the find index's blobs (the next find rebuilds it)",
+                crate::catalog_cmd::FIND_INDEX_POINTER
+            );
+            Vec::new()
+        }
+    }
 }
 
 pub fn pin(a: &PinArgs) -> Result<()> {
