@@ -8,9 +8,7 @@ mod common;
 use std::sync::Arc;
 
 use cairn_io::{AllocationMap, DiskLayer, Limits, ParentExpectation, RangeKind, ReadAt};
-use cairn_vhd::{
-    write_differencing, write_dynamic, DifferencingOptions, DynamicOptions, VhdImage, VhdParent,
-};
+use cairn_vhd::{write_dynamic, DynamicOptions, VhdImage};
 use common::*;
 
 const SIZE: usize = 8 << 20;
@@ -33,7 +31,6 @@ fn make_chain(bs: u32, parent_bs: u32) -> Chain {
     let mut popts = DynamicOptions::default();
     popts.block_size = parent_bs;
     write_dynamic(&parent_disk, &data_map(&parent_disk), &parent_path, &popts).unwrap();
-    let parent = VhdImage::open(&parent_path, &Limits::default()).unwrap();
 
     let mut child_disk = parent_disk.clone();
     let mut changed = AllocationMap::new(SIZE as u64);
@@ -58,17 +55,7 @@ fn make_chain(bs: u32, parent_bs: u32) -> Chain {
     let changed = changed.finish();
 
     let child_path = dir.path().join("child.vhd");
-    let mut opts = DifferencingOptions::default();
-    opts.block_size = bs;
-    write_differencing(
-        &child_disk,
-        &changed,
-        &parent_path,
-        &VhdParent::from(&parent),
-        &child_path,
-        &opts,
-    )
-    .unwrap();
+    write_child(&child_disk, &changed, &parent_path, &child_path, bs);
     Chain {
         _dir: dir,
         parent_path,

@@ -4,6 +4,7 @@
 
 mod common;
 
+use std::path::Path;
 use std::sync::Arc;
 
 use cairn_io::{AllocationMap, DiskLayer, Limits, RangeKind, ReadAt};
@@ -21,36 +22,38 @@ fn disk() -> Vec<u8> {
     d
 }
 
-fn bytes_of_fixed() -> Vec<u8> {
+/// The bytes of the image `write` makes of [`disk`] (with its 64 KiB data map) at `path`
+/// in a temporary folder.
+fn bytes_written(
+    write: impl FnOnce(&dyn ReadAt, &AllocationMap, &Path) -> Result<(), Error>,
+) -> Vec<u8> {
     let d = disk();
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("f.vhd");
-    write_fixed(&d, &data_map(&d), &path, &FixedOptions::default()).unwrap();
+    let path = dir.path().join("image.vhd");
+    write(&d, &data_map(&d), &path).unwrap();
     std::fs::read(path).unwrap()
+}
+
+fn bytes_of_fixed() -> Vec<u8> {
+    bytes_written(|d, map, path| write_fixed(d, map, path, &FixedOptions::default()))
 }
 
 fn bytes_of_dynamic() -> Vec<u8> {
-    let d = disk();
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("d.vhd");
-    write_dynamic(&d, &data_map(&d), &path, &DynamicOptions::default()).unwrap();
-    std::fs::read(path).unwrap()
+    bytes_written(|d, map, path| write_dynamic(d, map, path, &DynamicOptions::default()))
 }
 
+/// A child of `parent.vhd` (which is not written) holding all of [`disk`].
 fn bytes_of_differencing() -> Vec<u8> {
-    let d = disk();
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("c.vhd");
-    write_differencing(
-        &d,
-        &data_map(&d),
-        &dir.path().join("parent.vhd"),
-        &VhdParent::new([7; 16]),
-        &path,
-        &DifferencingOptions::default(),
-    )
-    .unwrap();
-    std::fs::read(path).unwrap()
+    bytes_written(|d, map, path| {
+        write_differencing(
+            d,
+            map,
+            &path.with_file_name("parent.vhd"),
+            &VhdParent::new([7; 16]),
+            path,
+            &DifferencingOptions::default(),
+        )
+    })
 }
 
 fn open(bytes: Vec<u8>) -> Result<VhdImage, Error> {

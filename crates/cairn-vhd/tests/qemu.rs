@@ -5,6 +5,8 @@
 
 mod common;
 
+use std::path::PathBuf;
+
 use cairn_io::{DiskLayer, Limits, RangeKind, ReadAt};
 use cairn_vhd::{
     write_dynamic, write_fixed, DiskType, DynamicOptions, FixedOptions, FooterSource, VhdImage,
@@ -15,31 +17,25 @@ use common::*;
 /// blocks 2 and 4 hold only zeros.
 const DISK_SIZE: usize = (10 << 20) + 3 * 512;
 
+/// A temporary folder holding `disk.raw`, a [`sample_disk`] of `DISK_SIZE` from `seed`:
+/// (folder, raw path, raw bytes). `None` without qemu-img.
+fn raw_fixture(seed: u64) -> Option<(tempfile::TempDir, PathBuf, Vec<u8>)> {
+    let dir = tempdir_if_have(&["qemu-img"])?;
+    let raw = dir.path().join("disk.raw");
+    let disk = sample_disk(DISK_SIZE, seed);
+    std::fs::write(&raw, &disk).unwrap();
+    Some((dir, raw, disk))
+}
+
 #[test]
 fn qemu_made_fixed_and_dynamic_read_as_raw() {
-    if !have_qemu() {
+    let Some((dir, raw, disk)) = raw_fixture(7) else {
         return;
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let raw = dir.path().join("disk.raw");
-    let disk = sample_disk(DISK_SIZE, 7);
-    std::fs::write(&raw, &disk).unwrap();
+    };
     for sub in ["fixed", "dynamic"] {
         let vhd = dir.path().join(format!("{sub}.vhd"));
-        run(
-            "qemu-img",
-            &[
-                "convert",
-                "-f",
-                "raw",
-                "-O",
-                "vpc",
-                "-o",
-                &format!("subformat={sub},force_size=on"),
-                p(&raw),
-                p(&vhd),
-            ],
-        );
+        let opts = format!("subformat={sub},force_size=on");
+        qemu_img_convert(&raw, "raw", &vhd, "vpc", &["-o", &opts]);
         let img = VhdImage::open(&vhd, &Limits::default()).unwrap();
         assert_eq!(img.subformat(), sub);
         assert_eq!(img.format(), "vhd");
@@ -62,8 +58,8 @@ fn qemu_made_fixed_and_dynamic_read_as_raw() {
         let map = img.layer_map().unwrap();
         map.validate().unwrap();
         assert_eq!(
-            our_data_ranges(&map),
-            qemu_data_ranges(&vhd),
+            data_ranges(&map),
+            qemu_data_ranges(&vhd, img.size()),
             "{sub}: layer_map vs qemu-img map"
         );
         if sub == "dynamic" {
@@ -74,41 +70,33 @@ fn qemu_made_fixed_and_dynamic_read_as_raw() {
 
 #[test]
 fn chs_rounded_qemu_image_uses_footer_current_size() {
-    if !have_qemu() {
+    let Some(dir) = tempdir_if_have(&["qemu-img"]) else {
         return;
-    }
-    let dir = tempfile::tempdir().unwrap();
+    };
     let vhd = dir.path().join("chs.vhd");
     // Without force_size qemu rounds 64 MiB up to the CHS geometry, records that in the
     // footer's current size and marks itself creator "qemu" (a CHS-sized creator).
-    run("qemu-img", &["create", "-q", "-f", "vpc", p(&vhd), "64M"]);
+    qemu_img_create(&vhd, "vpc", "64M", &[]);
     let img = VhdImage::open(&vhd, &Limits::default()).unwrap();
     assert_eq!(&img.footer().creator_app, b"qemu");
     assert_eq!(img.size(), 67_125_248);
     assert_eq!(img.footer().current_size, 67_125_248);
     assert_eq!(img.footer().geometry.size(), 67_125_248);
-    let info = run("qemu-img", &["info", "--output=json", "-f", "vpc", p(&vhd)]);
-    let v: serde_json::Value = serde_json::from_str(&info).unwrap();
+    let info = qemu_img(&["info", "--output=json", "-f", "vpc", p(&vhd)]);
+    let v: serde_json::Value = serde_json::from_slice(&info).unwrap();
     assert_eq!(v["virtual-size"].as_u64(), Some(img.size()));
 }
 
 #[test]
 fn our_images_pass_qemu_check_and_compare() {
-    if !have_qemu() {
+    let Some((dir, raw, disk)) = raw_fixture(11) else {
         return;
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let raw = dir.path().join("disk.raw");
-    let disk = sample_disk(DISK_SIZE, 11);
-    std::fs::write(&raw, &disk).unwrap();
+    };
     let map = data_map(&disk);
 
     let fixed = dir.path().join("fixed.vhd");
     write_fixed(&disk, &map, &fixed, &FixedOptions::default()).unwrap();
-    run(
-        "qemu-img",
-        &["compare", "-f", "vpc", "-F", "raw", p(&fixed), p(&raw)],
-    );
+    qemu_img(&["compare", "-f", "vpc", "-F", "raw", p(&fixed), p(&raw)]);
 
     for bs in [2u32 << 20, 512 << 10, 4096] {
         let dynamic = dir.path().join(format!("dynamic-{bs}.vhd"));
@@ -116,17 +104,14 @@ fn our_images_pass_qemu_check_and_compare() {
         opts.block_size = bs;
         write_dynamic(&disk, &map, &dynamic, &opts).unwrap();
         // qemu-img check does not support vpc; info at least opens and validates it.
-        run("qemu-img", &["info", "-f", "vpc", p(&dynamic)]);
-        run(
-            "qemu-img",
-            &["compare", "-f", "vpc", "-F", "raw", p(&dynamic), p(&raw)],
-        );
+        qemu_img(&["info", "-f", "vpc", p(&dynamic)]);
+        qemu_img(&["compare", "-f", "vpc", "-F", "raw", p(&dynamic), p(&raw)]);
         let img = VhdImage::open(&dynamic, &Limits::default()).unwrap();
         assert_eq!(img.disk_type(), DiskType::Dynamic);
         assert!(read_all(&img, 1 << 20) == disk);
         assert_eq!(
-            our_data_ranges(&img.layer_map().unwrap()),
-            qemu_data_ranges(&dynamic)
+            data_ranges(&img.layer_map().unwrap()),
+            qemu_data_ranges(&dynamic, img.size())
         );
         // Holes were not written: the 10 MiB disk has well under 1 MiB of non-zero data.
         let file_len = std::fs::metadata(&dynamic).unwrap().len();

@@ -9,9 +9,8 @@ use std::sync::Arc;
 
 use cairn_io::{AllocationMap, DiskLayer, Limits, RangeKind, ReadAt};
 use cairn_vhd::{
-    write_differencing, write_dynamic, write_fixed, DifferencingOptions, DiskType, DynamicHeader,
-    DynamicOptions, FixedOptions, Footer, Geometry, LocatorEntry, PlatformCode, VhdImage,
-    VhdParent,
+    write_dynamic, write_fixed, DiskType, DynamicHeader, DynamicOptions, FixedOptions, Footer,
+    Geometry, LocatorEntry, PlatformCode, VhdImage,
 };
 use common::*;
 use proptest::prelude::*;
@@ -98,19 +97,8 @@ proptest! {
             &FixedOptions::default(),
         )
         .unwrap();
-        let parent = VhdImage::open(&parent_path, &Limits::default()).unwrap();
         let child_path = dir.path().join("c.vhd");
-        let mut opts = DifferencingOptions::default();
-        opts.block_size = BLOCK_SIZES[bsi];
-        write_differencing(
-            &child_disk,
-            &changed,
-            &parent_path,
-            &VhdParent::from(&parent),
-            &child_path,
-            &opts,
-        )
-        .unwrap();
+        let parent = write_child(&child_disk, &changed, &parent_path, &child_path, BLOCK_SIZES[bsi]);
         let mut child = VhdImage::open(&child_path, &Limits::default()).unwrap();
         // The child's own map covers exactly the changed ranges, widened to sectors.
         let lm = child.layer_map().unwrap();
