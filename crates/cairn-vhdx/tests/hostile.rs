@@ -17,21 +17,40 @@ fn from(b: Vec<u8>) -> Result<VhdxImage, Error> {
 
 /// A qemu-made dynamic image: 8 MiB, 1 MiB blocks, blocks 1 and 5 written.
 fn fixture() -> Option<Vec<u8>> {
-    if !have("qemu-img") || !have("qemu-io") {
-        return None;
-    }
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tempdir_if_have(&["qemu-img", "qemu-io"])?;
     let v = dir.path().join("h.vhdx");
-    let p = v.to_str().unwrap();
-    run(
-        "qemu-img",
-        &["create", "-f", "vhdx", "-o", "block_size=1M", p, "8M"],
-    );
-    run(
-        "qemu-io",
-        &["-c", "write -P 0x5c 1M 1M", "-c", "write -P 0x66 5M 64k", p],
-    );
+    qemu_vhdx(&v, &["write -P 0x5c 1M 1M", "write -P 0x66 5M 64k"]);
     Some(std::fs::read(&v).unwrap())
+}
+
+/// `f` with `edit` applied, opened.
+fn edited(f: &[u8], edit: impl FnOnce(&mut Vec<u8>)) -> Result<VhdxImage, Error> {
+    let mut g = f.to_vec();
+    edit(&mut g);
+    from(g)
+}
+
+/// The (structure, field) a `BadField` error names; anything else fails the test.
+#[track_caller]
+fn bad_field(r: Result<VhdxImage, Error>) -> (&'static str, &'static str) {
+    match r {
+        Err(Error::BadField {
+            structure, field, ..
+        }) => (structure, field),
+        other => panic!("expected BadField, got {other:?}"),
+    }
+}
+
+/// Appends a region with an unknown GUID to the region table at `r`, 1 MiB at 4 MiB,
+/// marked required when `required`.
+fn add_unknown_region(b: &mut [u8], r: usize, required: bool) {
+    let n = get32(b, r + 8) as usize;
+    let e = r + 16 + n * 32;
+    b[e..e + 16].copy_from_slice(&[0xab; 16]);
+    put64(b, e + 16, 4 << 20);
+    put32(b, e + 24, 1 << 20);
+    put32(b, e + 28, u32::from(required));
+    put32(b, r + 8, n as u32 + 1);
 }
 
 /// Applies `edit` to both region tables and fixes their checksums.
@@ -106,116 +125,60 @@ fn region_tables() {
     g[R2 + 20] ^= 1;
     assert!(matches!(from(g), Err(Error::NoValidRegionTable { .. })));
     // An unknown region marked required.
-    let mut g = f.clone();
-    edit_regions(&mut g, |b, r| {
-        let n = get32(b, r + 8) as usize;
-        let e = r + 16 + n * 32;
-        b[e..e + 16].copy_from_slice(&[0xab; 16]);
-        put64(b, e + 16, 4 << 20);
-        put32(b, e + 24, 1 << 20);
-        put32(b, e + 28, 1);
-        put32(b, r + 8, n as u32 + 1);
+    let r = edited(&f, |g| {
+        edit_regions(g, |b, r| add_unknown_region(b, r, true));
     });
     assert!(matches!(
-        from(g),
+        r,
         Err(Error::UnknownRequired { kind: "region", .. })
     ));
     // The same region not required is ignored.
-    let mut g = f.clone();
-    edit_regions(&mut g, |b, r| {
-        let n = get32(b, r + 8) as usize;
-        let e = r + 16 + n * 32;
-        b[e..e + 16].copy_from_slice(&[0xab; 16]);
-        put64(b, e + 16, 4 << 20);
-        put32(b, e + 24, 1 << 20);
-        put32(b, r + 8, n as u32 + 1);
+    let r = edited(&f, |g| {
+        edit_regions(g, |b, r| add_unknown_region(b, r, false));
     });
-    assert!(from(g).is_ok());
+    assert!(r.is_ok());
     // A misaligned region offset.
-    let mut g = f;
-    edit_regions(&mut g, |b, r| put64(b, r + 16 + 16, (1 << 20) + 512));
-    assert!(matches!(
-        from(g),
-        Err(Error::BadField {
-            field: "FileOffset",
-            ..
-        })
-    ));
+    let r = edited(&f, |g| {
+        edit_regions(g, |b, r| put64(b, r + 16 + 16, (1 << 20) + 512));
+    });
+    assert_eq!(bad_field(r).1, "FileOffset");
 }
 
 #[test]
 fn metadata_fields() {
     let Some(f) = fixture() else { return };
     let (fp, _) = meta_item(&f, &FILE_PARAMS_GUID);
-    let mut g = f.clone();
-    put32(&mut g, fp, 3 << 20);
-    assert!(matches!(
-        from(g),
-        Err(Error::BadField {
-            field: "BlockSize",
-            ..
-        })
-    ));
+    let r = edited(&f, |g| put32(g, fp, 3 << 20));
+    assert_eq!(bad_field(r).1, "BlockSize");
     let (ls, _) = meta_item(&f, &LOGICAL_SECTOR_GUID);
-    let mut g = f.clone();
-    put32(&mut g, ls, 1000);
-    assert!(matches!(
-        from(g),
-        Err(Error::BadField {
-            field: "LogicalSectorSize",
-            ..
-        })
-    ));
+    let r = edited(&f, |g| put32(g, ls, 1000));
+    assert_eq!(bad_field(r).1, "LogicalSectorSize");
     let (vs, _) = meta_item(&f, &SIZE_GUID);
-    let mut g = f.clone();
-    put64(&mut g, vs, 1 << 60);
-    assert!(matches!(
-        from(g),
-        Err(Error::BadField {
-            field: "VirtualDiskSize",
-            ..
-        })
-    ));
+    let r = edited(&f, |g| put64(g, vs, 1 << 60));
+    assert_eq!(bad_field(r).1, "VirtualDiskSize");
     // A disk so large its BAT does not fit the BAT region.
-    let mut g = f.clone();
-    put64(&mut g, vs, 1 << 40);
-    assert!(matches!(
-        from(g),
-        Err(Error::BadField {
-            structure: "BAT region",
-            ..
-        })
-    ));
+    let r = edited(&f, |g| put64(g, vs, 1 << 40));
+    assert_eq!(bad_field(r).0, "BAT region");
     // Has-parent without a parent locator.
-    let mut g = f.clone();
-    put32(&mut g, fp + 4, 2);
-    assert!(matches!(from(g), Err(Error::Missing(_))));
+    let r = edited(&f, |g| put32(g, fp + 4, 2));
+    assert!(matches!(r, Err(Error::Missing(_))));
     // An item pointing outside the metadata region.
     let (_, e) = meta_item(&f, &SIZE_GUID);
-    let mut g = f.clone();
-    put32(&mut g, e + 16, 0xfff_0000);
-    assert!(matches!(from(g), Err(Error::BadMetadata { .. })));
+    let r = edited(&f, |g| put32(g, e + 16, 0xfff_0000));
+    assert!(matches!(r, Err(Error::BadMetadata { .. })));
     // An unknown required item.
-    let mut g = f.clone();
-    let (_, meta) = regions(&f);
-    let n = usize::from(u16::from_le_bytes([g[meta + 10], g[meta + 11]]));
-    let e = meta + 32 + n * 32;
-    g[e..e + 16].copy_from_slice(&[0xcd; 16]);
-    put32(&mut g, e + 16, 64 * 1024);
-    put32(&mut g, e + 20, 8);
-    put32(&mut g, e + 24, 4);
-    g[meta + 10..meta + 12].copy_from_slice(&(n as u16 + 1).to_le_bytes());
+    let r = edited(&f, |g| add_meta_entry(g, &[0xcd; 16], 64 * KIB, 8, 4));
     assert!(matches!(
-        from(g),
+        r,
         Err(Error::UnknownRequired {
             kind: "metadata item",
             ..
         })
     ));
     // A bad metadata signature.
-    let mut g = f;
-    g[meta] = b'X';
-    assert!(matches!(from(g), Err(Error::BadMetadata { .. })));
+    let (_, meta) = regions(&f);
+    let r = edited(&f, |g| g[meta] = b'X');
+    assert!(matches!(r, Err(Error::BadMetadata { .. })));
 }
 
 #[test]

@@ -13,27 +13,6 @@ use cairn_io::{DiskLayer, Limits, RangeKind, ReadAt};
 use cairn_vhdx::{Error, VhdxImage};
 use common::*;
 
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
-
-fn put32(b: &mut [u8], o: usize, v: u32) {
-    b[o..o + 4].copy_from_slice(&v.to_le_bytes());
-}
-fn put64(b: &mut [u8], o: usize, v: u64) {
-    b[o..o + 8].copy_from_slice(&v.to_le_bytes());
-}
-fn get64(b: &[u8], o: usize) -> u64 {
-    u64::from_le_bytes(b[o..o + 8].try_into().unwrap())
-}
-
-/// Sets the checksum at `o + 4` of the `len`-byte structure at `o`.
-fn fix_crc(b: &mut [u8], o: usize, len: usize) {
-    put32(b, o + 4, 0);
-    let c = crc32c::crc32c(&b[o..o + len]);
-    put32(b, o + 4, c);
-}
-
 const LOG_GUID: [u8; 16] = *b"cairn-log-guid!!";
 
 /// Writes a log entry at `pos` of the log: data sectors then zero ranges, all with `seq`.
@@ -95,27 +74,21 @@ fn set_log_guid(file: &mut [u8]) {
 
 /// A qemu-made dynamic image with two written blocks; returns (dir, path, bytes).
 fn base_image() -> Option<(tempfile::TempDir, std::path::PathBuf, Vec<u8>)> {
-    if !have("qemu-img") || !have("qemu-io") {
-        return None;
-    }
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tempdir_if_have(&["qemu-img", "qemu-io"])?;
     let v = dir.path().join("l.vhdx");
-    run(
-        "qemu-img",
-        &["create", "-f", "vhdx", "-o", "block_size=1M", s(&v), "8M"],
-    );
-    run(
-        "qemu-io",
-        &[
-            "-c",
-            "write -P 0x5c 1M 1M",
-            "-c",
-            "write -P 0x66 5M 1M",
-            s(&v),
-        ],
-    );
+    qemu_vhdx(&v, &["write -P 0x5c 1M 1M", "write -P 0x66 5M 1M"]);
     let bytes = std::fs::read(&v).unwrap();
     Some((dir, v, bytes))
+}
+
+/// A copy of `src` at `dst` repaired by qemu (`qemu-img check -r all`, which replays a dirty
+/// log; its exit status tells what it found and fixed, so it is not checked).
+fn qemu_repaired_copy(src: &Path, dst: &Path) {
+    std::fs::copy(src, dst).unwrap();
+    let _ = cairn_testkit::tool_command("qemu-img")
+        .args(["check", "-r", "all", s(dst)])
+        .output()
+        .unwrap();
 }
 
 fn find_sector(file: &[u8], fill: u8) -> usize {
@@ -175,21 +148,15 @@ fn replay_matches_qemu() {
     assert!(std::fs::read(&dirty).unwrap() == f);
 
     // qemu refuses it read-only, and replays it in a repair.
-    let out = std::process::Command::new("qemu-img")
+    let out = cairn_testkit::tool_command("qemu-img")
         .args(["convert", "-O", "raw", s(&dirty), "/dev/null"])
         .output()
         .unwrap();
     assert!(!out.status.success());
     let fixed = dir.path().join("fixed.vhdx");
-    std::fs::copy(&dirty, &fixed).unwrap();
-    let _ = std::process::Command::new("qemu-img")
-        .args(["check", "-r", "all", s(&fixed)])
-        .output()
-        .unwrap();
-    let raw = dir.path().join("fixed.raw");
-    run("qemu-img", &["convert", "-O", "raw", s(&fixed), s(&raw)]);
+    qemu_repaired_copy(&dirty, &fixed);
     assert!(
-        std::fs::read(&raw).unwrap() == ours,
+        qemu_raw(&fixed, "vhdx") == ours,
         "our replay differs from qemu's"
     );
     let _ = path;
@@ -242,11 +209,7 @@ fn dirty_log_sample_matches_qemu_repair() {
     assert!(img.log_replayed());
     let tmp = tempfile::tempdir().unwrap();
     let fixed = tmp.path().join("fixed.vhdx");
-    std::fs::copy(&p, &fixed).unwrap();
-    let _ = std::process::Command::new("qemu-img")
-        .args(["check", "-r", "all", s(&fixed)])
-        .output()
-        .unwrap();
+    qemu_repaired_copy(&p, &fixed);
     let repaired = VhdxImage::open(&fixed, &Limits::default()).unwrap();
     assert!(!repaired.log_replayed());
     let a = img.layer_map().unwrap();

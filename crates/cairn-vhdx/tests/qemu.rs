@@ -10,27 +10,17 @@ use cairn_io::{DiskLayer, Limits, RangeKind, ReadAt};
 use cairn_vhdx::VhdxImage;
 use common::*;
 
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
-
 fn open(p: &Path) -> VhdxImage {
     VhdxImage::open(p, &Limits::default()).unwrap()
 }
 
 fn convert(opts: &[&str]) -> Option<(tempfile::TempDir, Vec<u8>, VhdxImage)> {
-    if !have("qemu-img") {
-        return None;
-    }
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tempdir_if_have(&["qemu-img"])?;
     let raw = dir.path().join("disk.raw");
     let disk = sample_disk();
     std::fs::write(&raw, &disk).unwrap();
     let v = dir.path().join("disk.vhdx");
-    let mut args = vec!["convert", "-f", "raw", "-O", "vhdx"];
-    args.extend_from_slice(opts);
-    args.extend_from_slice(&[s(&raw), s(&v)]);
-    run("qemu-img", &args);
+    qemu_img_convert(&raw, "raw", &v, "vhdx", opts);
     let img = open(&v);
     Some((dir, disk, img))
 }
@@ -112,32 +102,20 @@ fn fixed_equals_raw() {
 
 #[test]
 fn qemu_io_writes_and_zero_blocks() {
-    if !have("qemu-img") || !have("qemu-io") {
+    let Some(dir) = tempdir_if_have(&["qemu-img", "qemu-io"]) else {
         return;
-    }
-    let dir = tempfile::tempdir().unwrap();
+    };
     let v = dir.path().join("w.vhdx");
-    run(
-        "qemu-img",
-        &["create", "-f", "vhdx", "-o", "block_size=1M", s(&v), "8M"],
-    );
-    run(
-        "qemu-io",
+    qemu_vhdx(
+        &v,
         &[
-            "-c",
             "write -P 0xab 1M 64k",
-            "-c",
             "write -P 0xcd 3583k 2k",
-            "-c",
             "write -P 0xee 7M 1M",
-            "-c",
             "write -z 7M 1M",
-            s(&v),
         ],
     );
-    let expected = dir.path().join("w.raw");
-    run("qemu-img", &["convert", "-O", "raw", s(&v), s(&expected)]);
-    let expected = std::fs::read(&expected).unwrap();
+    let expected = qemu_raw(&v, "vhdx");
     let img = open(&v);
     assert!(read_all(&img) == expected);
     check_odd_reads(&img, &expected);

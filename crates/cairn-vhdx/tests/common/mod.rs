@@ -1,11 +1,24 @@
-//! Shared helpers: external tools, fixture data.
+//! Shared helpers: external tools, fixture data, raw field access to VHDX files.
 #![allow(dead_code, unused_imports)]
 
-pub use cairn_testkit::{check_odd_reads, have, random_bytes, run, sample_disk};
+use std::path::Path;
+
+pub use cairn_testkit::{
+    check_odd_reads, have, have_python_module, path_str as s, qemu_img_convert, qemu_img_create,
+    qemu_io, qemu_raw, random_bytes, run, run_command, sample_disk, tempdir_if_have,
+};
 
 /// Reads all of `img` in 1 MiB requests.
 pub fn read_all(img: &dyn cairn_io::ReadAt) -> Vec<u8> {
     cairn_testkit::read_all(img, 1 << 20)
+}
+
+/// An 8 MiB dynamic VHDX of 1 MiB blocks made by qemu-img at `path`, then `writes`
+/// (qemu-io commands such as `"write -P 0x5c 1M 1M"`) through qemu's driver. Callers check
+/// `qemu-img` and `qemu-io` first.
+pub fn qemu_vhdx(path: &Path, writes: &[&str]) {
+    qemu_img_create(path, "vhdx", "8M", &["-o", "block_size=1M"]);
+    qemu_io(path, "vhdx", writes);
 }
 
 pub const KIB: usize = 1024;
@@ -26,6 +39,7 @@ pub fn get32(b: &[u8], o: usize) -> u32 {
 pub fn get64(b: &[u8], o: usize) -> u64 {
     u64::from_le_bytes(b[o..o + 8].try_into().unwrap())
 }
+/// Sets the checksum at `o + 4` of the `len`-byte structure at `o`.
 pub fn fix_crc(b: &mut [u8], o: usize, len: usize) {
     put32(b, o + 4, 0);
     let c = crc32c::crc32c(&b[o..o + len]);
@@ -72,4 +86,17 @@ pub fn meta_item(f: &[u8], guid: &[u8; 16]) -> (usize, usize) {
         }
     }
     panic!("no such item")
+}
+
+/// Appends an entry for the metadata item `guid` (`len` bytes at `item_off` in the metadata
+/// region, with `flags`) to the metadata table. The item's bytes are the caller's.
+pub fn add_meta_entry(f: &mut [u8], guid: &[u8; 16], item_off: usize, len: usize, flags: u32) {
+    let (_, meta) = regions(f);
+    let n = usize::from(u16::from_le_bytes([f[meta + 10], f[meta + 11]]));
+    let e = meta + 32 + n * 32;
+    f[e..e + 16].copy_from_slice(guid);
+    put32(f, e + 16, u32::try_from(item_off).unwrap());
+    put32(f, e + 20, u32::try_from(len).unwrap());
+    put32(f, e + 24, flags);
+    f[meta + 10..meta + 12].copy_from_slice(&u16::try_from(n + 1).unwrap().to_le_bytes());
 }
