@@ -10,7 +10,9 @@
 //! the pointer, frame type 4) is in `docs/formats/catalog.md`.
 
 use std::cmp::Ordering;
+use std::collections::hash_map::{Entry as Slot, RandomState};
 use std::collections::HashMap;
+use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
@@ -102,18 +104,117 @@ impl UpdateStats {
 
 /// Ordering of paths as a depth-first walk with names sorted by bytes visits them: `/`
 /// sorts before every other byte, so a directory's subtree directly follows it and the
-/// paths under `P/` are contiguous.
+/// paths under `P/` are contiguous. (The byte-mapped comparison of both paths, decided at
+/// the first byte where they differ: the common prefix is skipped eight bytes at a time.)
 fn dfs_cmp(a: &str, b: &str) -> Ordering {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    let mut n = a
+        .chunks_exact(8)
+        .zip(b.chunks_exact(8))
+        .take_while(|(x, y)| x == y)
+        .count()
+        * 8;
+    n += a
+        .iter()
+        .skip(n)
+        .zip(b.iter().skip(n))
+        .take_while(|(x, y)| x == y)
+        .count();
     let key = |c: u8| if c == b'/' { 0u16 } else { u16::from(c) + 1 };
-    a.bytes().map(key).cmp(b.bytes().map(key))
+    match (a.get(n), b.get(n)) {
+        (Some(&x), Some(&y)) => key(x).cmp(&key(y)),
+        (x, y) => x.is_some().cmp(&y.is_some()),
+    }
 }
 
+/// What makes a version distinct (a row).
 #[derive(Hash, PartialEq, Eq)]
-struct Key {
-    path: String,
+struct Key<'a> {
+    path: &'a str,
     size: u64,
     mtime: Option<Time>,
     content: BlobId,
+}
+
+impl Key<'_> {
+    fn of(row: &Row) -> Key<'_> {
+        Key {
+            path: &row.path,
+            size: row.size,
+            mtime: row.mtime,
+            content: row.content,
+        }
+    }
+}
+
+/// Passes a `u64` that is already a keyed hash through as the table hash.
+#[derive(Default)]
+struct HashedKey(u64);
+
+impl Hasher for HashedKey {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+    fn write_u64(&mut self, i: u64) {
+        self.0 = i;
+    }
+}
+
+/// The rows of a group by [`Key`], without a copy of each path: a table from the key's
+/// SipHash (keyed per process, as std's maps) to the row, checked against the row on every
+/// hit; a second key with the same 64-bit hash (not expected to occur) goes to `spill`.
+struct KeyIndex {
+    hasher: RandomState,
+    first: HashMap<u64, u32, BuildHasherDefault<HashedKey>>,
+    spill: HashMap<(String, u64, Option<Time>, BlobId), u32>,
+}
+
+impl KeyIndex {
+    fn new(rows: &[Row]) -> KeyIndex {
+        let mut index = KeyIndex {
+            hasher: RandomState::new(),
+            first: HashMap::with_capacity_and_hasher(rows.len(), Default::default()),
+            spill: HashMap::new(),
+        };
+        for (r, row) in rows.iter().enumerate() {
+            let Ok(r) = u32::try_from(r) else { break };
+            index.insert(&Key::of(row), r);
+        }
+        index
+    }
+
+    fn get(&self, key: &Key<'_>, rows: &[Row]) -> Option<u32> {
+        let r = *self.first.get(&self.hasher.hash_one(key))?;
+        if rows.get(r as usize).is_some_and(|row| Key::of(row) == *key) {
+            return Some(r);
+        }
+        self.spill
+            .get(&(key.path.to_string(), key.size, key.mtime, key.content))
+            .copied()
+    }
+
+    fn insert(&mut self, key: &Key<'_>, r: u32) {
+        match self.first.entry(self.hasher.hash_one(key)) {
+            Slot::Vacant(v) => {
+                v.insert(r);
+            }
+            Slot::Occupied(_) => {
+                self.spill
+                    .insert((key.path.to_string(), key.size, key.mtime, key.content), r);
+            }
+        }
+    }
+
+    /// Forgets the rows from `len` on.
+    fn truncate(&mut self, len: usize) {
+        self.first.retain(|_, r| (*r as usize) < len);
+        self.spill.retain(|_, r| (*r as usize) < len);
+    }
 }
 
 impl IndexGroup {
@@ -201,12 +302,17 @@ impl IndexGroup {
             return Ok(stats);
         }
         let mut b = Builder::new(self, store);
+        let mut added = Ok(());
         for p in &points[first_new..] {
-            b.add_point(p)?;
+            added = b.add_point(p);
+            if added.is_err() {
+                break;
+            }
             stats.added += 1;
         }
-        stats.dirs_read = b.dirs_read;
-        Ok(stats)
+        // The points added so far stay indexed, with consistent spans, even after an error.
+        stats.dirs_read = b.finish();
+        added.map(|()| stats)
     }
 
     /// Removes the points whose `keep` flag is false, renumbering the spans.
@@ -357,16 +463,53 @@ fn push_point(spans: &mut Vec<(u32, u32)>, i: u32) {
     }
 }
 
+/// No point (a row that is not in an open run, or not reached yet).
+const NO_POINT: u32 = u32::MAX;
+
+/// One entry reached by a restore point's walk, in walk order (depth first, entries in
+/// directory blob order): a directory's subtree directly follows it.
+#[derive(Debug, Clone, Copy)]
+struct Node {
+    row: u32,
+    /// Nodes in the subtree, this one included (1 for a file).
+    size: u32,
+}
+
+/// The previous point's directory at the path being walked: its blob and the range of
+/// `prev_nodes` holding its subtree (without the directory's own node).
+#[derive(Debug, Clone, Copy)]
+struct OldDir {
+    id: BlobId,
+    first: usize,
+    end: usize,
+}
+
 /// Adds points to a group one after the other.
+///
+/// Each point is walked together with the previous one: a directory whose blob id is the
+/// same at the same path carries the previous point's nodes of that subtree over without
+/// being read; in a directory that changed, an entry whose version fields equal the
+/// previous point's entry of that name keeps its row without hashing a content id. Rows
+/// are not touched for every point holding them: each row has an open run (the first point
+/// of its current run of consecutive points), closed into a span when a point no longer
+/// holds it, and by [`Builder::finish`].
 struct Builder<'g, 's, S: BlobStore + ?Sized> {
     group: &'g mut IndexGroup,
     store: &'s S,
-    keys: HashMap<Key, u32>,
-    /// Rows of the previous point in depth-first path order.
-    alive: Vec<u32>,
+    keys: KeyIndex,
+    /// Per row: the first point of its open run, or [`NO_POINT`].
+    open: Vec<u32>,
+    /// Per row: the last point whose walk reached it, or [`NO_POINT`].
+    seen: Vec<u32>,
+    /// The previous point's walk.
+    prev_nodes: Vec<Node>,
+    /// `prev_nodes` is this builder's own walk (not rebuilt from the rows of a stored
+    /// group), so its nodes match the previous point's directory entries one for one.
+    exact: bool,
     prev_root: Option<BlobId>,
-    /// Directory blobs read for the previous point (they are the "old" side now).
+    /// Decoded directory blobs of the previous point's tree (those read or carried over).
     prev_dirs: HashMap<BlobId, Arc<DirBlob>>,
+    /// The same for the point being added.
     cur_dirs: HashMap<BlobId, Arc<DirBlob>>,
     dirs_read: u64,
     steps: u64,
@@ -374,44 +517,56 @@ struct Builder<'g, 's, S: BlobStore + ?Sized> {
 
 impl<'g, 's, S: BlobStore + ?Sized> Builder<'g, 's, S> {
     fn new(group: &'g mut IndexGroup, store: &'s S) -> Self {
-        let keys = group
-            .rows
-            .iter()
-            .enumerate()
-            .filter_map(|(i, r)| {
-                let i = u32::try_from(i).ok()?;
-                Some((
-                    Key {
-                        path: r.path.clone(),
-                        size: r.size,
-                        mtime: r.mtime,
-                        content: r.content,
-                    },
-                    i,
-                ))
-            })
-            .collect();
-        let (alive, prev_root) = match group.points.len().checked_sub(1) {
-            None => (Vec::new(), None),
-            Some(last) => {
-                let last = u32::try_from(last).unwrap_or(u32::MAX);
-                let mut alive: Vec<u32> = group
-                    .rows
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, r)| r.spans.last().is_some_and(|&(_, e)| e == last + 1))
-                    .filter_map(|(i, _)| u32::try_from(i).ok())
-                    .collect();
-                let rows = &group.rows;
-                alive.sort_by(|&a, &b| dfs_cmp(&rows[a as usize].path, &rows[b as usize].path));
-                (alive, group.points.last().map(|p| p.root))
+        let keys = KeyIndex::new(&group.rows);
+        let mut open = vec![NO_POINT; group.rows.len()];
+        let seen = vec![NO_POINT; group.rows.len()];
+        let mut prev_nodes = Vec::new();
+        if let Some(last) = group.points.len().checked_sub(1) {
+            // The rows the last point holds reopen their last span, and become the previous
+            // walk: sorted in walk order, each subtree sized by its path prefix.
+            let last = u32::try_from(last).unwrap_or(u32::MAX);
+            let mut alive: Vec<u32> = Vec::new();
+            for (i, r) in group.rows.iter_mut().enumerate() {
+                let Ok(i) = u32::try_from(i) else { break };
+                if let Some(&(s, e)) = r.spans.last() {
+                    if e == last + 1 {
+                        r.spans.pop();
+                        open[i as usize] = s;
+                        alive.push(i);
+                    }
+                }
             }
-        };
+            let rows = &group.rows;
+            alive.sort_by(|&a, &b| dfs_cmp(&rows[a as usize].path, &rows[b as usize].path));
+            prev_nodes = alive.iter().map(|&row| Node { row, size: 1 }).collect();
+            let mut stack: Vec<usize> = Vec::new();
+            let size = |from: usize, to: usize| u32::try_from(to - from).unwrap_or(u32::MAX);
+            for i in 0..prev_nodes.len() {
+                let p = rows[prev_nodes[i].row as usize].path.as_bytes();
+                while let Some(&top) = stack.last() {
+                    let t = rows[prev_nodes[top].row as usize].path.as_bytes();
+                    if p.len() > t.len() && p.starts_with(t) && p.get(t.len()) == Some(&b'/') {
+                        break;
+                    }
+                    prev_nodes[top].size = size(top, i);
+                    stack.pop();
+                }
+                stack.push(i);
+            }
+            let n = prev_nodes.len();
+            for top in stack {
+                prev_nodes[top].size = size(top, n);
+            }
+        }
+        let prev_root = group.points.last().map(|p| p.root);
         Builder {
             group,
             store,
             keys,
-            alive,
+            open,
+            seen,
+            exact: prev_nodes.is_empty(),
+            prev_nodes,
             prev_root,
             prev_dirs: HashMap::new(),
             cur_dirs: HashMap::new(),
@@ -426,108 +581,206 @@ impl<'g, 's, S: BlobStore + ?Sized> Builder<'g, 's, S> {
             found: self.group.points.len() as u64,
             max: MAX_INDEX_POINTS as u64,
         })?;
-        let mut alive_new = Vec::with_capacity(self.alive.len());
-        self.walk(self.prev_root, p.root, "", 0, &mut alive_new)?;
-        for &r in &alive_new {
-            push_point(&mut self.group.rows[r as usize].spans, index);
+        let rows_before = self.group.rows.len();
+        let mut nodes = Vec::with_capacity(self.prev_nodes.len());
+        let old = self.prev_root.map(|id| OldDir {
+            id,
+            first: 0,
+            end: self.prev_nodes.len(),
+        });
+        let mut path = String::new();
+        if let Err(e) = self.walk(old, p.root, &mut path, 0, &mut nodes) {
+            // The point is not added: forget the rows it created.
+            self.group.rows.truncate(rows_before);
+            self.open.truncate(rows_before);
+            self.seen.truncate(rows_before);
+            self.keys.truncate(rows_before);
+            self.cur_dirs.clear();
+            return Err(e);
+        }
+        for n in &nodes {
+            let r = n.row as usize;
+            self.seen[r] = index;
+            if self.open[r] == NO_POINT {
+                self.open[r] = index;
+            }
+        }
+        // Rows of the previous point this one does not hold end their run here.
+        for n in &self.prev_nodes {
+            let r = n.row as usize;
+            if self.seen[r] != index && self.open[r] != NO_POINT {
+                push_span(&mut self.group.rows[r].spans, self.open[r], index);
+                self.open[r] = NO_POINT;
+            }
         }
         self.group.points.push(p.clone());
-        self.alive = alive_new;
+        self.prev_nodes = nodes;
+        self.exact = true;
         self.prev_root = Some(p.root);
         self.prev_dirs = std::mem::take(&mut self.cur_dirs);
         Ok(())
     }
 
-    fn dir(&mut self, id: &BlobId, old: bool) -> Result<Arc<DirBlob>> {
-        let cached = if old {
-            self.prev_dirs.get(id)
-        } else {
-            self.cur_dirs.get(id).or_else(|| self.prev_dirs.get(id))
-        };
-        if let Some(d) = cached {
-            let d = d.clone();
-            if !old {
-                self.cur_dirs.insert(*id, d.clone());
+    /// Closes the open runs at the last point added.
+    fn finish(self) -> u64 {
+        let end = u32::try_from(self.group.points.len()).unwrap_or(u32::MAX);
+        for (row, &open) in self.group.rows.iter_mut().zip(&self.open) {
+            if open != NO_POINT {
+                push_span(&mut row.spans, open, end);
             }
+        }
+        self.dirs_read
+    }
+
+    /// A directory of the point being added.
+    fn dir(&mut self, id: &BlobId) -> Result<Arc<DirBlob>> {
+        if let Some(d) = self.cur_dirs.get(id) {
+            return Ok(d.clone());
+        }
+        let d = match self.prev_dirs.get(id) {
+            Some(d) => d.clone(),
+            None => {
+                self.dirs_read += 1;
+                Arc::new(get_dir(self.store, id)?)
+            }
+        };
+        self.cur_dirs.insert(*id, d.clone());
+        Ok(d)
+    }
+
+    /// A directory of the previous point that changed (kept from its walk, or read again).
+    /// It leaves the kept blobs: it is freed as soon as its walk ends, while in cache.
+    fn old_dir(&mut self, id: &BlobId) -> Result<Arc<DirBlob>> {
+        if let Some(d) = self.prev_dirs.remove(id) {
             return Ok(d);
         }
-        self.dirs_read += 1;
-        let d = Arc::new(get_dir(self.store, id)?);
-        if !old {
-            self.cur_dirs.insert(*id, d.clone());
+        if let Some(d) = self.cur_dirs.get(id) {
+            return Ok(d.clone());
         }
-        Ok(d)
+        self.dirs_read += 1;
+        Ok(Arc::new(get_dir(self.store, id)?))
+    }
+
+    /// Keeps the decoded blobs of a subtree carried over for the next point.
+    fn carry_dirs(&mut self, id: BlobId) {
+        let mut stack = vec![id];
+        while let Some(id) = stack.pop() {
+            // Each blob moves once: the loop ends even on a blob graph with shared children.
+            let Some(d) = self.prev_dirs.remove(&id) else {
+                continue;
+            };
+            stack.extend(d.entries.iter().filter_map(|e| e.child));
+            self.cur_dirs.insert(id, d);
+        }
+    }
+
+    /// For each entry of the previous point's directory `old` at `path`, the index of its
+    /// node in `prev_nodes`; `None` when the nodes of `range` are not exactly those entries
+    /// (by name, checked when `prev_nodes` was rebuilt from rows) or when names repeat (a
+    /// path then stands for several entries), in which case the directory is walked as new.
+    fn old_nodes(&self, old: &DirBlob, path: &str, range: (usize, usize)) -> Option<Vec<usize>> {
+        let rows = &self.group.rows;
+        let mut at = Vec::with_capacity(old.entries.len());
+        let mut i = range.0;
+        let mut prev_name: Option<&str> = None;
+        for x in &old.entries {
+            if prev_name == Some(x.name.as_str()) || i >= range.1 {
+                return None;
+            }
+            prev_name = Some(&x.name);
+            let n = self.prev_nodes.get(i)?;
+            if n.size == 0 {
+                return None;
+            }
+            if !self.exact {
+                let p = rows.get(n.row as usize)?.path.as_bytes();
+                let named = p.len() == path.len() + 1 + x.name.len()
+                    && p.starts_with(path.as_bytes())
+                    && p.get(path.len()) == Some(&b'/')
+                    && p.ends_with(x.name.as_bytes());
+                if !named {
+                    return None;
+                }
+            }
+            at.push(i);
+            i = i.checked_add(n.size as usize)?;
+        }
+        (i == range.1).then_some(at)
     }
 
     /// The row of the version `e` at path `p`, added when new.
     fn row_of(&mut self, e: &crate::Entry, p: &str) -> Result<u32> {
         let key = Key {
-            path: p.to_string(),
+            path: p,
             size: e.size,
             mtime: e.mtime,
             content: e.content_id(),
         };
-        Ok(match self.keys.get(&key) {
-            Some(&r) => r,
-            None => {
-                let r = u32::try_from(self.group.rows.len()).map_err(|_| Error::TooLarge {
-                    what: "find index rows",
-                    found: self.group.rows.len() as u64,
-                    max: MAX_INDEX_ROWS as u64,
-                })?;
-                if self.group.rows.len() >= MAX_INDEX_ROWS {
-                    return Err(Error::TooLarge {
-                        what: "find index rows",
-                        found: self.group.rows.len() as u64 + 1,
-                        max: MAX_INDEX_ROWS as u64,
-                    });
-                }
-                self.group.rows.push(Row {
-                    path: p.to_string(),
-                    kind: e.kind,
-                    size: e.size,
-                    mtime: e.mtime,
-                    content: key.content,
-                    spans: Vec::new(),
-                });
-                self.keys.insert(key, r);
-                r
-            }
-        })
+        if let Some(r) = self.keys.get(&key, &self.group.rows) {
+            return Ok(r);
+        }
+        let r = u32::try_from(self.group.rows.len()).map_err(|_| Error::TooLarge {
+            what: "find index rows",
+            found: self.group.rows.len() as u64,
+            max: MAX_INDEX_ROWS as u64,
+        })?;
+        if self.group.rows.len() >= MAX_INDEX_ROWS {
+            return Err(Error::TooLarge {
+                what: "find index rows",
+                found: self.group.rows.len() as u64 + 1,
+                max: MAX_INDEX_ROWS as u64,
+            });
+        }
+        self.keys.insert(&key, r);
+        self.group.rows.push(Row {
+            path: p.to_string(),
+            kind: e.kind,
+            size: e.size,
+            mtime: e.mtime,
+            content: key.content,
+            spans: Vec::new(),
+        });
+        self.open.push(NO_POINT);
+        self.seen.push(NO_POINT);
+        Ok(r)
     }
 
+    /// Walks directory blob `id` at `path` (`""` for the root), appending its subtree's
+    /// nodes to `out`; `old` is the previous point's directory at the same path.
     fn walk(
         &mut self,
-        prev: Option<BlobId>,
+        old: Option<OldDir>,
         id: BlobId,
-        path: &str,
+        path: &mut String,
         depth: u32,
-        out: &mut Vec<u32>,
+        out: &mut Vec<Node>,
     ) -> Result<()> {
-        if prev == Some(id) {
-            // Same blob at the same path: the previous point's rows under it carry over.
-            let prefix = format!("{path}/");
-            let rows = &self.group.rows;
-            let start = self
-                .alive
-                .partition_point(|&r| dfs_cmp(&rows[r as usize].path, &prefix) == Ordering::Less);
-            for &r in &self.alive[start..] {
-                if !rows[r as usize].path.starts_with(&prefix) {
-                    break;
-                }
-                out.push(r);
-            }
+        if let Some(o) = old.filter(|o| o.id == id) {
+            // Same blob at the same path: the previous point's nodes under it carry over.
+            let Some(carried) = self.prev_nodes.get(o.first..o.end) else {
+                return Err(Error::Invalid(format!(
+                    "find index: subtree {}..{} outside the previous walk",
+                    o.first, o.end
+                )));
+            };
+            out.extend_from_slice(carried);
+            self.carry_dirs(id);
             return Ok(());
         }
         if depth > DEFAULT_MAX_DEPTH {
-            return Err(Error::TooDeep(path.to_string()));
+            return Err(Error::TooDeep(path.clone()));
         }
-        let d = self.dir(&id, false)?;
-        let old = match prev {
-            Some(p) => Some(self.dir(&p, true)?),
+        let d = self.dir(&id)?;
+        let old = match old {
+            Some(o) => {
+                let od = self.old_dir(&o.id)?;
+                self.old_nodes(&od, path, (o.first, o.end))
+                    .map(|at| (od, at))
+            }
             None => None,
         };
-        let mut p = String::with_capacity(path.len() + 64);
+        let base = path.len();
+        let mut k = 0;
         for e in &d.entries {
             self.steps += 1;
             if self.steps > MAX_WALK_STEPS {
@@ -537,45 +790,80 @@ impl<'g, 's, S: BlobStore + ?Sized> Builder<'g, 's, S> {
                     max: MAX_WALK_STEPS,
                 });
             }
-            p.clear();
-            p.push_str(path);
-            p.push('/');
-            p.push_str(&e.name);
-            let old_e = old.as_ref().and_then(|o| {
-                let i = o
-                    .entries
-                    .binary_search_by(|x| x.name.as_str().cmp(&e.name))
-                    .ok()?;
-                Some(&o.entries[i])
-            });
-            // An entry equal to the previous point's at the same path is the same version:
-            // its row is found by path, without hashing a content id and a key.
-            let same = match old_e {
-                Some(x) if x == e => {
-                    let rows = &self.group.rows;
-                    self.alive
-                        .binary_search_by(|&r| dfs_cmp(&rows[r as usize].path, &p))
-                        .ok()
-                        .map(|i| self.alive[i])
-                        .filter(|&r| {
-                            let row = &rows[r as usize];
-                            row.size == e.size && row.mtime == e.mtime && row.kind == e.kind
-                        })
+            path.truncate(base);
+            path.push('/');
+            path.push_str(&e.name);
+            // The previous point's entry of the same name and its node (names sorted).
+            let mut pair: Option<(&crate::Entry, Node, usize)> = None;
+            if let Some((od, at)) = &old {
+                while k < od.entries.len() && od.entries[k].name < e.name {
+                    k += 1;
                 }
-                _ => None,
-            };
+                if k < od.entries.len() && od.entries[k].name == e.name {
+                    let i = at[k];
+                    pair = Some((&od.entries[k], self.prev_nodes[i], i));
+                    k += 1;
+                }
+            }
+            // The same version fields at the same path: the same row, no content id. (A
+            // row of a stored group is checked too: its rows were not made by this walk.)
+            let same = pair.and_then(|(x, n, _)| {
+                if !same_version(x, e) {
+                    return None;
+                }
+                if !self.exact {
+                    let row = self.group.rows.get(n.row as usize)?;
+                    if row.kind != e.kind || row.size != e.size || row.mtime != e.mtime {
+                        return None;
+                    }
+                }
+                Some(n.row)
+            });
             let row = match same {
                 Some(r) => r,
-                None => self.row_of(e, &p)?,
+                None => self.row_of(e, path)?,
             };
-            out.push(row);
+            let at = out.len();
+            out.push(Node { row, size: 1 });
             if let (Kind::Dir, Some(c)) = (e.kind, e.child) {
-                let prev_child =
-                    old_e.and_then(|x| if x.kind == Kind::Dir { x.child } else { None });
-                self.walk(prev_child, c, &p, depth + 1, out)?;
+                let sub = pair.and_then(|(x, n, i)| match (x.kind, x.child) {
+                    (Kind::Dir, Some(id)) => Some(OldDir {
+                        id,
+                        first: i + 1,
+                        end: i + n.size as usize,
+                    }),
+                    _ => None,
+                });
+                self.walk(sub, c, path, depth + 1, out)?;
+                let size = u32::try_from(out.len() - at).map_err(|_| Error::TooLarge {
+                    what: "find index subtree entries",
+                    found: (out.len() - at) as u64,
+                    max: u64::from(u32::MAX),
+                })?;
+                out[at].size = size;
             }
         }
+        path.truncate(base);
         Ok(())
+    }
+}
+
+/// Whether two entries at the same path are the same version: equal size, mtime and the
+/// fields their content id covers ([`crate::Entry::content_id`]).
+fn same_version(a: &crate::Entry, b: &crate::Entry) -> bool {
+    a.kind == b.kind
+        && a.size == b.size
+        && a.mtime == b.mtime
+        && a.extents == b.extents
+        && a.streams == b.streams
+        && a.symlink_target == b.symlink_target
+}
+
+/// Appends the run `start..end` to sorted spans, merging it with a span it touches.
+fn push_span(spans: &mut Vec<(u32, u32)>, start: u32, end: u32) {
+    match spans.last_mut() {
+        Some(last) if last.1 >= start => last.1 = last.1.max(end),
+        _ => spans.push((start, end)),
     }
 }
 
@@ -685,4 +973,34 @@ pub fn get_find_group<S: BlobStore + ?Sized>(store: &S, parts: &[BlobId]) -> Res
         bytes.extend_from_slice(&piece);
     }
     decode_find_group(&bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// The plain definition: paths compared byte by byte with `/` lowest.
+    fn dfs_cmp_plain(a: &str, b: &str) -> Ordering {
+        let key = |c: u8| if c == b'/' { 0u16 } else { u16::from(c) + 1 };
+        a.bytes().map(key).cmp(b.bytes().map(key))
+    }
+
+    proptest! {
+        #[test]
+        fn dfs_cmp_is_the_mapped_byte_order(a in "[/a\\x00é.]{0,20}", b in "[/a\\x00é.]{0,20}") {
+            prop_assert_eq!(dfs_cmp(&a, &b), dfs_cmp_plain(&a, &b));
+            let long = "/0123456789abcdef/0123456789";
+            let (la, lb) = (format!("{long}{a}"), format!("{long}{b}"));
+            prop_assert_eq!(dfs_cmp(&la, &lb), dfs_cmp_plain(&la, &lb));
+        }
+    }
+
+    #[test]
+    fn push_span_merges_touching_runs() {
+        let mut s = vec![(0, 2)];
+        push_span(&mut s, 2, 4);
+        push_span(&mut s, 6, 7);
+        assert_eq!(s, vec![(0, 4), (6, 7)]);
+    }
 }
