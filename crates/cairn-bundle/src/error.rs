@@ -102,6 +102,19 @@ pub enum Error {
         #[source]
         source: cairn_vdisk::Error,
     },
+    /// A tar archive (an OVA) is damaged or hostile: a header, a size or a name at
+    /// `offset` breaks the format or a limit.
+    #[error("{file}: archive member {member:?} at offset {offset}: {what}")]
+    Archive {
+        /// The archive.
+        file: String,
+        /// The member, when its header was read far enough to name it.
+        member: Option<String>,
+        /// Offset of the header (or data) in the archive.
+        offset: u64,
+        /// What is wrong.
+        what: String,
+    },
     /// The operation is not possible for this kind of configuration.
     #[error("{0}")]
     Unsupported(String),

@@ -37,6 +37,8 @@
 #![forbid(unsafe_code)]
 
 mod error;
+mod ova;
+pub mod tar;
 pub mod vmx;
 pub mod xml;
 
@@ -131,8 +133,10 @@ impl PowerState {
 pub struct ConfigFile {
     /// Path relative to the bundle folder, `/`-separated, without `..`.
     pub name: String,
-    /// Where it is now.
+    /// Where it is now (for a bundle read from an OVA: `<archive>/<member>`, not a file).
     pub path: PathBuf,
+    /// The archive member holding it, for a bundle read from an OVA.
+    pub member: Option<tar::TarMember>,
 }
 
 /// A disk of a bundle.
@@ -152,6 +156,9 @@ pub struct BundleDisk {
     pub capture: PathBuf,
     /// Layers between the live disk and the captured one (0, or 1 for an active VM).
     pub capture_depth: u32,
+    /// The archive member holding the disk, for a bundle read from an OVA (then `path` and
+    /// `capture` are `<archive>/<member>`, not files): open it with [`Bundle::open_disk`].
+    pub member: Option<tar::TarMember>,
 }
 
 /// How to open a bundle.
@@ -193,6 +200,9 @@ pub struct Bundle {
     pub disks_from_folder_scan: bool,
     /// What was left out or assumed, and why.
     pub notes: Vec<String>,
+    /// The OVA archive the bundle was read from, in place (`config` is then the archive
+    /// too); `None` for a folder.
+    pub archive: Option<PathBuf>,
 }
 
 fn read_limited(path: &Path, limit: u64, file: &str) -> Result<Vec<u8>> {
@@ -251,12 +261,8 @@ pub fn detect(path: &Path) -> Result<(BundleKind, PathBuf)> {
     let meta = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
     if meta.is_file() {
         if ext_is(path, "ova") {
-            return Err(Error::NotABundle {
-                path: path.to_path_buf(),
-                why:
-                    "an OVA archive is not read directly: unpack it (tar xf) and back up the folder"
-                        .into(),
-            });
+            // Read in place: the OVF and the disks are members of the archive.
+            return Ok((BundleKind::Ovf, path.to_path_buf()));
         }
         return kind_of_file(path)
             .map(|k| (k, path.to_path_buf()))
@@ -455,9 +461,11 @@ impl Resolver<'_> {
             return;
         };
         match std::fs::metadata(&canon) {
-            Ok(m) if m.len() <= MAX_CONFIG_FILE_BYTES => {
-                files.push(ConfigFile { name, path: canon })
-            }
+            Ok(m) if m.len() <= MAX_CONFIG_FILE_BYTES => files.push(ConfigFile {
+                name,
+                path: canon,
+                member: None,
+            }),
             Ok(m) => self.notes.push(format!(
                 "{name}: {} bytes, above {MAX_CONFIG_FILE_BYTES}: not stored",
                 m.len()
@@ -492,6 +500,9 @@ impl Bundle {
     /// file.
     pub fn open(path: impl AsRef<Path>, opts: &OpenOptions) -> Result<Bundle> {
         let (kind, config) = detect(path.as_ref())?;
+        if kind == BundleKind::Ovf && ext_is(&config, "ova") {
+            return ova::open(&config, opts);
+        }
         let config = std::fs::canonicalize(&config).map_err(|e| Error::io(&config, e))?;
         let config_dir = config.parent().map(Path::to_path_buf).unwrap_or_default();
         let root = match kind {
@@ -520,6 +531,7 @@ impl Bundle {
         let main = ConfigFile {
             name: relative_name(&root, &config).unwrap_or(config_name.clone()),
             path: config.clone(),
+            member: None,
         };
         let mut files = vec![main];
         let disks: Vec<FoundDisk>;
@@ -535,6 +547,7 @@ impl Bundle {
             snapshots: None,
             disks_from_folder_scan: false,
             notes: Vec::new(),
+            archive: None,
         };
         match kind {
             BundleKind::Vmware => {
@@ -644,10 +657,40 @@ impl Bundle {
                 uuid,
                 capture,
                 capture_depth,
+                member: None,
             });
         }
         b.notes.append(&mut r.notes);
         Ok(b)
+    }
+}
+
+impl Bundle {
+    /// Opens the disk a backup reads ([`BundleDisk::capture`]) with its parent chain: from
+    /// its file, or for a bundle read from an OVA, straight out of the archive member.
+    pub fn open_disk(
+        &self,
+        disk: &BundleDisk,
+        opts: &cairn_vdisk::OpenOptions,
+    ) -> Result<cairn_vdisk::VirtualDisk> {
+        match (&self.archive, &disk.member) {
+            (Some(archive), Some(m)) => ova::open_disk(archive, disk, m, opts),
+            _ => {
+                cairn_vdisk::VirtualDisk::open(&disk.capture, opts).map_err(|source| Error::Disk {
+                    config_ref: disk.config_ref.clone(),
+                    source,
+                })
+            }
+        }
+    }
+
+    /// The bytes of one of [`Bundle::config_files`] (at most [`MAX_CONFIG_FILE_BYTES`]):
+    /// from its file, or from its archive member.
+    pub fn read_config_file(&self, f: &ConfigFile) -> Result<Vec<u8>> {
+        match (&self.archive, &f.member) {
+            (Some(archive), Some(m)) => ova::read_config(archive, m),
+            _ => read_limited(&f.path, MAX_CONFIG_FILE_BYTES, &f.name),
+        }
     }
 }
 

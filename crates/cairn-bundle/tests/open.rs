@@ -95,7 +95,11 @@ fn detection_errors() {
     ));
     std::fs::write(d.path().join("x.ova"), vec![0u8; 1024]).unwrap();
     let e = Bundle::open(d.path().join("x.ova"), &OpenOptions::default()).unwrap_err();
-    assert!(e.to_string().contains("unpack"), "{e}");
+    // An OVA is read in place; an empty archive holds no descriptor.
+    assert!(e.to_string().contains("no .ovf descriptor"), "{e}");
+    std::fs::write(d.path().join("x.ova"), vec![1u8; 1024]).unwrap();
+    let e = Bundle::open(d.path().join("x.ova"), &OpenOptions::default()).unwrap_err();
+    assert!(matches!(e, Error::Archive { offset: 0, .. }), "{e}");
     vmx(d.path(), "disk.img");
     std::fs::write(d.path().join("other.vmx"), "displayName = \"x\"\n").unwrap();
     let e = Bundle::open(d.path(), &OpenOptions::default()).unwrap_err();

@@ -51,22 +51,8 @@ fn store_config_files(repo: &Repository, bundle: &Bundle) -> Result<Vec<VmConfig
     let enc = writer.encoder();
     let mut out = Vec::new();
     for f in &bundle.config_files {
-        let meta = std::fs::metadata(&f.path).map_err(|e| Error::Write {
-            path: f.path.clone(),
-            source: e,
-        })?;
-        if meta.len() > cairn_bundle::MAX_CONFIG_FILE_BYTES {
-            return Err(Error::Invalid(format!(
-                "{}: {} bytes, above {}",
-                f.path.display(),
-                meta.len(),
-                cairn_bundle::MAX_CONFIG_FILE_BYTES
-            )));
-        }
-        let bytes = std::fs::read(&f.path).map_err(|e| Error::Write {
-            path: f.path.clone(),
-            source: e,
-        })?;
+        // From the file, or from its OVA member; at most MAX_CONFIG_FILE_BYTES.
+        let bytes = bundle.read_config_file(f)?;
         let mut blobs = Vec::new();
         for piece in bytes.chunks(CONFIG_BLOB_BYTES) {
             let id = enc.id(piece);
@@ -103,8 +89,22 @@ pub fn backup_bundle(
     }
     let vm_name = name.unwrap_or(&bundle.vm_name).to_string();
     let config_files = store_config_files(repo, bundle)?;
-    let captures: Vec<&Path> = bundle.disks.iter().map(|d| d.capture.as_path()).collect();
-    let prepared = prepare_vm(repo, &vm_name, &captures, source_opts)?;
+    let prepared = if bundle.archive.is_some() {
+        // An OVA: the disks are read in place, out of the archive's members.
+        let mut disks = Vec::with_capacity(bundle.disks.len());
+        for d in &bundle.disks {
+            let label = d
+                .member
+                .as_ref()
+                .map_or(d.written.as_str(), |m| m.name.as_str());
+            let label = label.rsplit('/').next().unwrap_or(label).to_string();
+            disks.push((label, bundle.open_disk(d, &source_opts.open)?));
+        }
+        crate::prepare_vm_disks(repo, &vm_name, disks, source_opts)?
+    } else {
+        let captures: Vec<&Path> = bundle.disks.iter().map(|d| d.capture.as_path()).collect();
+        prepare_vm(repo, &vm_name, &captures, source_opts)?
+    };
     let record = VmRecord {
         kind: bundle.kind.as_str().to_string(),
         name: bundle.vm_name.clone(),

@@ -61,8 +61,8 @@ pub use jobs::{
 };
 pub use restore::{restore_raw, RestoreOptions, RestoreReport, RestoredDisk, RESTORE_CACHE_CHUNKS};
 pub use source::{
-    open_disk_source, prepare_vm, skip_free_blocks, PreparedVm, SourceOptions, SourceReport,
-    VolumeReport,
+    open_disk_source, prepare_vm, prepare_vm_disks, skip_free_blocks, PreparedVm, SourceOptions,
+    SourceReport, VolumeReport,
 };
 pub use store::{RepoCatalogStore, RepoReadStore};
 

@@ -221,6 +221,25 @@ pub fn prepare_vm(
     images: &[&Path],
     opts: &SourceOptions,
 ) -> Result<PreparedVm> {
+    let mut disks = Vec::with_capacity(images.len());
+    for path in images {
+        let label = path.file_name().map_or_else(
+            || path.display().to_string(),
+            |n| n.to_string_lossy().into_owned(),
+        );
+        disks.push((label, VirtualDisk::open(path, &opts.open)?));
+    }
+    prepare_vm_disks(repo, vm_name, disks, opts)
+}
+
+/// [`prepare_vm`] of disks already opened, each with the label its restore point records
+/// (disks read from inside an archive, say).
+pub fn prepare_vm_disks(
+    repo: &cairn_repo::Repository,
+    vm_name: &str,
+    disks: Vec<(String, VirtualDisk)>,
+    opts: &SourceOptions,
+) -> Result<PreparedVm> {
     let previous = previous_volumes(repo, vm_name);
     let store = crate::RepoCatalogStore::new(repo)?;
     let mut prepared = PreparedVm {
@@ -228,16 +247,11 @@ pub fn prepare_vm(
         volumes: Vec::new(),
         bytes_skipped: 0,
     };
-    for (disk_index, path) in images.iter().enumerate() {
-        let disk = VirtualDisk::open(path, &opts.open)?;
+    for (disk_index, (label, disk)) in disks.into_iter().enumerate() {
         let map = disk.map()?;
         let changed = disk.changed_ranges()?;
         let identity = disk.identity().clone();
         let chain_ids = disk.parent_identities();
-        let label = path.file_name().map_or_else(
-            || path.display().to_string(),
-            |n| n.to_string_lossy().into_owned(),
-        );
         let reader: Arc<dyn ReadAt> = Arc::new(disk);
         let disk_no = u32::try_from(disk_index).unwrap_or(u32::MAX);
         let mut free: Vec<(u64, u64)> = Vec::new();

@@ -39,7 +39,7 @@ use std::sync::Arc;
 pub use cairn_io::{AllocationMap, DiskIdentity, DiskLayer, Limits, RangeKind, ReadAt};
 pub use convert::{convert, readable_map, ConvertOptions, ConvertReport, TargetFormat};
 pub use error::{Error, FormatError, Result};
-pub use probe::{probe_format, ImageFormat};
+pub use probe::{probe_format, probe_reader, ImageFormat};
 pub use raw::RawImage;
 
 /// How to open a disk.
@@ -188,6 +188,71 @@ impl VirtualDisk {
         }
         layers.reverse();
         Ok(VirtualDisk { layers })
+    }
+
+    /// Opens a disk that is not a file of its own — a disk inside an archive (an OVA) —
+    /// from `reader`; `name` labels it in errors and in [`LayerInfo::path`]. The format is
+    /// probed from the magic bytes: single-file VMDK (hosted sparse, streamOptimized),
+    /// VHD, VHDX, qcow2. A raw disk or a VMDK text descriptor (whose extents are other
+    /// files) is [`Error::Unsupported`], and so is a layer with a parent (there is no
+    /// folder to find it in) unless `opts.no_parents`.
+    pub fn open_reader(
+        name: impl Into<PathBuf>,
+        reader: Arc<dyn ReadAt>,
+        opts: &OpenOptions,
+    ) -> Result<VirtualDisk> {
+        let path: PathBuf = name.into();
+        let fmt = probe_reader(reader.as_ref()).map_err(|e| Error::io(&path, e.into()))?;
+        let wrap = |format: &'static str| {
+            let path = path.clone();
+            move |e: Box<dyn std::error::Error + Send + Sync>| Error::Format {
+                path,
+                format,
+                source: e,
+            }
+        };
+        let limits = &opts.limits;
+        let layer: Box<dyn DiskLayer> = match fmt {
+            ImageFormat::Vmdk => Box::new(
+                cairn_vmdk::VmdkImage::from_reader(reader, limits)
+                    .map_err(|e| wrap("vmdk")(e.into()))?,
+            ),
+            ImageFormat::Vhd => Box::new(
+                cairn_vhd::VhdImage::from_reader(reader, limits)
+                    .map_err(|e| wrap("vhd")(e.into()))?,
+            ),
+            ImageFormat::Vhdx => Box::new(
+                cairn_vhdx::VhdxImage::from_reader(reader, limits)
+                    .map_err(|e| wrap("vhdx")(e.into()))?,
+            ),
+            ImageFormat::Qcow2 => Box::new(
+                cairn_qcow2::Qcow2Image::from_reader(reader, limits)
+                    .map_err(|e| wrap("qcow2")(e.into()))?,
+            ),
+            ImageFormat::Raw => {
+                return Err(Error::Unsupported(format!(
+                    "{}: no disk image magic; a raw disk is read only from a file of its own",
+                    path.display()
+                )))
+            }
+        };
+        if layer.parent_link().is_some() && !opts.no_parents {
+            return Err(Error::Unsupported(format!(
+                "{}: a delta (child) image read from inside an archive has no folder to find its parent in",
+                path.display()
+            )));
+        }
+        let layer: Arc<dyn DiskLayer> = Arc::from(layer);
+        Ok(VirtualDisk {
+            layers: vec![LayerInfo {
+                path,
+                format: layer.format(),
+                subformat: layer.subformat(),
+                identity: layer.identity(),
+                virtual_size: layer.size(),
+                layer,
+            }],
+        })
     }
 
     fn top(&self) -> &LayerInfo {

@@ -25,10 +25,13 @@ const SESPARSE_MAGIC: [u8; 8] = [0xbe, 0xba, 0xfe, 0xca, 0, 0, 0, 0];
 /// Reads the first 1 KiB and the last 512 bytes of `path` and names its format.
 pub fn probe_format(path: &Path) -> Result<ImageFormat> {
     let f = FileReader::open(path).map_err(|e| Error::io(path, e))?;
+    probe_reader(&f).map_err(|e| Error::io(path, e.into()))
+}
+
+/// [`probe_format`] of any reader (a disk inside an archive, say).
+pub fn probe_reader(f: &dyn ReadAt) -> cairn_io::Result<ImageFormat> {
     let mut head = [0u8; 1024];
-    let n = f
-        .read_at(&mut head, 0)
-        .map_err(|e| Error::io(path, e.into()))?;
+    let n = f.read_at(&mut head, 0)?;
     let head = &head[..n];
     let starts = |m: &[u8]| head.len() >= m.len() && &head[..m.len()] == m;
     if starts(b"KDMV") || starts(b"COWD") || starts(&SESPARSE_MAGIC) || is_vmdk_descriptor(head) {
@@ -47,8 +50,7 @@ pub fn probe_format(path: &Path) -> Result<ImageFormat> {
     for tail_len in [512u64, 511] {
         if size >= tail_len {
             let mut tail = [0u8; 8];
-            f.read_exact_at(&mut tail, size - tail_len)
-                .map_err(|e| Error::io(path, e.into()))?;
+            f.read_exact_at(&mut tail, size - tail_len)?;
             if &tail == b"conectix" {
                 return Ok(ImageFormat::Vhd);
             }
