@@ -20,8 +20,7 @@ use serde::{Deserialize, Serialize};
 use crate::blob::{bounded_vec, decode_framed, frame, Kind, Time};
 use crate::read::MAX_WALK_STEPS;
 use crate::{
-    get_dir, BlobId, BlobStore, DirBlob, Error, Glob, Result, Version, DEFAULT_MAX_DEPTH,
-    MAX_NAME_BYTES,
+    get_dir, BlobId, BlobStore, Error, Glob, Result, Version, DEFAULT_MAX_DEPTH, MAX_NAME_BYTES,
 };
 
 /// Blob type byte of a find-index group.
@@ -507,10 +506,11 @@ struct Builder<'g, 's, S: BlobStore + ?Sized> {
     /// group), so its nodes match the previous point's directory entries one for one.
     exact: bool,
     prev_root: Option<BlobId>,
-    /// Decoded directory blobs of the previous point's tree (those read or carried over).
-    prev_dirs: HashMap<BlobId, Arc<DirBlob>>,
+    /// Summaries of the directory blobs of the previous point's tree (those walked or
+    /// carried over).
+    prev_dirs: HashMap<BlobId, Arc<Summary>>,
     /// The same for the point being added.
-    cur_dirs: HashMap<BlobId, Arc<DirBlob>>,
+    cur_dirs: HashMap<BlobId, Arc<Summary>>,
     dirs_read: u64,
     steps: u64,
 }
@@ -632,25 +632,9 @@ impl<'g, 's, S: BlobStore + ?Sized> Builder<'g, 's, S> {
         self.dirs_read
     }
 
-    /// A directory of the point being added.
-    fn dir(&mut self, id: &BlobId) -> Result<Arc<DirBlob>> {
-        if let Some(d) = self.cur_dirs.get(id) {
-            return Ok(d.clone());
-        }
-        let d = match self.prev_dirs.get(id) {
-            Some(d) => d.clone(),
-            None => {
-                self.dirs_read += 1;
-                Arc::new(get_dir(self.store, id)?)
-            }
-        };
-        self.cur_dirs.insert(*id, d.clone());
-        Ok(d)
-    }
-
-    /// A directory of the previous point that changed (kept from its walk, or read again).
-    /// It leaves the kept blobs: it is freed as soon as its walk ends, while in cache.
-    fn old_dir(&mut self, id: &BlobId) -> Result<Arc<DirBlob>> {
+    /// The summary of a directory of the previous point that changed (kept from its walk,
+    /// or read again).
+    fn old_dir(&mut self, id: &BlobId) -> Result<Arc<Summary>> {
         if let Some(d) = self.prev_dirs.remove(id) {
             return Ok(d);
         }
@@ -658,10 +642,15 @@ impl<'g, 's, S: BlobStore + ?Sized> Builder<'g, 's, S> {
             return Ok(d.clone());
         }
         self.dirs_read += 1;
-        Ok(Arc::new(get_dir(self.store, id)?))
+        let d = get_dir(self.store, id)?;
+        let mut sum = Summary::with_capacity(d.entries.len());
+        for e in &d.entries {
+            sum.push(e)?;
+        }
+        Ok(Arc::new(sum))
     }
 
-    /// Keeps the decoded blobs of a subtree carried over for the next point.
+    /// Keeps the summaries of a subtree carried over for the next point.
     fn carry_dirs(&mut self, id: BlobId) {
         let mut stack = vec![id];
         while let Some(id) = stack.pop() {
@@ -678,26 +667,27 @@ impl<'g, 's, S: BlobStore + ?Sized> Builder<'g, 's, S> {
     /// node in `prev_nodes`; `None` when the nodes of `range` are not exactly those entries
     /// (by name, checked when `prev_nodes` was rebuilt from rows) or when names repeat (a
     /// path then stands for several entries), in which case the directory is walked as new.
-    fn old_nodes(&self, old: &DirBlob, path: &str, range: (usize, usize)) -> Option<Vec<usize>> {
+    fn old_nodes(&self, old: &Summary, path: &str, range: (usize, usize)) -> Option<Vec<usize>> {
         let rows = &self.group.rows;
         let mut at = Vec::with_capacity(old.entries.len());
         let mut i = range.0;
-        let mut prev_name: Option<&str> = None;
-        for x in &old.entries {
-            if prev_name == Some(x.name.as_str()) || i >= range.1 {
+        let mut prev_name: Option<&[u8]> = None;
+        for k in 0..old.entries.len() {
+            let name = old.name(k);
+            if prev_name == Some(name) || i >= range.1 {
                 return None;
             }
-            prev_name = Some(&x.name);
+            prev_name = Some(name);
             let n = self.prev_nodes.get(i)?;
             if n.size == 0 {
                 return None;
             }
             if !self.exact {
                 let p = rows.get(n.row as usize)?.path.as_bytes();
-                let named = p.len() == path.len() + 1 + x.name.len()
+                let named = p.len() == path.len() + 1 + name.len()
                     && p.starts_with(path.as_bytes())
                     && p.get(path.len()) == Some(&b'/')
-                    && p.ends_with(x.name.as_bytes());
+                    && p.ends_with(name);
                 if !named {
                     return None;
                 }
@@ -770,7 +760,11 @@ impl<'g, 's, S: BlobStore + ?Sized> Builder<'g, 's, S> {
         if depth > DEFAULT_MAX_DEPTH {
             return Err(Error::TooDeep(path.clone()));
         }
-        let d = self.dir(&id)?;
+        // Always read: a blob seen elsewhere is summarized, not kept decoded (the walk of
+        // `find --no-index` reads it again too).
+        self.dirs_read += 1;
+        let d = get_dir(self.store, &id)?;
+        let mut sum = Summary::with_capacity(d.entries.len());
         let old = match old {
             Some(o) => {
                 let od = self.old_dir(&o.id)?;
@@ -793,22 +787,25 @@ impl<'g, 's, S: BlobStore + ?Sized> Builder<'g, 's, S> {
             path.truncate(base);
             path.push('/');
             path.push_str(&e.name);
+            sum.push(e)?;
             // The previous point's entry of the same name and its node (names sorted).
-            let mut pair: Option<(&crate::Entry, Node, usize)> = None;
+            let mut pair: Option<(usize, Node, usize)> = None;
             if let Some((od, at)) = &old {
-                while k < od.entries.len() && od.entries[k].name < e.name {
+                let name = e.name.as_bytes();
+                while k < od.entries.len() && od.name(k) < name {
                     k += 1;
                 }
-                if k < od.entries.len() && od.entries[k].name == e.name {
+                if k < od.entries.len() && od.name(k) == name {
                     let i = at[k];
-                    pair = Some((&od.entries[k], self.prev_nodes[i], i));
+                    pair = Some((k, self.prev_nodes[i], i));
                     k += 1;
                 }
             }
             // The same version fields at the same path: the same row, no content id. (A
             // row of a stored group is checked too: its rows were not made by this walk.)
             let same = pair.and_then(|(x, n, _)| {
-                if !same_version(x, e) {
+                let od = &old.as_ref()?.0;
+                if od.version(x) != sum.version(sum.entries.len() - 1) {
                     return None;
                 }
                 if !self.exact {
@@ -826,13 +823,13 @@ impl<'g, 's, S: BlobStore + ?Sized> Builder<'g, 's, S> {
             let at = out.len();
             out.push(Node { row, size: 1 });
             if let (Kind::Dir, Some(c)) = (e.kind, e.child) {
-                let sub = pair.and_then(|(x, n, i)| match (x.kind, x.child) {
-                    (Kind::Dir, Some(id)) => Some(OldDir {
-                        id,
+                // Only a directory entry has a child (checked on decode).
+                let sub = pair.and_then(|(x, n, i)| {
+                    Some(OldDir {
+                        id: old.as_ref()?.0.entries[x].child?,
                         first: i + 1,
                         end: i + n.size as usize,
-                    }),
-                    _ => None,
+                    })
                 });
                 self.walk(sub, c, path, depth + 1, out)?;
                 let size = u32::try_from(out.len() - at).map_err(|_| Error::TooLarge {
@@ -844,12 +841,110 @@ impl<'g, 's, S: BlobStore + ?Sized> Builder<'g, 's, S> {
             }
         }
         path.truncate(base);
+        self.cur_dirs.insert(id, Arc::new(sum));
         Ok(())
     }
 }
 
-/// Whether two entries at the same path are the same version: equal size, mtime and the
-/// fields their content id covers ([`crate::Entry::content_id`]).
+/// What the next point's walk needs of a directory blob: per entry its name, its version
+/// fields in one byte form, and its child blob, packed in one buffer. Comparing with it
+/// reads memory in order, where the decoded entries of a blob read one point earlier have
+/// their names and extents scattered over the heap (and out of cache).
+#[derive(Debug, Default)]
+struct Summary {
+    bytes: Vec<u8>,
+    entries: Vec<SummaryEntry>,
+}
+
+#[derive(Debug)]
+struct SummaryEntry {
+    /// Where the name ends in `bytes` (it starts where the previous entry ends).
+    name_end: usize,
+    /// Where the version fields end.
+    end: usize,
+    child: Option<BlobId>,
+}
+
+impl Summary {
+    fn with_capacity(entries: usize) -> Summary {
+        Summary {
+            bytes: Vec::with_capacity(entries * 64),
+            entries: Vec::with_capacity(entries),
+        }
+    }
+
+    fn start(&self, k: usize) -> usize {
+        k.checked_sub(1).map_or(0, |p| self.entries[p].end)
+    }
+
+    fn name(&self, k: usize) -> &[u8] {
+        &self.bytes[self.start(k)..self.entries[k].name_end]
+    }
+
+    fn version(&self, k: usize) -> &[u8] {
+        &self.bytes[self.entries[k].name_end..self.entries[k].end]
+    }
+
+    /// Appends an entry. Its version bytes are equal to another entry's exactly when the
+    /// fields [`same_version`] names are: every variable part is length-prefixed.
+    fn push(&mut self, e: &crate::Entry) -> Result<()> {
+        let b = &mut self.bytes;
+        b.extend_from_slice(e.name.as_bytes());
+        let name_end = b.len();
+        b.push(match e.kind {
+            Kind::File => 0,
+            Kind::Dir => 1,
+            Kind::Symlink => 2,
+            Kind::Other => 3,
+        });
+        b.extend_from_slice(&e.size.to_le_bytes());
+        match e.mtime {
+            None => b.push(0),
+            Some(t) => {
+                b.push(1);
+                b.extend_from_slice(&t.secs.to_le_bytes());
+                b.extend_from_slice(&t.nanos.to_le_bytes());
+            }
+        }
+        b.extend_from_slice(&(e.extents.len() as u64).to_le_bytes());
+        for x in &e.extents {
+            b.extend_from_slice(&x.file_offset.to_le_bytes());
+            b.extend_from_slice(&x.len.to_le_bytes());
+            b.extend_from_slice(&x.volume_offset.map_or(0, |v| v).to_le_bytes());
+            b.push(u8::from(x.volume_offset.is_some()) | (u8::from(x.encoded) << 1));
+        }
+        if e.streams.is_empty() {
+            b.push(0);
+        } else {
+            let streams = postcard::to_allocvec(&e.streams).map_err(|err| Error::Decode {
+                what: "find index entry streams",
+                detail: err.to_string(),
+            })?;
+            b.push(1);
+            b.extend_from_slice(&(streams.len() as u64).to_le_bytes());
+            b.extend_from_slice(&streams);
+        }
+        match &e.symlink_target {
+            None => b.push(0),
+            Some(t) => {
+                b.push(1);
+                b.extend_from_slice(&(t.len() as u64).to_le_bytes());
+                b.extend_from_slice(t.as_bytes());
+            }
+        }
+        let end = b.len();
+        self.entries.push(SummaryEntry {
+            name_end,
+            end,
+            child: e.child,
+        });
+        Ok(())
+    }
+}
+
+/// Whether two entries at the same path are the same version: equal kind, size, mtime and
+/// the other fields their content id covers ([`crate::Entry::content_id`]).
+#[cfg(test)]
 fn same_version(a: &crate::Entry, b: &crate::Entry) -> bool {
     a.kind == b.kind
         && a.size == b.size
@@ -993,6 +1088,59 @@ mod tests {
             let long = "/0123456789abcdef/0123456789";
             let (la, lb) = (format!("{long}{a}"), format!("{long}{b}"));
             prop_assert_eq!(dfs_cmp(&la, &lb), dfs_cmp_plain(&la, &lb));
+        }
+    }
+
+    fn arb_entry() -> impl Strategy<Value = crate::Entry> {
+        let extent = (0u64..3, 0u64..3, prop::option::of(0u64..3), any::<bool>()).prop_map(
+            |(file_offset, len, volume_offset, encoded)| crate::Extent {
+                file_offset,
+                len,
+                volume_offset,
+                encoded,
+            },
+        );
+        let stream = ("[ab]{0,2}", 0u64..2).prop_map(|(name, size)| crate::Stream {
+            name,
+            size,
+            extents: Vec::new(),
+        });
+        (
+            "[ab]{1,2}",
+            prop::sample::select(vec![Kind::File, Kind::Dir, Kind::Symlink, Kind::Other]),
+            0u64..3,
+            prop::option::of((0i64..2, 0u32..2)),
+            prop::collection::vec(extent, 0..3),
+            prop::collection::vec(stream, 0..2),
+            prop::option::of("[ab/]{0,3}"),
+            any::<u32>(),
+        )
+            .prop_map(
+                |(name, kind, size, mtime, extents, streams, target, nlink)| {
+                    let mut e = crate::Entry::new(name, kind, size);
+                    e.mtime = mtime.map(|(secs, nanos)| Time { secs, nanos });
+                    e.extents = extents;
+                    e.streams = streams;
+                    e.symlink_target = target;
+                    e.nlink = nlink;
+                    e
+                },
+            )
+    }
+
+    proptest! {
+        /// Version bytes are equal exactly when the version fields are, whatever else
+        /// differs, and names and children are kept apart.
+        #[test]
+        fn summary_versions_match_exactly_the_version_fields(a in arb_entry(), b in arb_entry()) {
+            let mut s = Summary::default();
+            s.push(&a).unwrap();
+            s.push(&b).unwrap();
+            prop_assert_eq!(s.version(0) == s.version(1), same_version(&a, &b));
+            prop_assert_eq!(s.name(0), a.name.as_bytes());
+            prop_assert_eq!(s.name(1), b.name.as_bytes());
+            prop_assert_eq!(same_version(&a, &b), a.content_id() == b.content_id()
+                && a.mtime == b.mtime);
         }
     }
 
