@@ -12,6 +12,7 @@
 //! | Hyper-V 2012 R2 | `Virtual Machines/<GUID>.xml` | controller drives' `pathname` of type `VHD` | the GUID |
 //! | Hyper-V 2016+ | `Virtual Machines/<GUID>.vmcx`, stored opaque | a **folder scan** for `.vhd(x)` / `.avhd(x)` (the format is undocumented) | the GUID |
 //! | OVF | `.ovf` (+ `.mf`, `.cert` stored) | `DiskSection/Disk` `fileRef` → `References/File` `href` | VirtualBox `Machine uuid` |
+//! | OVA | the same, as members of a tar archive read in place ([`tar`]) | `href` → archive member, opened as a slice of the archive ([`Bundle::open_disk`]) | as OVF |
 //!
 //! ```
 //! use cairn_bundle::{Bundle, BundleKind, OpenOptions, PowerState};

@@ -15,6 +15,9 @@ use crate::{
     MAX_CONFIG_FILE_BYTES,
 };
 
+/// The first bytes of a gzip stream (RFC 1952): an OVF `File` with `ovf:compression="gzip"`.
+const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
+
 /// Opens the archive at `path` (already canonical) and walks its headers.
 pub(crate) fn open_archive(path: &Path) -> Result<TarArchive> {
     let f = FileReader::open(path).map_err(|e| Error::io(path, e))?;
@@ -227,11 +230,17 @@ fn open_member_disk(
     config_ref: &str,
     opts: &cairn_vdisk::OpenOptions,
 ) -> Result<cairn_vdisk::VirtualDisk> {
-    cairn_vdisk::VirtualDisk::open_reader(path, tar.member_reader(m)?, opts).map_err(|source| {
-        Error::Disk {
-            config_ref: config_ref.into(),
-            source,
-        }
+    let reader = tar.member_reader(m)?;
+    let mut magic = [0u8; 2];
+    if reader.read_exact_at(&mut magic, 0).is_ok() && magic == GZIP_MAGIC {
+        return Err(Error::Unsupported(format!(
+            "disk {config_ref}: archive member {} is gzip-compressed (ovf:compression=\"gzip\"): unpack the OVA and gunzip it, then back up the folder",
+            m.name
+        )));
+    }
+    cairn_vdisk::VirtualDisk::open_reader(path, reader, opts).map_err(|source| Error::Disk {
+        config_ref: config_ref.into(),
+        source,
     })
 }
 

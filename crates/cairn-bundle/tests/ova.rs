@@ -413,3 +413,62 @@ fn ova_hrefs_cannot_escape() {
         Err(Error::DiskMissing { .. })
     ));
 }
+
+#[test]
+fn hand_made_ovas() {
+    let dir = tempfile::tempdir().unwrap();
+    let ovf = OVF.replace("HREF", "disk1.vmdk");
+    let write = |name: &str, members: &[(&str, &[u8])]| {
+        let mut v = Vec::new();
+        for (n, data) in members {
+            v.extend(entry(n.as_bytes(), data, b'0'));
+        }
+        let p = dir.path().join(name);
+        std::fs::write(&p, end(v)).unwrap();
+        p
+    };
+    let opts = OpenOptions::default();
+    // A gzip-compressed disk member (ovf:compression="gzip") is refused by name.
+    let gz = write(
+        "gz.ova",
+        &[
+            ("vm.ovf", ovf.as_bytes()),
+            ("disk1.vmdk", &[0x1f, 0x8b, 8, 0, 0, 0]),
+        ],
+    );
+    match Bundle::open(&gz, &opts) {
+        Err(Error::Unsupported(m)) => assert!(m.contains("gzip"), "{m}"),
+        other => panic!("{other:?}"),
+    }
+    // Two descriptors, or none.
+    let two = write(
+        "two.ova",
+        &[("a.ovf", ovf.as_bytes()), ("b.ovf", ovf.as_bytes())],
+    );
+    match Bundle::open(&two, &opts) {
+        Err(Error::NotABundle { why, .. }) => assert!(why.contains("several"), "{why}"),
+        other => panic!("{other:?}"),
+    }
+    // A disk that is a directory member.
+    let mut v = entry(b"vm.ovf", ovf.as_bytes(), b'0');
+    v.extend(entry(b"disk1.vmdk", b"", b'5'));
+    let p = dir.path().join("dir.ova");
+    std::fs::write(&p, end(v)).unwrap();
+    assert!(matches!(
+        Bundle::open(&p, &opts),
+        Err(Error::Invalid { .. })
+    ));
+    // A running VM cannot be read out of an archive.
+    let Some(qdir) = tempdir_if_have(&["qemu-img", "tar"]) else {
+        return;
+    };
+    let (ova, _) = make_ova(qdir.path(), "disk1.vmdk");
+    let active = OpenOptions {
+        state: Some(cairn_bundle::PowerState::Active),
+        ..Default::default()
+    };
+    assert!(matches!(
+        Bundle::open(&ova, &active),
+        Err(Error::NoFrozenPoint { .. })
+    ));
+}
