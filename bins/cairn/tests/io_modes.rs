@@ -42,6 +42,13 @@ fn backup(repo: &Path, img: &Path, extra: &[&str]) -> String {
     report["restore_point"].as_str().unwrap().to_string()
 }
 
+/// `restore --repo REPO RP --to TO EXTRA...`.
+fn restore_args<'a>(repo: &'a Path, rp: &'a str, to: &'a Path, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec!["restore", "--repo", s(repo), rp, "--to", s(to)];
+    args.extend(extra);
+    args
+}
+
 #[cfg(unix)]
 fn allocated_bytes(path: &Path) -> u64 {
     use std::os::unix::fs::MetadataExt;
@@ -53,16 +60,10 @@ fn no_fsync_restore_is_bit_exact_and_sparse() {
     let dir = tempfile::tempdir().unwrap();
     let (repo, rp) = backed_up(dir.path());
     let out = dir.path().join("out.raw");
-    let args = [
-        "restore",
-        "--repo",
-        s(&repo),
-        &rp,
-        "--to",
-        s(&out),
-        "--no-fsync",
-    ];
-    let o = cairn_output(&args, Some(PASSWORD));
+    let o = cairn_output(
+        &restore_args(&repo, &rp, &out, &["--no-fsync"]),
+        Some(PASSWORD),
+    );
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert!(
         String::from_utf8_lossy(&o.stderr).contains("not yet on disk"),
@@ -86,17 +87,7 @@ fn no_fsync_is_refused_where_it_cannot_apply() {
     let (repo, rp) = backed_up(dir.path());
     let out = dir.path().join("out.vmdk");
     let o = cairn_output(
-        &[
-            "restore",
-            "--repo",
-            s(&repo),
-            &rp,
-            "--to",
-            s(&out),
-            "--format",
-            "vmdk",
-            "--no-fsync",
-        ],
+        &restore_args(&repo, &rp, &out, &["--format", "vmdk", "--no-fsync"]),
         Some(PASSWORD),
     );
     assert!(!o.status.success());
@@ -106,16 +97,7 @@ fn no_fsync_is_refused_where_it_cannot_apply() {
     assert!(!out.exists(), "nothing may be written before the refusal");
 
     let o = cairn_output(
-        &[
-            "restore",
-            "--repo",
-            s(&repo),
-            &rp,
-            "--vm",
-            "--to",
-            s(dir.path()),
-            "--no-fsync",
-        ],
+        &restore_args(&repo, &rp, dir.path(), &["--vm", "--no-fsync"]),
         Some(PASSWORD),
     );
     assert!(!o.status.success(), "--vm with --no-fsync must be refused");
@@ -178,14 +160,8 @@ fn default_restore_fsyncs_the_file_and_no_fsync_does_not() {
             "-o",
             s(&trace),
             cairn,
-            "restore",
-            "--repo",
-            s(&repo),
-            &rp,
-            "--to",
-            s(&out),
         ];
-        args.extend(extra);
+        args.extend(restore_args(&repo, &rp, &out, extra.as_slice()));
         run_command(
             tool_command("strace")
                 .env("CAIRN_PASSWORD", PASSWORD)
@@ -263,10 +239,7 @@ fn direct_io_backup_opens_packs_with_o_direct_and_restores_bit_exact() {
             assert_eq!(with_direct, 0, "buffered: packs opened with {flags:?}");
         }
         let to = dir.path().join(format!("out{i}.raw"));
-        cairn_ok(
-            &["restore", "--repo", s(&repo), &rp, "--to", s(&to)],
-            Some(PASSWORD),
-        );
+        cairn_ok(&restore_args(&repo, &rp, &to, &[]), Some(PASSWORD));
         assert!(
             std::fs::read(&to).unwrap() == data,
             "direct {direct}: bytes differ"
